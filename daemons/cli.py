@@ -1,0 +1,130 @@
+"""The ``gridlib`` command line (typer): node daemons and key management.
+
+Secrets never need to be on the command line: ``--secret-file`` or the
+``GRIDLIB_SECRET`` environment variable carry a shared secret, ``--keys``
+names a key directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from gridlib.protocol.errors import GridError
+from gridlib.protocol.keys import (
+    config_dir,
+    load_keypair,
+    resolve_identity,
+    user_keypair,
+    write_keypair,
+)
+
+__all__ = ["app", "main", "node_main"]
+
+app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_is_help=True,
+                  add_completion=False)
+keys_app = typer.Typer(help="Manage Curve key files.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+_SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_size(text: str) -> int:
+    """``"100m"`` -> bytes."""
+    text = text.strip().lower()
+    unit = _SIZE_UNITS.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in _SIZE_UNITS else text
+    try:
+        return int(float(number) * unit)
+    except ValueError:
+        raise typer.BadParameter(f"not a size: {text!r} (use e.g. 100m)") from None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+
+
+def _secret(secret_file: Path | None) -> str | None:
+    if secret_file is not None:
+        return secret_file.read_text().strip()
+    return os.environ.get("GRIDLIB_SECRET") or None
+
+
+@app.command()
+def node(
+    cpus: int = typer.Option(0, help="CPUs to use: 0 all, N exactly N, -N all but N."),
+    host: str = typer.Option("0.0.0.0", help="Interface to listen on for beacons."),
+    port: int = typer.Option(51352, help="Beacon port schedulers announce themselves to (0: none)."),
+    name: str = typer.Option("", help="Node name (default: the host name)."),
+    scheduler: str = typer.Option("", help="Dial this scheduler directly (HOST[:PORT]; NAT/cloud)."),
+    scheduler_key: str = typer.Option("", help="The scheduler's public key (Z85) for --scheduler."),
+    dest_path_prefix: str = typer.Option("", help="Directory for clusters' files."),
+    max_file_size: str = typer.Option("100m", help="Largest file a client may send."),
+    zombie_interval: float = typer.Option(3600.0, help="Seconds to keep a lost client's jobs."),
+    keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/)."),
+    secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    parent_pid: int = typer.Option(0, hidden=True),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run a node daemon: it executes the jobs of the schedulers it trusts."""
+    from gridlib.daemons.node.main import run_node
+    from gridlib.daemons.node.service import NodeConfig
+    from gridlib.protocol.addresses import split_host_port
+    from gridlib.protocol.sockets import tcp_endpoint
+
+    _setup_logging(log_level)
+    try:
+        identity = resolve_identity(_secret(secret_file), keys)
+        endpoint = ""
+        if scheduler:
+            endpoint = scheduler if scheduler.startswith("tcp://") else \
+                tcp_endpoint(*split_host_port(scheduler, 51351))
+        config = NodeConfig(cpus=cpus, host=host, port=port, name=name,
+                            dest_path_prefix=dest_path_prefix, scheduler=endpoint,
+                            scheduler_key=scheduler_key.encode(),
+                            max_file_size=parse_size(max_file_size),
+                            zombie_interval=zombie_interval, parent_pid=parent_pid)
+        raise typer.Exit(run_node(config, identity))
+    except GridError as exc:
+        typer.echo(f"gridlib node: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@keys_app.command("generate")
+def keys_generate(
+    directory: Path = typer.Argument(None, help="Key directory (default: the user's config dir)."),
+    name: str = typer.Option("identity", help="Base name of the key files."),
+    force: bool = typer.Option(False, help="Overwrite an existing key."),
+) -> None:
+    """Create a keypair: NAME.key (public) and NAME.key_secret (0600)."""
+    directory = directory or config_dir()
+    if (directory / f"{name}.key_secret").exists() and not force:
+        typer.echo(f"{directory / (name + '.key_secret')} exists (use --force to replace it)", err=True)
+        raise typer.Exit(1)
+    pair = write_keypair(directory, name)
+    typer.echo(pair.public.decode())
+
+
+@keys_app.command("show")
+def keys_show(directory: Path = typer.Argument(None, help="Key directory (default: the user's).")) -> None:
+    """Print the public key of a key directory (never the secret)."""
+    try:
+        pair = load_keypair(directory / "identity.key_secret") if directory else user_keypair()
+    except GridError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(pair.public.decode())
+
+
+def main() -> None:
+    app()
+
+
+def node_main() -> None:
+    """Entry for ``python -m gridlib.daemons.node``."""
+    typer.run(node)

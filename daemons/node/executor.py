@@ -1,0 +1,316 @@
+"""Runs jobs on a node: one warm pool of worker processes per cluster (DESIGN §6).
+
+At most ``cpus`` jobs run at once across all clusters.  A cluster's workers
+are started at ``SETUP`` (setup runs once in each); a job goes to an idle
+worker of its cluster.  Cancel and timeout kill the worker's process group
+and a fresh worker replaces it.  The executor reports through ``emit``,
+which the node's service turns into protocol messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from gridlib.protocol.reactor import Reactor, Timer
+
+from . import pipes
+from gridlib.protocol.paths import write_file
+from .worker import worker_main
+
+__all__ = ["Assignment", "ClusterState", "JobExecutor"]
+
+Emit = Callable[[str, str, dict[str, Any], list[Any], list[str]], None]
+_MP = multiprocessing.get_context("forkserver")
+_MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.payload"])
+
+
+@dataclass
+class Assignment:
+    """A job given to this node by a scheduler."""
+
+    link: str
+    cluster_id: str
+    job_id: str
+    attempt: int
+    timeout: float | None
+    frames: list[Any]
+    timer: Timer | None = None
+    outcome: dict[str, Any] | None = None  # set when we kill the worker on purpose
+
+
+@dataclass
+class Worker:
+    cluster: ClusterState
+    process: Any
+    conn: Connection
+    ready: bool = False
+    job: Assignment | None = None
+
+
+@dataclass
+class ClusterState:
+    cluster_id: str
+    link: str
+    directory: Path
+    blob: bytes
+    options: dict[str, Any]
+    workers: list[Worker] = field(default_factory=list)
+    idle: deque[Worker] = field(default_factory=deque)
+    pending: deque[Assignment] = field(default_factory=deque)
+    setup_reported: bool = False
+    failed: bool = False
+
+
+class JobExecutor:
+    """Clusters and their worker processes on one node."""
+
+    def __init__(self, reactor: Reactor, cpus: int, prefix: Path, node_name: str, ip_addr: str,
+                 emit: Emit, max_file_size: int, log: logging.Logger | None = None) -> None:
+        self.reactor, self.cpus, self.prefix = reactor, cpus, prefix
+        self.node_name, self.ip_addr, self.emit = node_name, ip_addr, emit
+        self.max_file_size = max_file_size
+        self.log = log or logging.getLogger("gridlib.node")
+        self.clusters: dict[str, ClusterState] = {}
+        self.running = 0
+        self._rr: deque[str] = deque()  # round robin over clusters with pending jobs
+
+    # -- clusters -----------------------------------------------------------
+    def setup(self, link: str, cluster_id: str, options: dict[str, Any], frames: list[Any],
+              labels: list[str]) -> None:
+        """Create the cluster's directory and files and start its workers."""
+        existing = self.clusters.get(cluster_id)
+        if existing is not None and existing.link == link:
+            if existing.setup_reported and not existing.failed:
+                self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
+            return
+        if existing is not None:  # the scheduler reconnected under a new link: adopt
+            existing.link = link
+            for job in existing.pending:
+                job.link = link
+            if existing.setup_reported:
+                self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
+            return
+        name = str(options.get("dest_path") or cluster_id)
+        directory = self.prefix / name.strip("/").replace("..", "_")
+        directory.mkdir(parents=True, exist_ok=True)
+        files = options.get("files") or []
+        blob = b""
+        for label, frame, spec in zip(labels, frames, [None, *files], strict=False):
+            if label == "computation":
+                blob = bytes(memoryview(frame))
+            elif label == "file" and isinstance(spec, dict):
+                write_file(directory, str(spec.get("name")), memoryview(frame),
+                           int(spec.get("mode") or 0o600), self.max_file_size)
+        cluster = ClusterState(cluster_id, link, directory, blob, options)
+        self.clusters[cluster_id] = cluster
+        for _ in range(self.cpus):
+            self._spawn(cluster)
+
+    def teardown(self, cluster_id: str) -> None:
+        cluster = self.clusters.pop(cluster_id, None)
+        if cluster is None:
+            return
+        for job in cluster.pending:
+            self._cancel_timer(job)
+        for worker in list(cluster.workers):
+            if worker.job is not None:
+                self.running -= 1
+                self._cancel_timer(worker.job)
+                worker.job = None
+            if worker.ready:
+                try:
+                    pipes.send(worker.conn, "stop")
+                except OSError:
+                    pass
+            self.reactor.call_later(5.0, lambda w=worker: self._kill(w))
+        if cluster.options.get("cleanup", True):
+            shutil.rmtree(cluster.directory, ignore_errors=True)
+        self._start_jobs()
+
+    def links_lost(self, link: str) -> list[str]:
+        return [c.cluster_id for c in self.clusters.values() if c.link == link]
+
+    # -- jobs ---------------------------------------------------------------
+    def assign(self, job: Assignment) -> None:
+        cluster = self.clusters.get(job.cluster_id)
+        if cluster is None or cluster.failed:
+            self._finish(job, {"status": "terminated", "exception": {
+                "type": "SetupError", "message": "the cluster is not set up on this node",
+                "traceback": ""}})
+            return
+        cluster.pending.append(job)
+        if job.cluster_id not in self._rr:
+            self._rr.append(job.cluster_id)
+        self._start_jobs()
+
+    def cancel(self, job_id: str) -> None:
+        for cluster in self.clusters.values():
+            for job in cluster.pending:
+                if job.job_id == job_id:
+                    cluster.pending.remove(job)
+                    self._finish(job, {"status": "cancelled"})
+                    return
+            for worker in cluster.workers:
+                if worker.job is not None and worker.job.job_id == job_id:
+                    worker.job.outcome = {"status": "cancelled"}
+                    self._kill(worker)
+                    return
+
+    def _start_jobs(self) -> None:
+        while self._rr and self.running < self.cpus:
+            cluster_id = self._rr.popleft()
+            cluster = self.clusters.get(cluster_id)
+            if cluster is None or not cluster.pending:
+                continue
+            if not cluster.idle:
+                if len(cluster.workers) < self.cpus and not cluster.failed:
+                    self._spawn(cluster)
+                continue  # the cluster rejoins the rotation when a worker is ready
+            worker = cluster.idle.popleft()
+            job = cluster.pending.popleft()
+            self._run(worker, job)
+            if cluster.pending:
+                self._rr.append(cluster_id)
+
+    def _run(self, worker: Worker, job: Assignment) -> None:
+        worker.job = job
+        self.running += 1
+        try:
+            pipes.send(worker.conn, "job", {"job_id": job.job_id, "attempt": job.attempt},
+                       job.frames)
+        except OSError:
+            return  # the worker died; its pipe's EOF handler reports the job
+        job.frames = []
+        self.emit(job.link, "JOB_STARTED", {"job_id": job.job_id, "attempt": job.attempt,
+                                            "start_time": time.time()}, [], [])
+        if job.timeout:
+            def expire() -> None:
+                job.outcome = {"status": "terminated", "exception": {
+                    "type": "TimeoutError", "traceback": "",
+                    "message": f"job exceeded its time limit of {job.timeout} s"}}
+                self._kill(worker)
+            job.timer = self.reactor.call_later(float(job.timeout), expire)
+
+    def _finish(self, job: Assignment, fields: dict[str, Any], frames: list[Any] | None = None,
+                labels: list[str] | None = None) -> None:
+        self._cancel_timer(job)
+        fields = {**fields, "job_id": job.job_id, "attempt": job.attempt}
+        fields.setdefault("end_time", time.time())
+        self.emit(job.link, "JOB_RESULT", fields, frames or [], labels or [])
+
+    @staticmethod
+    def _cancel_timer(job: Assignment) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
+            job.timer = None
+
+    # -- worker processes -----------------------------------------------------
+    def _spawn(self, cluster: ClusterState) -> None:
+        parent, child = _MP.Pipe()
+        process = _MP.Process(target=worker_main, daemon=False, name=f"gridlib-worker-{cluster.cluster_id[:8]}",
+                              args=(child, str(cluster.directory), self.node_name, self.ip_addr))
+        process.start()
+        child.close()
+        worker = Worker(cluster, process, parent)
+        cluster.workers.append(worker)
+        pipes.send(parent, "setup", {"setup_args": cluster.options.get("setup_args") or []},
+                   [cluster.blob])
+        self.reactor.add_reader(parent.fileno(), lambda: self._on_worker(worker))
+
+    def _on_worker(self, worker: Worker) -> None:
+        try:
+            kind, fields, frames = pipes.recv(worker.conn)
+        except (EOFError, OSError):
+            self._worker_gone(worker)
+            return
+        cluster = worker.cluster
+        if kind == "ready":
+            worker.ready = True
+            if not cluster.setup_reported:
+                cluster.setup_reported = True
+                self.emit(cluster.link, "SETUP_OK", {"cluster_id": cluster.cluster_id}, [], [])
+            self._worker_idle(worker)
+        elif kind == "setup_failed":
+            self.log.warning("event=setup_failed cluster=%s reason=%r", cluster.cluster_id, fields.get("reason"))
+            if not cluster.setup_reported:
+                cluster.setup_reported = cluster.failed = True
+                self.emit(cluster.link, "SETUP_FAIL", {"cluster_id": cluster.cluster_id,
+                                                       "reason": str(fields.get("reason"))}, [], [])
+                for job in list(cluster.pending):
+                    self._finish(job, {"status": "terminated", "exception": {
+                        "type": "SetupError", "message": str(fields.get("reason")), "traceback": ""}})
+                cluster.pending.clear()
+        elif kind == "result" and worker.job is not None:
+            job, worker.job = worker.job, None
+            self.running -= 1
+            labels = list(fields.pop("labels", []))
+            self._finish(job, fields, frames, labels)
+            self._worker_idle(worker)
+        elif kind in ("provisional", "file") and worker.job is not None:
+            mtype = "JOB_PROVISIONAL" if kind == "provisional" else "JOB_FILE"
+            labels = ["result"] * len(frames) if kind == "provisional" else ["file"]
+            self.emit(worker.job.link, mtype, fields, frames, labels)
+
+    def _worker_idle(self, worker: Worker) -> None:
+        cluster = worker.cluster
+        if self.clusters.get(cluster.cluster_id) is not cluster:
+            return
+        cluster.idle.append(worker)
+        if cluster.pending and cluster.cluster_id not in self._rr:
+            self._rr.append(cluster.cluster_id)
+        self._start_jobs()
+
+    def _worker_gone(self, worker: Worker) -> None:
+        self.reactor.remove_reader(worker.conn.fileno())
+        worker.conn.close()
+        worker.process.join(5)
+        cluster = worker.cluster
+        if worker in cluster.workers:
+            cluster.workers.remove(worker)
+        if worker in cluster.idle:
+            cluster.idle.remove(worker)
+        job, worker.job = worker.job, None
+        if job is not None:
+            self.running -= 1
+            outcome = job.outcome or {"status": "terminated", "exception": {
+                "type": "WorkerDied", "traceback": "",
+                "message": f"the job's worker process died (exit code {worker.process.exitcode})"}}
+            self._finish(job, outcome)
+        if self.clusters.get(cluster.cluster_id) is cluster and not cluster.failed:
+            if cluster.pending and cluster.cluster_id not in self._rr:
+                self._rr.append(cluster.cluster_id)
+            self._start_jobs()
+
+    def _kill(self, worker: Worker) -> None:
+        pid = worker.process.pid
+        if pid is None or worker.process.exitcode is not None:
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def shutdown(self) -> None:
+        """Kill every worker (the node is stopping)."""
+        for cluster in list(self.clusters.values()):
+            for worker in cluster.workers:
+                self._kill(worker)
+            for worker in cluster.workers:
+                worker.process.join(5)
+                self.reactor.remove_reader(worker.conn.fileno())
+                worker.conn.close()
+        self.clusters.clear()

@@ -1,0 +1,331 @@
+"""The node daemon's socket shell (DESIGN §3, §5, §7).
+
+A node is passive: it binds a plaintext beacon SUB port and waits.  When a
+beacon names a scheduler whose key the node trusts, the node dials it with a
+CURVE DEALER (the handshake proves the scheduler holds that key) and sends
+``READY``.  A node behind NAT dials a configured scheduler directly.  Each
+scheduler link carries heartbeats both ways; jobs run in the
+:class:`~.executor.JobExecutor`'s worker processes, never in this loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import zmq
+
+from gridlib.protocol.beacon import decode_beacon
+from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
+from gridlib.protocol.errors import ProtocolError
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.liveness import Backoff
+from gridlib.protocol.messages import opt
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, tcp_endpoint
+
+from .executor import Assignment, JobExecutor
+
+__all__ = ["NodeConfig", "NodeService"]
+
+_BEACON_RATE = 50  # beacons handled per second at most; the rest are dropped
+
+
+@dataclass
+class NodeConfig:
+    """How a node runs (the ``gridlib node`` options)."""
+
+    cpus: int = 0  # 0: all; negative: all but that many
+    host: str = "0.0.0.0"
+    port: int = 51352  # beacon port; 0: no beacon listener (dial-out only)
+    name: str = ""
+    dest_path_prefix: str = ""
+    scheduler: str = ""  # tcp://host:port to dial directly
+    scheduler_key: bytes = b""
+    max_file_size: int = 100 * 1024 * 1024
+    zombie_interval: float = 3600.0
+    parent_pid: int = 0  # exit when this process is gone (a client's private node)
+    trusted: frozenset[bytes] = field(default_factory=frozenset)
+
+    def effective_cpus(self) -> int:
+        total = os.cpu_count() or 1
+        if self.cpus > 0:
+            return min(self.cpus, 4096)
+        return max(1, total + self.cpus)
+
+
+@dataclass
+class SchedulerLink:
+    """One scheduler this node serves."""
+
+    sid: str
+    epoch: int
+    endpoint: str
+    key: bytes
+    socket: zmq.Socket[bytes]
+    last_heard: float
+    interval: float = 2.0
+    lost_after: int = 5
+    welcomed: bool = False
+    dial_out: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+    next_ready: float = 0.0
+    last_beat: float = 0.0
+
+
+class NodeService:
+    """A node: beacon listener, scheduler links and the job executor."""
+
+    def __init__(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]],
+                 identity: Identity, config: NodeConfig, log: logging.Logger | None = None) -> None:
+        self.reactor, self.context, self.identity, self.config = reactor, context, identity, config
+        self.log = log or logging.getLogger("gridlib.node")
+        self.trusted = config.trusted or identity.trusted_clients
+        self.name = config.name or socket.gethostname()
+        self.cpus = config.effective_cpus()
+        prefix = config.dest_path_prefix or f"/tmp/gridlib-{os.getuid()}/node-{config.port}"
+        self.prefix = Path(prefix)
+        self.prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.node_id = self._load_node_id()
+        self.ip_addr = "127.0.0.1" if config.host in ("0.0.0.0", "", "*") else config.host
+        self.links: dict[str, SchedulerLink] = {}
+        self.unacked: dict[str, tuple[str, Message]] = {}
+        self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
+                                    self._emit, config.max_file_size, self.log)
+        self.beacon_socket: zmq.Socket[bytes] | None = None
+        self._beacon_budget = (time.monotonic(), 0)
+        self._refused_keys: set[bytes] = set()
+        self.stopped = False
+
+    def _load_node_id(self) -> str:
+        path = self.prefix / "node_id"
+        try:
+            value = path.read_text().strip()
+            if value:
+                return value
+        except OSError:
+            pass
+        value = uuid.uuid4().hex
+        path.write_text(value)
+        return value
+
+    # -- start and stop -------------------------------------------------------
+    def start(self) -> None:
+        if self.config.port:
+            sub = self.context.socket(zmq.SUB)
+            sub.linger = 0
+            sub.setsockopt(zmq.MAXMSGSIZE, 4096)
+            sub.setsockopt(zmq.RCVHWM, 100)
+            sub.setsockopt(zmq.SUBSCRIBE, b"GRIDB")
+            sub.bind(tcp_endpoint(self.config.host, self.config.port))
+            self.beacon_socket = sub
+            self.reactor.add_reader(sub, self._on_beacon)
+        if self.config.scheduler:
+            key = self.config.scheduler_key or self._only_trusted_key()
+            self._open_link("dial-out", 0, self.config.scheduler, key, dial_out=True)
+        self.reactor.call_every(0.5, self._tick)
+        self.log.info("event=node_started name=%s node_id=%s cpus=%d port=%s pid=%d",
+                      self.name, self.node_id, self.cpus, self.config.port, os.getpid())
+
+    def _only_trusted_key(self) -> bytes:
+        if len(self.trusted) != 1:
+            raise ProtocolError("--scheduler needs --scheduler-key when several keys are trusted")
+        return next(iter(self.trusted))
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        for link in self.links.values():
+            self._send(link, new_message("DISCONNECT"))
+        self.executor.shutdown()
+        for link in self.links.values():
+            link.socket.close(0)
+        if self.beacon_socket is not None:
+            self.beacon_socket.close(0)
+        self.reactor.stop()
+
+    # -- discovery ------------------------------------------------------------
+    def _on_beacon(self) -> None:
+        if self.beacon_socket is None:
+            return
+        while True:
+            try:
+                frames = self.beacon_socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            start, count = self._beacon_budget
+            now = time.monotonic()
+            if now - start >= 1.0:
+                start, count = now, 0
+            self._beacon_budget = (start, count + 1)
+            if count >= _BEACON_RATE:
+                continue
+            try:
+                beacon = decode_beacon(frames)
+            except ProtocolError as exc:
+                self.log.warning("event=bad_beacon reason=%r", exc.reason)
+                continue
+            if beacon.key not in self.trusted:
+                if beacon.key not in self._refused_keys and len(self._refused_keys) < 1000:
+                    self._refused_keys.add(beacon.key)
+                    self.log.warning("event=beacon_untrusted_key key=%s endpoint=%s",
+                                     beacon.key.decode(), beacon.endpoint)
+                continue
+            link = self.links.get(beacon.scheduler_id)
+            if link is not None and link.epoch == beacon.epoch:
+                continue
+            if link is not None:
+                self._close_link(link, "scheduler restarted")
+            self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
+            self.links[beacon.scheduler_id].interval = beacon.heartbeat
+
+    def _open_link(self, sid: str, epoch: int, endpoint: str, key: bytes, dial_out: bool = False) -> None:
+        parse_endpoint(endpoint)
+        sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair, key)
+        sock.connect(endpoint)
+        link = SchedulerLink(sid, epoch, endpoint, key, sock, time.monotonic(), dial_out=dial_out)
+        self.links[sid] = link
+        self.reactor.add_reader(sock, lambda: self._on_link(link))
+        self._send_ready(link)
+        self.log.info("event=dialing scheduler=%s endpoint=%s", sid, endpoint)
+
+    def _send_ready(self, link: SchedulerLink) -> None:
+        self._send(link, new_message("READY", {
+            "node_id": self.node_id, "name": self.name, "cpus": self.cpus,
+            "ip_addr": self.ip_addr, "platform": platform.platform(), "port": self.config.port,
+            "pid": os.getpid(), "unacked": list(self.unacked),
+        }))
+        link.next_ready = time.monotonic() + link.backoff.next()
+
+    def _close_link(self, link: SchedulerLink, reason: str) -> None:
+        self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
+        self.links.pop(link.sid, None)
+        self.reactor.remove_reader(link.socket)
+        link.socket.close(0)
+        orphaned = self.executor.links_lost(link.sid)
+        if orphaned:
+            self.reactor.call_later(self.config.zombie_interval,
+                                    lambda: self._reap_orphans(link.sid, orphaned))
+
+    def _reap_orphans(self, sid: str, cluster_ids: list[str]) -> None:
+        for cluster_id in cluster_ids:
+            cluster = self.executor.clusters.get(cluster_id)
+            if cluster is not None and cluster.link == sid:
+                self.log.warning("event=zombie_cluster_removed cluster=%s", cluster_id)
+                self.executor.teardown(cluster_id)
+
+    # -- messages from schedulers ---------------------------------------------
+    def _on_link(self, link: SchedulerLink) -> None:
+        for _ in range(1000):
+            try:
+                frames = link.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            link.last_heard = time.monotonic()
+            try:
+                _, body = split_envelope(frames)
+                msg = decode(body)
+                self._handle(link, msg)
+            except ProtocolError as exc:
+                self.log.warning("event=bad_message scheduler=%s reason=%r", link.sid, exc.reason)
+
+    def _handle(self, link: SchedulerLink, msg: Message) -> None:
+        t = msg.type
+        if t == "WELCOME":
+            link.welcomed = True
+            link.backoff.reset()
+            link.interval = float(opt(msg.fields, "heartbeat", (int, float), link.interval))
+            link.lost_after = int(opt(msg.fields, "lost_after", int, link.lost_after))
+        elif t == "SETUP":
+            self._handle_setup(link, msg)
+        elif t == "JOB_ASSIGN":
+            f = msg.fields
+            self.executor.assign(Assignment(
+                link.sid, str(f["cluster_id"]), str(f["job_id"]), int(f["attempt"]),
+                opt(f, "timeout", (int, float)), list(msg.frames)))
+        elif t == "JOB_CANCEL":
+            for job_id in msg.fields["job_ids"]:
+                if isinstance(job_id, str):
+                    self.executor.cancel(job_id)
+        elif t == "RESULT_ACK":
+            for job_id in msg.fields["job_ids"]:
+                if isinstance(job_id, str):
+                    self.unacked.pop(job_id, None)
+        elif t == "TEARDOWN":
+            cluster = self.executor.clusters.get(str(msg.fields["cluster_id"]))
+            if cluster is not None and cluster.link == link.sid:
+                self.executor.teardown(cluster.cluster_id)
+        elif t == "ERROR":
+            self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
+                             link.sid, msg.get("code"), msg.get("reason"))
+        elif t != "HEARTBEAT":
+            self.log.warning("event=unexpected_message scheduler=%s type=%s", link.sid, t)
+
+    def _handle_setup(self, link: SchedulerLink, msg: Message) -> None:
+        cluster_id = str(msg.fields["cluster_id"])
+        try:
+            self.executor.setup(link.sid, cluster_id, dict(msg.fields), list(msg.frames), list(msg.labels))
+        except (ProtocolError, OSError) as exc:
+            reason = exc.reason if isinstance(exc, ProtocolError) else str(exc)
+            self.log.warning("event=setup_refused cluster=%s reason=%r", cluster_id, reason)
+            self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster_id, "reason": reason}))
+
+    # -- sending ----------------------------------------------------------------
+    def _emit(self, sid: str, mtype: str, fields: dict[str, Any], frames: list[Any],
+              labels: list[str]) -> None:
+        msg = new_message(mtype, fields, frames, labels)
+        if mtype == "JOB_RESULT":
+            self.unacked[str(fields["job_id"])] = (sid, msg)
+        link = self.links.get(sid)
+        if link is not None:
+            self._send(link, msg)
+
+    def _send(self, link: SchedulerLink, msg: Message) -> None:
+        try:
+            link.socket.send_multipart([b"", *encode(msg)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:
+            self.log.debug("event=send_failed scheduler=%s type=%s error=%s", link.sid, msg.type, exc)
+
+    # -- timers -----------------------------------------------------------------
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self.config.parent_pid and os.getppid() != self.config.parent_pid:
+            self.log.warning("event=parent_gone parent_pid=%d", self.config.parent_pid)
+            self.stop()
+            return
+        for link in list(self.links.values()):
+            silent = now - link.last_heard
+            if not link.welcomed:
+                if now >= link.next_ready:
+                    self._send_ready(link)
+                continue
+            if silent > link.interval * link.lost_after:
+                if link.dial_out:
+                    link.welcomed = False
+                    self._send_ready(link)
+                else:
+                    self._close_link(link, "no heartbeat")
+                continue
+            if now - link.last_beat >= link.interval:
+                link.last_beat = now
+                self._send(link, new_message("HEARTBEAT", {"avail": self._avail()}))
+
+    def _avail(self) -> dict[str, float]:
+        try:
+            return {
+                "cpu": 100.0 - psutil.cpu_percent(None),
+                "memory": float(psutil.virtual_memory().available),
+                "disk": float(psutil.disk_usage(str(self.prefix)).free),
+                "swap": float(psutil.swap_memory().percent),
+            }
+        except Exception:  # psutil may not read everything in a container
+            return {}

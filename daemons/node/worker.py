@@ -1,0 +1,163 @@
+"""The worker process: runs one cluster's setup once, then its jobs one by one (DESIGN §6).
+
+A worker lives in its own process group, in the cluster's directory, with
+fds 1 and 2 redirected to a file so that everything a job prints (its
+subprocesses included) is captured.  Killing the group cancels a job.
+This is the only place on a node that unpickles (dill) payloads, and only
+payloads its node received from an authenticated scheduler.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from gridlib import jobctx
+from gridlib.payload import Computation, pack_value, unpack_args, unpack_computation
+
+from . import pipes
+
+__all__ = ["worker_main"]
+
+
+class _Capture:
+    """fd-level capture of stdout and stderr, reset for every job."""
+
+    def __init__(self) -> None:
+        self.files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+        for fd, f in zip((1, 2), self.files, strict=True):
+            os.dup2(f.fileno(), fd)
+        sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
+        sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), line_buffering=True)
+
+    def reset(self) -> None:
+        for f in self.files:
+            f.seek(0)
+            f.truncate()
+
+    def read(self) -> list[bytes]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        out = []
+        for f in self.files:
+            f.seek(0)
+            out.append(f.read())
+        return out
+
+
+def _exception_info(exc: BaseException) -> dict[str, str]:
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+    }
+
+
+def _run_setup(comp: Computation, setup_args: list[Any]) -> str | None:
+    """Run the computation's setup; returns a reason when the node must not be used."""
+    if comp.func is not None:
+        for dep in comp.depends:
+            comp.func.__globals__.setdefault(getattr(dep, "__name__", repr(dep)), dep)
+        comp.func.__globals__.update(
+            dispy_provisional_result=jobctx.provisional_result,
+            dispy_send_file=jobctx.send_file,
+        )
+    if comp.setup is None:
+        return None
+    try:
+        ret = comp.setup(*setup_args)
+    except Exception as exc:
+        return f"setup raised {type(exc).__name__}: {exc}"
+    if ret not in (0, None):
+        return f"setup returned {ret!r}"
+    return None
+
+
+def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
+             cluster_dir: str) -> tuple[dict[str, Any], list[Any]]:
+    """Run one job; returns the result fields and the result frames."""
+    args, kwargs = unpack_args(frames)
+    if comp.kind == "program":
+        env = dict(os.environ, GRID_NODE_NAME=fields["node_name"], GRID_JOB_PATH=cluster_dir,
+                   GRID_JOB_ID=fields["job_id"])
+        program = os.path.join(cluster_dir, str(comp.program))
+        argv = [sys.executable, program] if program.endswith(".py") else [program]
+        proc = subprocess.run([*argv, *map(str, args)], cwd=cluster_dir, env=env,
+                              capture_output=True, check=False)
+        return {"status": "finished"}, [*pack_value(proc.returncode), proc.stdout, proc.stderr]
+    if comp.func is None:
+        raise TypeError("the computation has no function")
+    comp.func.__globals__.update(dispy_node_name=fields["node_name"],
+                                     dispy_node_ip_addr=fields["ip_addr"],
+                                     dispy_job_path=cluster_dir)
+    result = comp.func(*args, **kwargs)
+    return {"status": "finished"}, pack_value(result)
+
+
+def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
+    """Entry point of a worker process."""
+    os.setsid()
+    os.chdir(cluster_dir)
+    sys.path.insert(0, cluster_dir)
+    capture = _Capture()
+    kind, fields, frames = pipes.recv(conn)
+    try:
+        comp = unpack_computation(frames[0])
+        reason = _run_setup(comp, list(fields.get("setup_args") or []))
+    except Exception as exc:
+        reason = f"cannot load the computation: {type(exc).__name__}: {exc}"
+    if reason:
+        pipes.send(conn, "setup_failed", {"reason": reason})
+        return
+    pipes.send(conn, "ready")
+    while True:
+        try:
+            kind, fields, frames = pipes.recv(conn)
+        except EOFError:
+            break
+        if kind == "stop":
+            break
+        fields.update(node_name=node_name, ip_addr=ip_addr)
+        _serve_job(conn, comp, fields, frames, cluster_dir, capture)
+    if comp.cleanup is not None:
+        try:
+            comp.cleanup()
+        except Exception:
+            traceback.print_exc()
+
+
+def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], frames: list[bytes],
+               cluster_dir: str, capture: _Capture) -> None:
+    job_id, attempt = fields["job_id"], fields["attempt"]
+
+    def channel(kind: str, extra: dict[str, Any], data: list[Any]) -> None:
+        pipes.send(conn, kind, {"job_id": job_id, "attempt": attempt, **extra}, data)
+
+    jobctx._install(jobctx.JobContext(fields["node_name"], fields["ip_addr"], cluster_dir,
+                                      job_id, attempt), channel)
+    capture.reset()
+    start = time.time()
+    try:
+        result_fields, result_frames = _run_job(comp, fields, frames, cluster_dir)
+        labels = ["result"] * len(result_frames)
+    except BaseException as exc:  # a job may raise anything, SystemExit included
+        result_fields = {"status": "terminated", "exception": _exception_info(exc)}
+        result_frames, labels = [], []
+    finally:
+        jobctx._install(None, None)
+    end = time.time()
+    if comp.kind == "program" and result_fields["status"] == "finished":
+        stdout, stderr = result_frames[-2:]
+        result_frames, labels = result_frames[:-2], labels[:-2]
+    else:
+        stdout, stderr = capture.read()
+    result_fields.update(job_id=job_id, attempt=attempt, start_time=start, end_time=end,
+                         labels=[*labels, "stdout", "stderr"])
+    pipes.send(conn, "result", result_fields, [*result_frames, stdout, stderr])

@@ -1,0 +1,1 @@
+"""The scheduler: a pure core (:mod:`.core`) behind a socket shell (:mod:`.service`)."""

@@ -1,0 +1,484 @@
+"""The scheduler's pure state machine (DESIGN §1.2, §3, §6).
+
+One implementation serves the scheduler embedded in a ``JobCluster`` and the
+``gridlib scheduler`` daemon.  Every entry point takes the decoded message
+and the current time and returns the messages to send; there is no socket
+and no zmq here, so it is unit-tested with a fake clock.  Payload frames
+are carried through untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gridlib.protocol.codec import Message, error_reply, new_message, reply
+from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
+from gridlib.protocol.liveness import Liveness, LivenessPolicy, LivenessTracker
+from gridlib.protocol.messages import opt
+
+from .records import (
+    ClientRecord,
+    ClusterRecord,
+    JobQueue,
+    JobRecord,
+    JobState,
+    NodeRecord,
+    Route,
+    next_seq,
+)
+
+__all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE"]
+
+CLIENT = "client"
+NODE = "node"
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who sent a message: which side, its route stack and its ZAP user id."""
+
+    kind: str
+    route: Route
+    user: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Command: send ``msg`` to the peer at ``route`` on the ``to`` side."""
+
+    to: str
+    route: Route
+    msg: Message
+
+
+class SchedulerCore:
+    """Jobs, clusters and nodes; least-load dispatch with credit."""
+
+    def __init__(
+        self,
+        scheduler_id: str,
+        liveness: LivenessPolicy | None = None,
+        prefetch: int = 1,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.scheduler_id = scheduler_id
+        self.policy = liveness or LivenessPolicy()
+        self.prefetch = prefetch
+        self.log = log or logging.getLogger("gridlib.scheduler")
+        self.clients: dict[Route, ClientRecord] = {}
+        self.clusters: dict[str, ClusterRecord] = {}
+        self.nodes: dict[str, NodeRecord] = {}
+        self.node_by_route: dict[Route, str] = {}
+        self.jobs: dict[str, JobRecord] = {}
+        self.node_liveness = LivenessTracker(self.policy)
+        self.out: list[Send] = []
+        self.duplicates = 0
+        self._dirty = False  # something may be dispatchable
+
+    # -- entry points -----------------------------------------------------
+    def handle(self, peer: Peer, msg: Message, now: float, flush: bool = True) -> list[Send]:
+        """Handle one message; returns (and clears) the messages to send.
+
+        With ``flush=False`` the messages stay queued until :meth:`flush`, so a
+        shell can handle a batch of messages and dispatch once.
+        """
+        table = self._client_handlers if peer.kind == CLIENT else self._node_handlers
+        handler = table.get(msg.type)
+        try:
+            if handler is None:
+                raise ProtocolError(f"unexpected message {msg.type} from a {peer.kind}")
+            if peer.kind == NODE:
+                self._touch_node(peer, now)
+            handler(self, peer, msg, now)
+        except ProtocolError as exc:
+            self.log.warning("event=bad_message kind=%s type=%s reason=%r", peer.kind, msg.type, exc.reason)
+            self._send(peer.kind, peer.route, error_reply(msg, exc.code, exc.reason))
+        return self.flush() if flush else []
+
+    def flush(self) -> list[Send]:
+        if self._dirty:
+            self._dirty = False
+            self.dispatch()
+        out, self.out = self.out, []
+        return out
+
+    def tick(self, now: float) -> list[Send]:
+        """Periodic work: heartbeats to nodes and clients, lost-node handling."""
+        for node_id in self.node_liveness.lost(now):
+            self._node_lost(str(node_id), "no heartbeat")
+        for node in self.nodes.values():
+            node.suspect = self.node_liveness.state(node.node_id, now) is Liveness.SUSPECT
+            self._send(NODE, node.route, new_message("HEARTBEAT"))
+        for client in self.clients.values():
+            self._send(CLIENT, client.route, new_message("HEARTBEAT"))
+        self._dirty = True
+        return self.flush()
+
+    # -- helpers ----------------------------------------------------------
+    def _send(self, to: str, route: Route, msg: Message) -> None:
+        self.out.append(Send(to, route, msg))
+
+    def _cluster_for(self, peer: Peer, cluster_id: str) -> ClusterRecord:
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None or cluster.user != peer.user:
+            raise ProtocolError(f"unknown cluster {cluster_id}", NOT_FOUND)
+        return cluster
+
+    def _touch_node(self, peer: Peer, now: float) -> None:
+        node_id = self.node_by_route.get(peer.route)
+        if node_id is not None:
+            self.node_liveness.touch(node_id, now)
+
+    def _node_of(self, peer: Peer) -> NodeRecord:
+        node_id = self.node_by_route.get(peer.route)
+        if node_id is None:
+            raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
+        return self.nodes[node_id]
+
+    # -- client messages --------------------------------------------------
+    def handle_hello(self, peer: Peer, msg: Message, now: float) -> None:
+        self.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
+        self._send(CLIENT, peer.route, reply(msg, "WELCOME", {
+            "sid": self.scheduler_id, **self.policy.to_map(),
+            "nodes": [n.public() for n in self.nodes.values()],
+        }))
+
+    def handle_cluster_open(self, peer: Peer, msg: Message, now: float) -> None:
+        client = self.clients.get(peer.route)
+        if client is None:
+            raise ProtocolError("HELLO first", ILLEGAL_STATE)
+        cluster_id = str(msg.fields["cluster_id"])
+        if cluster_id in self.clusters:
+            raise ProtocolError(f"cluster {cluster_id} is already open", ILLEGAL_STATE)
+        options = {k: v for k, v in msg.fields.items() if k not in ("cluster_id", "kind")}
+        cluster = ClusterRecord(cluster_id, peer.route, peer.user, str(msg.fields["kind"]),
+                                options, list(msg.labels), list(msg.frames))
+        self.clusters[cluster_id] = cluster
+        client.clusters.add(cluster_id)
+        self._send(CLIENT, peer.route, reply(msg, "OK", {"cluster_id": cluster_id}))
+        for node in self.nodes.values():
+            self._setup_node(cluster, node)
+
+    def handle_job_submit(self, peer: Peer, msg: Message, now: float) -> None:
+        cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
+        specs = msg.fields["jobs"]
+        offset = 0
+        for spec in specs:
+            if not isinstance(spec, dict):
+                raise ProtocolError("JOB_SUBMIT: each job must be a map")
+            job_id = opt(spec, "id", str)
+            count = opt(spec, "n", int, 1)
+            if not job_id or count < 0 or offset + count > len(msg.frames):
+                raise ProtocolError("JOB_SUBMIT: job ids and frame counts do not match the frames")
+            frames = msg.frames[offset: offset + count]
+            labels = msg.labels[offset: offset + count]
+            offset += count
+            if job_id in self.jobs:
+                self.duplicates += 1  # a resubmission of a known id is idempotent
+                continue
+            job = JobRecord(job_id, cluster.cluster_id, spec, labels, frames, next_seq())
+            self.jobs[job_id] = job
+            cluster.jobs.add(job_id)
+            self._enqueue(cluster, job)
+        if offset != len(msg.frames):
+            raise ProtocolError("JOB_SUBMIT: extra frames after the last job")
+
+    def _enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
+        pin = opt(job.spec, "node", str)
+        if pin:
+            cluster.pinned.setdefault(pin, JobQueue()).push(job)
+        else:
+            cluster.queue.push(job)
+        cluster.queued += 1
+        job.state = JobState.QUEUED
+        self._dirty = True
+
+    def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
+        for job_id in msg.fields["job_ids"]:
+            job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is None or self.clusters[job.cluster_id].user != peer.user:
+                continue
+            if job.state is JobState.QUEUED:
+                self.clusters[job.cluster_id].queued -= 1
+                self._finish(job, {"status": "cancelled"}, [], [])
+            elif job.state in (JobState.DISPATCHED, JobState.RUNNING) and job.node_id:
+                job.state = JobState.CANCELLING
+                node = self.nodes[job.node_id]
+                self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+
+    def handle_result_ack(self, peer: Peer, msg: Message, now: float) -> None:
+        per_node: dict[str, list[str]] = {}
+        for job_id in msg.fields["job_ids"]:
+            job = self.jobs.get(job_id) if isinstance(job_id, str) else None
+            if job is None or job.state is not JobState.DONE:
+                continue
+            if self.clusters[job.cluster_id].user != peer.user:
+                continue
+            del self.jobs[job_id]
+            self.clusters[job.cluster_id].jobs.discard(job_id)
+            if job.result_node:
+                per_node.setdefault(job.result_node, []).append(job_id)
+        for node_id, ids in per_node.items():
+            node = self.nodes.get(node_id)
+            if node is not None:
+                self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": ids}))
+
+    def handle_cluster_close(self, peer: Peer, msg: Message, now: float) -> None:
+        cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
+        for job_id in list(cluster.jobs):
+            job = self.jobs[job_id]
+            if job.state in (JobState.DISPATCHED, JobState.RUNNING, JobState.CANCELLING) and job.node_id:
+                self.nodes[job.node_id].inflight.pop(job_id, None)
+            del self.jobs[job_id]
+        for node in self.nodes.values():
+            if node.setup.pop(cluster.cluster_id, None) is not None:
+                self._send(NODE, node.route, new_message("TEARDOWN", {"cluster_id": cluster.cluster_id}))
+        del self.clusters[cluster.cluster_id]
+        client = self.clients.get(peer.route)
+        if client:
+            client.clusters.discard(cluster.cluster_id)
+        self._send(CLIENT, peer.route, reply(msg, "OK"))
+        self._dirty = True
+
+    def handle_status(self, peer: Peer, msg: Message, now: float) -> None:
+        clusters = [
+            {"cluster_id": c.cluster_id, "queued": c.queued, "jobs": len(c.jobs)}
+            for c in self.clusters.values() if c.user == peer.user
+        ]
+        self._send(peer.kind, peer.route, reply(msg, "STATUS", {
+            "nodes": [n.public() for n in self.nodes.values()], "clusters": clusters,
+        }))
+
+    def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
+        if peer.kind == NODE:
+            node = self.node_by_route.get(peer.route)
+            avail = msg.get("avail")
+            if node is not None and isinstance(avail, dict):
+                self.nodes[node].info["avail"] = avail
+
+    def handle_disconnect(self, peer: Peer, msg: Message, now: float) -> None:
+        if peer.kind == NODE:
+            node_id = self.node_by_route.get(peer.route)
+            if node_id is not None:
+                self._node_lost(node_id, "node disconnected")
+        else:
+            self._client_gone(peer.route)
+
+    # -- node messages ----------------------------------------------------
+    def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
+        node_id = str(msg.fields["node_id"])
+        cpus = int(msg.fields["cpus"])
+        if not 0 < cpus <= 4096 or not node_id:
+            raise ProtocolError("READY: bad node id or cpu count")
+        old = self.nodes.get(node_id)
+        if old is not None and old.route != peer.route:
+            self._node_lost(node_id, "node re-registered")
+        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid") if k in msg.fields}
+        node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
+                          str(opt(msg.fields, "ip_addr", str, "")), cpus, info, now)
+        self.nodes[node_id] = node
+        self.node_by_route[peer.route] = node_id
+        self.node_liveness.touch(node_id, now)
+        self._send(NODE, peer.route, reply(msg, "WELCOME", {
+            "sid": self.scheduler_id, **self.policy.to_map()}))
+        for cluster in self.clusters.values():
+            self._setup_node(cluster, node)
+        self.log.info("event=node_ready node=%s name=%s cpus=%d", node_id, node.name, cpus)
+
+    def _setup_node(self, cluster: ClusterRecord, node: NodeRecord) -> None:
+        node.setup[cluster.cluster_id] = "pending"
+        fields = {"cluster_id": cluster.cluster_id, "kind": cluster.kind, **cluster.options}
+        self._send(NODE, node.route, new_message("SETUP", fields, cluster.frames, cluster.labels))
+
+    def handle_setup_ok(self, peer: Peer, msg: Message, now: float) -> None:
+        node = self._node_of(peer)
+        cluster = self.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None or node.setup.get(cluster.cluster_id) != "pending":
+            return  # a cluster closed meanwhile
+        node.setup[cluster.cluster_id] = "ready"
+        self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+            "event": "initialized", "cluster_id": cluster.cluster_id, "node": node.public()}))
+        self._dirty = True
+
+    def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
+        node = self._node_of(peer)
+        cluster = self.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None:
+            return
+        node.setup[cluster.cluster_id] = "failed"
+        self.log.warning("event=setup_failed node=%s cluster=%s reason=%r",
+                         node.name, cluster.cluster_id, msg.fields["reason"])
+        self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+            "event": "setup_failed", "cluster_id": cluster.cluster_id, "node": node.public(),
+            "reason": msg.fields["reason"]}))
+
+    def _job_from_node(self, peer: Peer, msg: Message) -> tuple[NodeRecord, JobRecord | None]:
+        node = self._node_of(peer)
+        job = self.jobs.get(str(msg.fields["job_id"]))
+        attempt = msg.fields.get("attempt")
+        if job is None or job.node_id != node.node_id or job.attempt != attempt:
+            return node, None  # stale: an old attempt, or a job closed meanwhile
+        return node, job
+
+    def handle_job_started(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None or job.state is not JobState.DISPATCHED:
+            return
+        job.state = JobState.RUNNING
+        fields = {"job_id": job.job_id, "event": "running", "node": node.name,
+                  "ip_addr": node.ip_addr, "start_time": msg.get("start_time")}
+        self._send(CLIENT, self.clusters[job.cluster_id].client, new_message("JOB_EVENT", fields))
+
+    def handle_job_provisional(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None:
+            return
+        fields = {"job_id": job.job_id, "event": "provisional", "node": node.name}
+        self._send(CLIENT, self.clusters[job.cluster_id].client,
+                   new_message("JOB_EVENT", fields, msg.frames, msg.labels))
+
+    def handle_job_file(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None:
+            return
+        fields = {"job_id": job.job_id, "path": msg.fields["path"], "node": node.name}
+        self._send(CLIENT, self.clusters[job.cluster_id].client,
+                   new_message("JOB_FILE", fields, msg.frames, msg.labels))
+
+    def handle_job_result(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        job_id = str(msg.fields["job_id"])
+        if job is None:
+            self.duplicates += 1
+            if job_id not in self.jobs or self.jobs[job_id].state is JobState.DONE:
+                # acknowledge so the node can drop its spooled copy
+                self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
+            return
+        node.inflight.pop(job_id, None)
+        node.jobs_done += 1
+        fields = {k: v for k, v in msg.fields.items() if k != "attempt"}
+        fields.update(node=node.name, ip_addr=node.ip_addr, attempts=job.attempt)
+        self._finish(job, fields, msg.frames, msg.labels, node.node_id)
+        self._dirty = True
+
+    def _finish(self, job: JobRecord, fields: dict[str, Any], frames: list[Any],
+                labels: list[str], node_id: str | None = None) -> None:
+        """Deliver a job's one final result to its client and keep it until acked."""
+        job.state = JobState.DONE
+        job.result_node = node_id
+        job.frames = []  # the arguments are no longer needed
+        fields["job_id"] = job.job_id
+        fields.setdefault("attempts", job.attempt)
+        self._send(CLIENT, self.clusters[job.cluster_id].client,
+                   new_message("JOB_RESULT", fields, frames, labels))
+
+    # -- dispatch ---------------------------------------------------------
+    def dispatch(self) -> None:
+        """Give queued jobs to nodes with credit, least loaded first."""
+        hungry = [n for n in self.nodes.values()
+                  if not n.suspect and len(n.inflight) < n.cpus + self.prefetch]
+        while hungry:
+            hungry.sort(key=lambda n: len(n.inflight) / n.cpus)
+            progressed = []
+            for node in hungry:
+                if self._assign_one(node) and len(node.inflight) < node.cpus + self.prefetch:
+                    progressed.append(node)
+            hungry = progressed
+
+    def _assign_one(self, node: NodeRecord) -> bool:
+        for cluster_id, state in node.setup.items():
+            if state != "ready":
+                continue
+            cluster = self.clusters[cluster_id]
+            if cluster.queued == 0:
+                continue
+            job = None
+            pinned = cluster.pinned.get(node.node_id) or cluster.pinned.get(node.name) \
+                or cluster.pinned.get(node.ip_addr)
+            if pinned is not None:
+                job = pinned.pop(self.jobs)
+            if job is None:
+                job = cluster.queue.pop(self.jobs)
+            if job is None:
+                continue
+            cluster.queued -= 1
+            job.state = JobState.DISPATCHED
+            job.attempt += 1
+            job.node_id = node.node_id
+            node.inflight[job.job_id] = job.attempt
+            fields = {"cluster_id": cluster_id, "job_id": job.job_id, "attempt": job.attempt,
+                      "timeout": job.spec.get("timeout")}
+            self._send(NODE, node.route, new_message("JOB_ASSIGN", fields, job.frames, job.labels))
+            return True
+        return False
+
+    # -- failures ---------------------------------------------------------
+    def _node_lost(self, node_id: str, reason: str) -> None:
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return
+        self.node_by_route.pop(node.route, None)
+        self.node_liveness.forget(node_id)
+        self.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
+                         node_id, node.name, reason, len(node.inflight))
+        for job_id in node.inflight:
+            job = self.jobs.get(job_id)
+            if job is None:
+                continue
+            cluster = self.clusters[job.cluster_id]
+            if (cluster.reentrant and job.attempt < cluster.max_attempts
+                    and not job.spec.get("node") and job.state is not JobState.CANCELLING):
+                self._enqueue(cluster, job)
+                job.node_id = None
+            else:
+                status = "cancelled" if job.state is JobState.CANCELLING else "abandoned"
+                self._finish(job, {"status": status, "node": node.name,
+                                   "reason": f"node {node.name} lost: {reason}"}, [], [])
+        for cluster_id in node.setup:
+            cluster = self.clusters.get(cluster_id)
+            if cluster is not None:
+                self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                    "event": "closed", "cluster_id": cluster_id, "node": node.public(),
+                    "reason": reason}))
+
+    def _client_gone(self, route: Route) -> None:
+        client = self.clients.pop(route, None)
+        if client is None:
+            return
+        for cluster_id in list(client.clusters):
+            cluster = self.clusters.get(cluster_id)
+            if cluster is not None:
+                fake = new_message("CLUSTER_CLOSE", {"cluster_id": cluster_id})
+                self.handle_cluster_close(Peer(CLIENT, route, client.user), fake, 0.0)
+        self.out = [s for s in self.out if not (s.to == CLIENT and s.route == route)]
+
+    _client_handlers: dict[str, Callable[[SchedulerCore, Peer, Message, float], None]] = {}
+    _node_handlers: dict[str, Callable[[SchedulerCore, Peer, Message, float], None]] = {}
+
+
+SchedulerCore._client_handlers = {
+    "HELLO": SchedulerCore.handle_hello,
+    "CLUSTER_OPEN": SchedulerCore.handle_cluster_open,
+    "JOB_SUBMIT": SchedulerCore.handle_job_submit,
+    "JOB_CANCEL": SchedulerCore.handle_job_cancel,
+    "RESULT_ACK": SchedulerCore.handle_result_ack,
+    "CLUSTER_CLOSE": SchedulerCore.handle_cluster_close,
+    "STATUS": SchedulerCore.handle_status,
+    "HEARTBEAT": SchedulerCore.handle_heartbeat,
+    "DISCONNECT": SchedulerCore.handle_disconnect,
+}
+SchedulerCore._node_handlers = {
+    "READY": SchedulerCore.handle_ready,
+    "SETUP_OK": SchedulerCore.handle_setup_ok,
+    "SETUP_FAIL": SchedulerCore.handle_setup_fail,
+    "JOB_STARTED": SchedulerCore.handle_job_started,
+    "JOB_PROVISIONAL": SchedulerCore.handle_job_provisional,
+    "JOB_FILE": SchedulerCore.handle_job_file,
+    "JOB_RESULT": SchedulerCore.handle_job_result,
+    "HEARTBEAT": SchedulerCore.handle_heartbeat,
+    "DISCONNECT": SchedulerCore.handle_disconnect,
+    "STATUS": SchedulerCore.handle_status,
+}

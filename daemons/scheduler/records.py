@@ -1,0 +1,127 @@
+"""The scheduler core's records of clients, clusters, nodes and jobs (DESIGN §6).
+
+Plain data, no I/O.  Payload frames are kept as the opaque objects the
+shell received; the core never looks inside them.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Route", "JobState", "ClientRecord", "ClusterRecord", "NodeRecord", "JobRecord", "JobQueue"]
+
+Route = tuple[bytes, ...]
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"  #: waiting for a node
+    DISPATCHED = "dispatched"  #: sent to a node, not yet started
+    RUNNING = "running"  #: the node started it
+    CANCELLING = "cancelling"  #: cancel sent to the node, result pending
+    DONE = "done"  #: result sent to the client, waiting for its acknowledgement
+
+
+@dataclass(slots=True)
+class ClientRecord:
+    route: Route
+    user: str
+    name: str
+    clusters: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class JobRecord:
+    job_id: str
+    cluster_id: str
+    spec: dict[str, Any]
+    labels: list[str]
+    frames: list[Any]
+    seq: int
+    state: JobState = JobState.QUEUED
+    attempt: int = 0
+    node_id: str | None = None
+    result_node: str | None = None
+
+
+class JobQueue:
+    """Jobs waiting for a node: highest priority first, then first submitted.
+
+    Removal is lazy: a cancelled job stays in the heap and is skipped when
+    popped, so cancel is O(1) and pop is amortized O(log n).
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, str]] = []
+
+    def push(self, job: JobRecord) -> None:
+        heapq.heappush(self._heap, (-int(job.spec.get("priority") or 0), job.seq, job.job_id))
+
+    def pop(self, jobs: dict[str, JobRecord]) -> JobRecord | None:
+        while self._heap:
+            _, _, job_id = heapq.heappop(self._heap)
+            job = jobs.get(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                return job
+        return None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+@dataclass(slots=True)
+class ClusterRecord:
+    cluster_id: str
+    client: Route
+    user: str
+    kind: str
+    options: dict[str, Any]
+    labels: list[str]
+    frames: list[Any]
+    queue: JobQueue = field(default_factory=JobQueue)
+    pinned: dict[str, JobQueue] = field(default_factory=dict)
+    jobs: set[str] = field(default_factory=set)
+    queued: int = 0
+
+    @property
+    def reentrant(self) -> bool:
+        return bool(self.options.get("reentrant"))
+
+    @property
+    def max_attempts(self) -> int:
+        value = self.options.get("max_attempts")
+        return value if isinstance(value, int) and value > 0 else 3
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    node_id: str
+    route: Route
+    user: str
+    name: str
+    ip_addr: str
+    cpus: int
+    info: dict[str, Any]
+    last_seen: float
+    inflight: dict[str, int] = field(default_factory=dict)  # job id -> attempt
+    setup: dict[str, str] = field(default_factory=dict)  # cluster id -> pending|ready|failed
+    jobs_done: int = 0
+    suspect: bool = False
+
+    def public(self) -> dict[str, Any]:
+        """What clients are told about this node."""
+        return {
+            "node_id": self.node_id, "name": self.name, "ip_addr": self.ip_addr,
+            "cpus": self.cpus, "busy": len(self.inflight), "jobs_done": self.jobs_done,
+            **{k: v for k, v in self.info.items() if k in ("platform", "avail", "port", "pid")},
+        }
+
+
+_seq = itertools.count()
+
+
+def next_seq() -> int:
+    return next(_seq)

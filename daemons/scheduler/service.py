@@ -1,0 +1,203 @@
+"""The scheduler's socket shell (DESIGN §3): sockets, beacons and timers around the core.
+
+The same class runs inside a ``JobCluster``'s I/O thread (clients over
+``inproc``) and as the ``gridlib scheduler`` daemon (clients over CURVE TCP).
+It owns a ROUTER for nodes (CURVE server, ZAP domain ``gridlib.nodes``),
+ROUTERs for clients, and PUB sockets that announce the scheduler to the
+beacon port of every candidate node.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+import zmq
+
+from gridlib.protocol.beacon import Beacon, encode_beacon
+from gridlib.protocol.codec import decode, encode, error_reply, split_envelope
+from gridlib.protocol.errors import ProtocolError
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.sockets import (
+    curve_server_socket,
+    frame_user_id,
+    local_address_for,
+    tcp_endpoint,
+)
+from gridlib.protocol.zap import ZapPolicy
+
+from .core import CLIENT, NODE, Peer, SchedulerCore, Send
+
+__all__ = ["SchedulerService", "NODES_DOMAIN", "CLIENTS_DOMAIN"]
+
+NODES_DOMAIN = "gridlib.nodes"
+CLIENTS_DOMAIN = "gridlib.clients"
+_BATCH = 2000  # messages read from one socket per loop turn before others get a go
+_FAST_BEACON = 0.1  # seconds between beacons right after start, so nodes join quickly
+_FAST_PERIOD = 3.0
+
+
+class SchedulerService:
+    """Runs a :class:`SchedulerCore` on a :class:`Reactor`."""
+
+    def __init__(
+        self,
+        reactor: Reactor,
+        context: zmq.Context[zmq.Socket[bytes]],
+        identity: Identity,
+        zap: ZapPolicy,
+        host: str = "127.0.0.1",
+        node_port: int = 0,
+        liveness: LivenessPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.log = log or logging.getLogger("gridlib.scheduler")
+        self.reactor, self.context, self.identity = reactor, context, identity
+        self.policy = liveness or LivenessPolicy()
+        self.scheduler_id = uuid.uuid4().hex
+        self.epoch = int(time.time())
+        self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log)
+        zap.allow(NODES_DOMAIN, identity.trusted_nodes)
+        zap.allow(CLIENTS_DOMAIN, identity.trusted_clients)
+        self.node_socket = curve_server_socket(context, zmq.ROUTER, identity.keypair, NODES_DOMAIN)
+        self._curve_sockets = {self.node_socket}
+        if node_port:
+            self.node_socket.bind(tcp_endpoint(host, node_port))
+            self.node_port = node_port
+        else:
+            self.node_port = self.node_socket.bind_to_random_port(tcp_endpoint(host, 0)[:-2])
+        self.host = host
+        reactor.add_reader(self.node_socket, lambda: self._read(self.node_socket, NODE))
+        self.client_sockets: list[zmq.Socket[bytes]] = []
+        self._client_socket_of: dict[tuple[bytes, ...], zmq.Socket[bytes]] = {}
+        self._beacons: dict[str, zmq.Socket[bytes]] = {}  # local address -> PUB
+        self._beacon_seq = 0
+        self._started = time.monotonic()
+        self._beacon_timer = reactor.call_every(_FAST_BEACON, self._send_beacons, first=0.0)
+        self._tick_timer = reactor.call_every(self.policy.interval, self._tick)
+        self.closed = False
+
+    # -- endpoints ----------------------------------------------------------
+    def bind_clients_inproc(self, name: str) -> str:
+        """A client ROUTER on ``inproc://`` (the embedded scheduler's clients)."""
+        sock = self.context.socket(zmq.ROUTER)
+        sock.linger = 0
+        endpoint = f"inproc://{name}"
+        sock.bind(endpoint)
+        self._add_client_socket(sock)
+        return endpoint
+
+    def bind_clients_tcp(self, host: str, port: int) -> int:
+        """A CURVE client ROUTER on TCP (the shared scheduler daemon)."""
+        sock = curve_server_socket(self.context, zmq.ROUTER, self.identity.keypair, CLIENTS_DOMAIN)
+        self._curve_sockets.add(sock)
+        if port:
+            sock.bind(tcp_endpoint(host, port))
+        else:
+            port = sock.bind_to_random_port(tcp_endpoint(host, 0)[:-2])
+        self._add_client_socket(sock)
+        return port
+
+    def _add_client_socket(self, sock: zmq.Socket[bytes]) -> None:
+        self.client_sockets.append(sock)
+        self.reactor.add_reader(sock, lambda: self._read(sock, CLIENT))
+
+    def node_endpoint(self, peer_host: str = "127.0.0.1") -> str:
+        """The endpoint a node at ``peer_host`` should dial."""
+        if self.host not in ("0.0.0.0", "*", "::"):
+            return tcp_endpoint(self.host, self.node_port)
+        return tcp_endpoint(local_address_for(peer_host), self.node_port)
+
+    def announce_to(self, targets: list[tuple[str, int]]) -> None:
+        """Send beacons to the beacon port of every (host, port) in ``targets``."""
+        for host, port in targets:
+            local = self.node_endpoint(host)
+            pub = self._beacons.get(local)
+            if pub is None:
+                pub = self.context.socket(zmq.PUB)
+                pub.linger = 0
+                pub.setsockopt(zmq.SNDHWM, 10)
+                pub.setsockopt(zmq.RECONNECT_IVL, 100)
+                pub.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+                self._beacons[local] = pub
+            try:
+                pub.connect(tcp_endpoint(host, port))
+            except zmq.ZMQError as exc:
+                self.log.warning("event=beacon_connect_failed host=%s port=%s error=%s", host, port, exc)
+        self._started = time.monotonic()
+
+    # -- loop work ------------------------------------------------------------
+    def _send_beacons(self) -> None:
+        now = time.monotonic()
+        fast = now - self._started < _FAST_PERIOD
+        if not fast and self._beacon_seq % max(1, int(self.policy.interval / _FAST_BEACON)):
+            self._beacon_seq += 1
+            return
+        self._beacon_seq += 1
+        for endpoint, pub in self._beacons.items():
+            beacon = Beacon(self.scheduler_id, self.epoch, self._beacon_seq, endpoint,
+                            self.identity.keypair.public, self.policy.interval)
+            try:
+                pub.send_multipart(encode_beacon(beacon), zmq.NOBLOCK)
+            except zmq.Again:
+                pass
+
+    def _tick(self) -> None:
+        self._deliver(self.core.tick(time.monotonic()))
+
+    def _read(self, sock: zmq.Socket[bytes], kind: str) -> None:
+        core = self.core
+        for _ in range(_BATCH):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._handle_frames(sock, kind, frames)
+        self._deliver(core.flush())
+
+    def _handle_frames(self, sock: zmq.Socket[bytes], kind: str, frames: list[Any]) -> None:
+        try:
+            route, body = split_envelope(frames)
+        except ProtocolError:
+            self.log.warning("event=dropped_frames kind=%s reason=no_delimiter count=%d", kind, len(frames))
+            return
+        try:
+            msg = decode(body)
+        except ProtocolError as exc:
+            self.log.warning("event=bad_message kind=%s code=%d reason=%r", kind, exc.code, exc.reason)
+            self._send(sock, route, error_reply(None, exc.code, exc.reason))
+            return
+        # inproc peers are this process's own client: no ZAP runs there
+        user = frame_user_id(frames[-1]) or ("local" if sock not in self._curve_sockets else "")
+        if kind == CLIENT:
+            self._client_socket_of[route] = sock
+        self.core.handle(Peer(kind, route, user), msg, time.monotonic(), flush=False)
+
+    def _deliver(self, sends: list[Send]) -> None:
+        for send in sends:
+            if send.to == NODE:
+                self._send(self.node_socket, send.route, send.msg)
+            else:
+                sock = self._client_socket_of.get(send.route)
+                if sock is not None:
+                    self._send(sock, send.route, send.msg)
+
+    def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
+        try:
+            sock.send_multipart([*route, b"", *encode(msg)], zmq.NOBLOCK, copy=False)
+        except zmq.ZMQError as exc:  # peer gone, or its queue is full: liveness will tell
+            self.log.debug("event=send_failed type=%s error=%s", msg.type, exc)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._beacon_timer.cancel()
+        self._tick_timer.cancel()
+        for sock in [self.node_socket, *self.client_sockets, *self._beacons.values()]:
+            self.reactor.remove_reader(sock)
+            sock.close(0)

@@ -1,0 +1,223 @@
+"""The client's I/O thread (DESIGN §1.3, §3).
+
+One thread owns every socket of a cluster: a DEALER to the scheduler and,
+for a ``JobCluster``, the embedded scheduler itself on the same reactor
+(reached over ``inproc``).  User threads hand it work through thread-safe
+queues; submissions and acknowledgements are batched into one message per
+loop turn.  Nothing slow runs here: results are handed to the delivery
+thread still serialized.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import zmq
+
+from gridlib.protocol.codec import MAX_FRAMES, Message, decode, encode, new_message, split_envelope
+from gridlib.protocol.errors import ConnectionLost, GridError, ProtocolError
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.sockets import curve_client_socket
+from gridlib.protocol.zap import ZapHandler, ZapPolicy
+
+__all__ = ["ClientConnection"]
+
+_MAX_BATCH_JOBS = 512
+
+
+class ClientConnection:
+    """Sockets and the I/O thread of one cluster."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        on_message: Callable[[Message], None],
+        embedded: bool = True,
+        scheduler_endpoint: str = "",
+        scheduler_key: bytes = b"",
+        host: str = "127.0.0.1",
+        liveness: LivenessPolicy | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.identity, self.on_message = identity, on_message
+        self.embedded, self.host = embedded, host
+        self.scheduler_endpoint, self.scheduler_key = scheduler_endpoint, scheduler_key
+        self.policy = liveness or LivenessPolicy()
+        self.log = log or logging.getLogger("gridlib.client")
+        self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.reactor = Reactor(self.log)
+        self.scheduler: Any = None  # the embedded SchedulerService
+        self.socket: zmq.Socket[bytes] | None = None
+        self._pending: dict[bytes, Future[Message]] = {}
+        self._submits: deque[tuple[str, dict[str, Any], list[Any]]] = deque()
+        self._acks: list[str] = []
+        self._wake_lock = threading.Lock()
+        self._wake_posted = False
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="gridlib-io", daemon=True)
+
+    # -- life cycle -----------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise ConnectionLost("the client I/O thread did not start")
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        try:
+            self._open_sockets()
+        except BaseException as exc:  # reported to start()
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self.reactor.run()
+        finally:
+            self._close_sockets()
+
+    def _open_sockets(self) -> None:
+        if self.embedded:
+            from gridlib.daemons.scheduler.service import SchedulerService
+
+            zap = ZapPolicy()
+            self._zap = ZapHandler(self.context, zap, self.log)
+            self.reactor.add_reader(self._zap.socket, self._zap.handle_ready)
+            self.scheduler = SchedulerService(self.reactor, self.context, self.identity, zap,
+                                              host=self.host, liveness=self.policy, log=self.log)
+            endpoint = self.scheduler.bind_clients_inproc(f"gridlib-{uuid.uuid4().hex}")
+            sock = self.context.socket(zmq.DEALER)
+            sock.linger = 0
+            sock.connect(endpoint)
+        else:
+            sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair,
+                                       self.scheduler_key)
+            sock.connect(self.scheduler_endpoint)
+        self.socket = sock
+        self.reactor.add_reader(sock, self._on_readable)
+        self.reactor.after_turn.append(self._flush_acks)
+
+    def _close_sockets(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+        if self.socket is not None:
+            self.socket.close(0)
+        if self.embedded:
+            self._zap.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionLost("the cluster was closed"))
+        self.reactor.close()
+        self.context.term()
+
+    def close(self, timeout: float = 10.0) -> None:
+        if self._thread.is_alive():
+            self.reactor.stop()
+            self._thread.join(timeout)
+
+    # -- requests from user threads ---------------------------------------------
+    def request(self, msg: Message, timeout: float = 30.0) -> Message:
+        """Send ``msg`` and wait for its reply (``ERROR`` replies raise)."""
+        future: Future[Message] = Future()
+
+        def send() -> None:
+            self._pending[msg.mid] = future
+            self._send(msg)
+
+        self.reactor.call_soon_threadsafe(send)
+        try:
+            answer = future.result(timeout)
+        except TimeoutError:
+            raise ConnectionLost(f"no answer to {msg.type} within {timeout} s") from None
+        if answer.type == "ERROR":
+            raise GridError(f"{msg.type} refused: {answer.get('reason')} ({answer.get('code')})")
+        return answer
+
+    def post(self, msg: Message) -> None:
+        """Send ``msg`` from any thread, without waiting."""
+        self.reactor.call_soon_threadsafe(lambda: self._send(msg))
+
+    def submit(self, cluster_id: str, spec: dict[str, Any], frames: list[Any]) -> None:
+        """Queue one job; jobs queued in the same loop turn travel in one message."""
+        self._submits.append((cluster_id, spec, frames))
+        with self._wake_lock:
+            if self._wake_posted:
+                return
+            self._wake_posted = True
+        self.reactor.call_soon_threadsafe(self._flush_submits)
+
+    def call(self, fn: Callable[[], None]) -> None:
+        self.reactor.call_soon_threadsafe(fn)
+
+    # -- I/O thread ---------------------------------------------------------------
+    def ack(self, job_uid: str) -> None:
+        """Acknowledge a result (I/O thread only; sent at the end of the loop turn)."""
+        self._acks.append(job_uid)
+
+    def _flush_submits(self) -> None:
+        with self._wake_lock:
+            self._wake_posted = False
+        batches: dict[str, tuple[list[dict[str, Any]], list[Any], list[str]]] = {}
+        while self._submits:
+            cluster_id, spec, frames = self._submits.popleft()
+            specs, all_frames, labels = batches.setdefault(cluster_id, ([], [], []))
+            if specs and (len(specs) >= _MAX_BATCH_JOBS or len(all_frames) + len(frames) > MAX_FRAMES):
+                self._send_submit(cluster_id, specs, all_frames, labels)
+                specs, all_frames, labels = batches[cluster_id] = ([], [], [])
+            specs.append(spec)
+            all_frames.extend(frames)
+            labels.extend(["args"] * len(frames))
+        for cluster_id, (specs, all_frames, labels) in batches.items():
+            if specs:
+                self._send_submit(cluster_id, specs, all_frames, labels)
+
+    def _send_submit(self, cluster_id: str, specs: list[dict[str, Any]], frames: list[Any],
+                     labels: list[str]) -> None:
+        self._send(new_message("JOB_SUBMIT", {"cluster_id": cluster_id, "jobs": specs}, frames, labels))
+
+    def _flush_acks(self) -> None:
+        if self._acks:
+            acks, self._acks = self._acks, []
+            self._send(new_message("RESULT_ACK", {"job_ids": acks}))
+
+    def _send(self, msg: Message) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.send_multipart([b"", *encode(msg)], copy=False)
+        except (zmq.ZMQError, ProtocolError) as exc:
+            self.log.warning("event=send_failed type=%s error=%s", msg.type, exc)
+
+    def _on_readable(self) -> None:
+        sock = self.socket
+        if sock is None:
+            return
+        for _ in range(2000):
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            try:
+                _, body = split_envelope(frames)
+                msg = decode(body)
+            except ProtocolError as exc:
+                self.log.warning("event=bad_message reason=%r", exc.reason)
+                continue
+            future = self._pending.pop(msg.ref, None) if msg.ref else None
+            if future is not None:
+                future.set_result(msg)
+                continue
+            try:
+                self.on_message(msg)
+            except Exception:
+                self.log.exception("event=message_handler_failed type=%s", msg.type)

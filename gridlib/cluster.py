@@ -1,0 +1,366 @@
+"""``JobCluster``: run a computation on many argument sets across nodes (API.md "Client").
+
+The cluster packs the computation once, opens it at the scheduler (embedded
+in this process for ``JobCluster``), and turns submissions into ``Job``
+objects.  Messages from the scheduler arrive on the I/O thread and are
+applied to jobs and nodes on the delivery thread, where user callbacks run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from gridlib.client_io import ClientConnection
+from gridlib.delivery import Delivery
+from gridlib.job import FINAL_STATES, WIRE_STATUS, Job, JobStatus
+from gridlib.local_node import LocalNode, node_listening
+from gridlib.nodes import ClusterStatus, Node, NodeAllocate, NodeStatus
+from gridlib.payload import pack_args, pack_computation, unpack_value
+from gridlib.protocol.addresses import expand_targets
+from gridlib.protocol.codec import Message, new_message
+from gridlib.protocol.errors import GridError, ProtocolError, SerializationError
+from gridlib.protocol.keys import resolve_identity
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.paths import write_file
+from gridlib.stats import format_status
+
+__all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
+
+DEFAULT_NODE_PORT = 51352
+log = logging.getLogger("gridlib.client")
+
+
+def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
+    if nodes is None:
+        return ["127.0.0.1"]
+    if isinstance(nodes, (str, NodeAllocate)):
+        nodes = [nodes]
+    specs = []
+    for item in nodes:
+        if isinstance(item, NodeAllocate):
+            specs.append(f"{item.host}:{item.port}" if item.port else item.host)
+        else:
+            specs.append(str(item))
+    return specs
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class JobCluster:
+    """A computation and its jobs, scheduled by a scheduler embedded in this process."""
+
+    def __init__(
+        self,
+        computation: Callable[..., Any] | str,
+        nodes: Sequence[Any] | str | None = None,
+        depends: Sequence[Any] = (),
+        job_status: Callable[[Job], None] | None = None,
+        cluster_status: Callable[[Any, Node | None, Job | None], None] | None = None,
+        setup: Callable[..., Any] | None = None,
+        cleanup: Callable[..., Any] | bool = True,
+        reentrant: bool = False,
+        max_attempts: int = 3,
+        timeout: float | None = None,
+        secret: str | None = None,
+        keys: str | os.PathLike[str] | None = None,
+        recover_file: str | None = None,
+        dest_path: str | None = None,
+        pulse_interval: float = 2.0,
+        host: str | None = None,
+        callback: Callable[[Job], None] | None = None,
+        setup_args: Sequence[Any] = (),
+        node_port: int = DEFAULT_NODE_PORT,
+        local_cpus: int = 0,
+    ) -> None:
+        self.job_status = job_status or callback
+        self.cluster_status = cluster_status
+        self.timeout = timeout
+        self.cluster_id = uuid.uuid4().hex
+        self.start_time = time.time()
+        self._jobs: dict[str, Job] = {}
+        self._nodes: dict[str, Node] = {}
+        self._ids = itertools.count()
+        self._cond = threading.Condition()
+        self._unfinished = 0
+        self._closed = False
+        self._local_node: LocalNode | None = None
+        self.duplicates = 0
+        if recover_file is not None:
+            raise GridError("recover_file= needs the recovery journal, which is not built yet")
+        kind, blob, files = pack_computation(computation, depends, setup, cleanup)
+        self._kind = kind
+        specs = _node_specs(nodes)
+        try:
+            targets = expand_targets(specs, node_port)
+        except ValueError as exc:
+            raise GridError(str(exc)) from None
+        bind = host or ("127.0.0.1" if all(_is_loopback(h) for h, _ in targets) else "0.0.0.0")
+        identity = resolve_identity(secret, keys)
+        self._delivery = Delivery(log)
+        self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
+                                      liveness=LivenessPolicy(pulse_interval), log=log)
+        self._conn.start()
+        try:
+            self._open(kind, blob, files, dest_path, cleanup, reentrant, max_attempts, setup_args)
+            if nodes is None and not node_listening("127.0.0.1", node_port):
+                service = self._conn.scheduler
+                self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
+                                             cpus=local_cpus, secret=secret,
+                                             keys=str(keys) if keys else None)
+            self._conn.call(lambda: self._conn.scheduler.announce_to(targets))
+        except BaseException:
+            self._shutdown_io()
+            raise
+
+    # -- opening --------------------------------------------------------------
+    def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
+              dest_path: str | None, cleanup: Any, reentrant: bool, max_attempts: int,
+              setup_args: Sequence[Any]) -> None:
+        self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}))
+        fields = {
+            "cluster_id": self.cluster_id, "kind": kind, "dest_path": dest_path,
+            "cleanup": bool(cleanup), "reentrant": bool(reentrant),
+            "max_attempts": int(max_attempts), "setup_args": list(setup_args),
+            "files": [{"name": name, "mode": mode} for name, _, mode in files],
+        }
+        frames = [blob, *(data for _, data, _ in files)]
+        labels = ["computation", *(["file"] * len(files))]
+        self._conn.request(new_message("CLUSTER_OPEN", fields, frames, labels))
+
+    # -- submitting -------------------------------------------------------------
+    def submit(self, *args: Any, **kwargs: Any) -> Job:
+        """Run the computation with these arguments on some node; returns the ``Job``."""
+        return self.submit_job(args, kwargs)
+
+    def submit_node(self, node: Node | str, *args: Any, **kwargs: Any) -> Job:
+        """Run a job on one particular node (a ``Node``, its name or its address)."""
+        return self.submit_job(args, kwargs, node=node)
+
+    def submit_job_id(self, job_id: Any, *args: Any, **kwargs: Any) -> Job:
+        """Like :meth:`submit`, with your own ``job.id``."""
+        return self.submit_job(args, kwargs, job_id=job_id)
+
+    def submit_job(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
+                   depends: Sequence[Any] = (), node: Node | str | None = None,
+                   job_id: Any = None, timeout: float | None = None, priority: int = 0) -> Job:
+        """Submit a job with every option; bad arguments raise here, at once."""
+        if self._closed:
+            raise GridError("the cluster is closed")
+        if depends:
+            raise GridError("per-job depends are not supported yet; list files in the cluster's depends")
+        args, kwargs = tuple(args), dict(kwargs or {})
+        if self._kind == "program" and kwargs:
+            raise GridError("a program computation takes positional arguments only")
+        frames = pack_args(args, kwargs)
+        uid = uuid.uuid4().hex
+        job = Job(next(self._ids) if job_id is None else job_id, uid, args, kwargs, time.time())
+        limit = timeout if timeout is not None else self.timeout
+        spec: dict[str, Any] = {"id": uid, "n": len(frames), "priority": int(priority)}
+        if limit is not None:
+            spec["timeout"] = float(limit)
+        if node is not None:
+            spec["node"] = node.node_id if isinstance(node, Node) else str(node)
+        with self._cond:
+            self._jobs[uid] = job
+            self._unfinished += 1
+        self._conn.submit(self.cluster_id, spec, frames)
+        return job
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel a queued or running job (a running job's process is killed)."""
+        if job.finished or job.uid not in self._jobs:
+            return False
+        self._conn.post(new_message("JOB_CANCEL", {"job_ids": [job.uid]}))
+        return True
+
+    # -- waiting and closing -----------------------------------------------------
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until every submitted job is final; False if ``timeout`` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._unfinished == 0, timeout)
+
+    def close(self, timeout: float | None = None, terminate: bool = False) -> None:
+        """Wait for the jobs (or cancel them with ``terminate``), then release everything."""
+        if self._closed:
+            return
+        if terminate:
+            for job in list(self._jobs.values()):
+                self.cancel(job)
+            self.wait(30.0 if timeout is None else timeout)
+        elif not self.wait(timeout):
+            raise TimeoutError(f"jobs still running after {timeout} s; use terminate=True")
+        self._closed = True
+        try:
+            self._conn.request(new_message("CLUSTER_CLOSE", {"cluster_id": self.cluster_id}), 10.0)
+        except GridError as exc:
+            log.warning("event=close_failed error=%s", exc)
+        self._shutdown_io()
+
+    def shutdown(self) -> None:
+        """Close at once: cancel what is left."""
+        self.close(terminate=True)
+
+    def _shutdown_io(self) -> None:
+        self._closed = True
+        self._conn.close()
+        if self._local_node is not None:
+            self._local_node.stop()
+        self._delivery.close()
+
+    def __enter__(self) -> JobCluster:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close(terminate=exc_type is not None)
+
+    # -- status -----------------------------------------------------------------
+    def status(self) -> ClusterStatus:
+        pending = sum(1 for j in list(self._jobs.values()) if j.status == JobStatus.Created)
+        return ClusterStatus(list(self._nodes.values()), pending)
+
+    def node_jobs(self, node: Node | str) -> list[Job]:
+        """The jobs of this cluster running on ``node`` now."""
+        name = node.name if isinstance(node, Node) else node
+        return [j for j in list(self._jobs.values())
+                if j.status in (JobStatus.Running, JobStatus.ProvisionalResult)
+                and name in (j.node, j.ip_addr)]
+
+    def print_status(self) -> None:
+        """Print a table of nodes (jobs, CPU time) and the totals, speedup included."""
+        print(format_status(list(self._nodes.values()), self.start_time))
+
+    stats = print_status
+
+    # -- messages from the scheduler (I/O thread) ----------------------------------
+    def _on_message(self, msg: Message) -> None:
+        if msg.type == "JOB_RESULT":
+            self._conn.ack(str(msg.fields["job_id"]))
+            self._delivery.post(lambda: self._apply_result(msg))
+        elif msg.type == "JOB_EVENT":
+            self._delivery.post(lambda: self._apply_event(msg))
+        elif msg.type == "NODE_EVENT":
+            self._delivery.post(lambda: self._apply_node_event(msg))
+        elif msg.type == "JOB_FILE":
+            self._delivery.post(lambda: self._apply_file(msg))
+        elif msg.type == "ERROR":
+            log.warning("event=scheduler_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+
+    # -- applying them (delivery thread) ---------------------------------------------
+    def _notify(self, status: Any, node: Node | None, job: Job | None) -> None:
+        if self.cluster_status is not None:
+            try:
+                self.cluster_status(status, node, job)
+            except Exception:
+                log.exception("event=cluster_status_callback_failed")
+
+    def _apply_result(self, msg: Message) -> None:
+        job = self._jobs.get(str(msg.fields["job_id"]))
+        if job is None or job.finished:
+            self.duplicates += 1
+            return
+        f = msg.fields
+        job.status = WIRE_STATUS.get(str(f["status"]), JobStatus.Terminated)
+        job.start_time = f.get("start_time") or job.start_time
+        job.end_time = f.get("end_time") or time.time()
+        job.node, job.ip_addr = f.get("node") or job.node, f.get("ip_addr") or job.ip_addr
+        job.attempts = int(f.get("attempts") or 0)
+        exc = f.get("exception")
+        if isinstance(exc, dict):
+            job.exception = str(exc.get("traceback") or f"{exc.get('type')}: {exc.get('message')}")
+            job.exception_type = str(exc.get("type"))
+        elif f.get("reason"):
+            job.exception = str(f["reason"])
+        result_frames = [fr for fr, lab in zip(msg.frames, msg.labels, strict=True) if lab == "result"]
+        streams = {lab: bytes(memoryview(fr)) for fr, lab in zip(msg.frames, msg.labels, strict=True)
+                   if lab in ("stdout", "stderr")}
+        as_text = self._kind == "function"
+        job.stdout = streams.get("stdout", b"").decode(errors="replace") if as_text else streams.get("stdout", b"")
+        job.stderr = streams.get("stderr", b"").decode(errors="replace") if as_text else streams.get("stderr", b"")
+        if job.status == JobStatus.Finished and result_frames:
+            try:
+                job.result = unpack_value(result_frames)
+            except Exception as err:
+                job.status = JobStatus.Terminated
+                job.exception = f"SerializationError: cannot load the result: {err}"
+        node = next((n for n in self._nodes.values() if n.name == job.node), None)
+        if node is not None and job.start_time and job.end_time:
+            node.jobs_done += 1
+            node.cpu_time += max(0.0, job.end_time - job.start_time)
+            node.busy = max(0, node.busy - 1)
+        self._complete(job)
+        self._notify(job.status, node, job)
+
+    def _complete(self, job: Job) -> None:
+        with self._cond:
+            job._done.set()
+            self._unfinished -= 1
+            self._cond.notify_all()
+        self._jobs.pop(job.uid, None)
+        if self.job_status is not None:
+            try:
+                self.job_status(job)
+            except Exception:
+                log.exception("event=job_status_callback_failed job=%s", job.id)
+
+    def _apply_event(self, msg: Message) -> None:
+        job = self._jobs.get(str(msg.fields["job_id"]))
+        if job is None or job.finished:
+            return
+        if msg.fields["event"] == "running":
+            job.status = JobStatus.Running
+            job.start_time = msg.get("start_time") or time.time()
+            job.node, job.ip_addr = msg.get("node"), msg.get("ip_addr")
+            node = next((n for n in self._nodes.values() if n.name == job.node), None)
+            if node is not None:
+                node.busy += 1
+            self._notify(JobStatus.Running, node, job)
+        elif msg.fields["event"] == "provisional":
+            try:
+                job.result = unpack_value(msg.frames)
+            except Exception as err:
+                log.warning("event=bad_provisional_result job=%s error=%s", job.id, err)
+                return
+            job.status = JobStatus.ProvisionalResult
+            if self.job_status is not None:
+                self.job_status(job)
+
+    def _apply_node_event(self, msg: Message) -> None:
+        info = msg.fields["node"]
+        node_id = str(info.get("node_id"))
+        node = self._nodes.get(node_id)
+        if node is None:
+            node = Node(node_id, str(info.get("name")), str(info.get("ip_addr")), int(info.get("cpus") or 0))
+            self._nodes[node_id] = node
+        node.update(info, time.time())
+        event = msg.fields["event"]
+        if event == "initialized":
+            node.status = NodeStatus.Initialized
+            self._notify(NodeStatus.Initialized, node, None)
+        elif event in ("closed", "setup_failed"):
+            node.status = NodeStatus.Closed
+            if event == "setup_failed":
+                log.warning("event=node_setup_failed node=%s reason=%r", node.name, msg.get("reason"))
+            self._notify(NodeStatus.Closed, node, None)
+
+    def _apply_file(self, msg: Message) -> None:
+        try:
+            data = b"".join(bytes(memoryview(f)) for f in msg.frames)
+            write_file(Path.cwd(), str(msg.fields["path"]), data, 0o644, 1 << 40)
+        except (ProtocolError, OSError) as exc:
+            log.warning("event=file_refused path=%r reason=%s", msg.fields.get("path"), exc)
+        except SerializationError:
+            raise

@@ -1,0 +1,80 @@
+"""The discovery beacon: a scheduler's public hint to nodes (DESIGN §3, §7).
+
+A beacon is the only thing gridlib accepts unauthenticated.  It is a
+two-frame PUB message ``[BEACON_TOPIC, msgpack map]`` of at most
+``MAX_BEACON_BYTES``, parsed with bounded msgpack and validated field by
+field.  All it can cause is a CURVE-authenticated dial to a scheduler whose
+key the node already trusts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import msgpack
+
+from .errors import ProtocolError
+
+__all__ = ["BEACON_TOPIC", "MAX_BEACON_BYTES", "Beacon", "encode_beacon", "decode_beacon"]
+
+BEACON_TOPIC = b"GRIDB\x01"
+MAX_BEACON_BYTES = 4096
+_ENDPOINT = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]{1,253}):\d{1,5}$")
+_Z85 = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Beacon:
+    """A scheduler's announcement: who it is and where its node port is."""
+
+    scheduler_id: str
+    epoch: int
+    seq: int
+    endpoint: str
+    key: bytes
+    heartbeat: float
+
+    def to_map(self) -> dict[str, object]:
+        return {
+            "sid": self.scheduler_id, "epoch": self.epoch, "seq": self.seq,
+            "ep": self.endpoint, "key": self.key.decode(), "hb": self.heartbeat,
+        }
+
+
+def encode_beacon(beacon: Beacon) -> list[bytes]:
+    body = msgpack.packb(beacon.to_map(), use_bin_type=True)
+    if len(body) > MAX_BEACON_BYTES:
+        raise ProtocolError("beacon too large")
+    return [BEACON_TOPIC, body]
+
+
+def decode_beacon(frames: list[bytes]) -> Beacon:
+    """Validate and parse a beacon; raises :class:`ProtocolError` on anything odd."""
+    if len(frames) != 2 or frames[0] != BEACON_TOPIC:
+        raise ProtocolError("not a beacon")
+    body = frames[1]
+    if len(body) > MAX_BEACON_BYTES:
+        raise ProtocolError("beacon too large")
+    try:
+        data = msgpack.unpackb(
+            body, raw=False, strict_map_key=True,
+            max_array_len=16, max_map_len=16, max_str_len=512, max_bin_len=0, max_ext_len=0,
+        )
+    except Exception:
+        raise ProtocolError("beacon is not valid msgpack") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("beacon is not a map")
+    sid, epoch, seq = data.get("sid"), data.get("epoch"), data.get("seq")
+    endpoint, key, hb = data.get("ep"), data.get("key"), data.get("hb")
+    if not (isinstance(sid, str) and 0 < len(sid) <= 64):
+        raise ProtocolError("beacon: bad scheduler id")
+    if not (isinstance(epoch, int) and isinstance(seq, int)) or isinstance(epoch, bool):
+        raise ProtocolError("beacon: bad epoch or sequence")
+    if not (isinstance(endpoint, str) and _ENDPOINT.match(endpoint)):
+        raise ProtocolError("beacon: bad endpoint")
+    if not (isinstance(key, str) and _Z85.match(key)):
+        raise ProtocolError("beacon: bad key")
+    if not (isinstance(hb, (int, float)) and 0.05 <= hb <= 600):
+        raise ProtocolError("beacon: bad heartbeat interval")
+    return Beacon(sid, epoch, seq, endpoint, key.encode(), float(hb))

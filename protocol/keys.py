@@ -1,0 +1,201 @@
+"""Curve keys: the user's own key, key files, and keys derived from a secret (DESIGN §7).
+
+Three ways to an identity:
+
+* the user's own key, created on first use under the user's config
+  directory (``$GRIDLIB_CONFIG_DIR``, else ``$XDG_CONFIG_HOME/gridlib``, else
+  ``~/.config/gridlib``) -- a node and a client of the same user on one
+  machine trust each other with no set-up;
+* a key directory (``--keys DIR``): ``DIR/identity.key_secret`` is this
+  process's key, ``DIR/clients/*.key`` the keys allowed to send work and
+  ``DIR/nodes/*.key`` the keys allowed to serve it;
+* a shared ``secret``: every side derives the same keypair (HKDF-SHA256 then
+  X25519) and trusts exactly that key.
+
+Key files use ZeroMQ's ZPL certificate format; secret files are written
+0600 and refused when group or world can read them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+from zmq.utils import z85
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from .errors import KeyFileError
+
+__all__ = [
+    "KeyPair",
+    "Identity",
+    "config_dir",
+    "derive_keypair",
+    "generate_keypair",
+    "write_keypair",
+    "load_keypair",
+    "load_public_key",
+    "load_public_keys",
+    "user_keypair",
+    "resolve_identity",
+]
+
+_HKDF_SALT = b"gridlib/curve/v1"
+_HKDF_INFO = b"gridlib shared-secret keypair"
+_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]{40})"\s*$', re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """A Curve keypair, both halves Z85-encoded (40 bytes each)."""
+
+    public: bytes
+    secret: bytes
+
+    def __repr__(self) -> str:  # never show the secret half in logs
+        return f"KeyPair(public={self.public.decode()!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """This process's keypair and the peer keys it trusts."""
+
+    keypair: KeyPair
+    trusted_clients: frozenset[bytes] = field(default_factory=frozenset)
+    trusted_nodes: frozenset[bytes] = field(default_factory=frozenset)
+    source: str = "user"
+
+
+def config_dir() -> Path:
+    """The directory holding the user's key and allowlists."""
+    env = os.environ.get("GRIDLIB_CONFIG_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".config") / "gridlib"
+
+
+def derive_keypair(secret: str) -> KeyPair:
+    """The keypair every holder of ``secret`` derives identically."""
+    if not secret:
+        raise KeyFileError("the shared secret must not be empty")
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(
+        secret.encode()
+    )
+    private = X25519PrivateKey.from_private_bytes(seed)
+    public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return KeyPair(z85.encode(public), z85.encode(seed))
+
+
+def generate_keypair() -> KeyPair:
+    """A fresh random keypair."""
+    public, secret = zmq.curve_keypair()
+    return KeyPair(public, secret)
+
+
+def _zpl(keypair: KeyPair, with_secret: bool) -> str:
+    lines = [
+        "#   gridlib Curve certificate (ZeroMQ ZPL format)",
+        "metadata",
+        "curve",
+        f'    public-key = "{keypair.public.decode()}"',
+    ]
+    if with_secret:
+        lines.append(f'    secret-key = "{keypair.secret.decode()}"')
+    return "\n".join(lines) + "\n"
+
+
+def write_keypair(directory: Path, name: str, keypair: KeyPair | None = None) -> KeyPair:
+    """Write ``name.key`` (public, 0644) and ``name.key_secret`` (0600)."""
+    keypair = keypair or generate_keypair()
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_path = directory / f"{name}.key_secret"
+    tmp = secret_path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(_zpl(keypair, True))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, secret_path)
+    (directory / f"{name}.key").write_text(_zpl(keypair, False))
+    return keypair
+
+
+def _read_keys(path: Path) -> dict[str, bytes]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    found = {kind: value.encode() for kind, value in _KEY_LINE.findall(text)}
+    for value in found.values():
+        try:
+            if len(z85.decode(value)) != 32:
+                raise ValueError
+        except Exception:
+            raise KeyFileError(f"key file {path} holds a malformed key") from None
+    return found
+
+
+def load_keypair(path: Path) -> KeyPair:
+    """Load a secret key file, refusing one that group or world can read."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"secret key file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
+            f"run: chmod 600 {path}"
+        )
+    keys = _read_keys(path)
+    if "public" not in keys or "secret" not in keys:
+        raise KeyFileError(f"{path} is not a secret key file (needs public-key and secret-key)")
+    return KeyPair(keys["public"], keys["secret"])
+
+
+def load_public_key(path: Path) -> bytes:
+    keys = _read_keys(path)
+    if "public" not in keys:
+        raise KeyFileError(f"{path} holds no public-key")
+    return keys["public"]
+
+
+def load_public_keys(directory: Path) -> frozenset[bytes]:
+    """Every public key in ``directory/*.key``; an absent directory is empty."""
+    if not directory.is_dir():
+        return frozenset()
+    return frozenset(load_public_key(p) for p in sorted(directory.glob("*.key")))
+
+
+def user_keypair() -> KeyPair:
+    """The user's own keypair, created 0600 on first use."""
+    directory = config_dir()
+    path = directory / "identity.key_secret"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        return write_keypair(directory, "identity")
+    return load_keypair(path)
+
+
+def resolve_identity(secret: str | None = None, keys: str | os.PathLike[str] | None = None) -> Identity:
+    """The identity for the given options (``secret`` wins over ``keys``)."""
+    if secret:
+        pair = derive_keypair(secret)
+        trusted = frozenset({pair.public})
+        return Identity(pair, trusted, trusted, source="secret")
+    directory = Path(keys) if keys else config_dir()
+    pair = load_keypair(directory / "identity.key_secret") if keys else user_keypair()
+    own = frozenset({pair.public})
+    return Identity(
+        pair,
+        own | load_public_keys(directory / "clients"),
+        own | load_public_keys(directory / "nodes"),
+        source=f"keys:{directory}" if keys else "user",
+    )

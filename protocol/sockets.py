@@ -1,0 +1,119 @@
+"""The socket policy every process applies (DESIGN §3, §5, §7).
+
+Bound request sockets are CURVE servers with a ZAP domain, enforced, set
+before ``bind``; connecting sockets are CURVE clients that must know the
+server's key.  TCP sockets get libzmq heartbeats and a message size cap.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket as pysocket
+
+import zmq
+
+from .keys import KeyPair
+
+__all__ = [
+    "DEFAULT_MAX_MSG_SIZE",
+    "curve_server_socket",
+    "curve_client_socket",
+    "tcp_endpoint",
+    "parse_endpoint",
+    "local_address_for",
+    "frame_user_id",
+]
+
+DEFAULT_MAX_MSG_SIZE = 1 << 30  # 1 GiB: larger messages disconnect the peer
+
+
+def _common(sock: zmq.Socket[bytes], max_msg_size: int) -> None:
+    sock.linger = 0
+    sock.setsockopt(zmq.MAXMSGSIZE, max_msg_size)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, 5000)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, 15000)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, 15000)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+
+
+def curve_server_socket(
+    context: zmq.Context[zmq.Socket[bytes]],
+    kind: int,
+    keypair: KeyPair,
+    zap_domain: str,
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+) -> zmq.Socket[bytes]:
+    """A socket that will only accept CURVE peers the ZAP handler allows."""
+    sock = context.socket(kind)
+    _common(sock, max_msg_size)
+    sock.curve_server = True
+    sock.curve_secretkey = keypair.secret
+    sock.curve_publickey = keypair.public
+    sock.zap_domain = zap_domain.encode()
+    sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
+    if kind == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    return sock
+
+
+def curve_client_socket(
+    context: zmq.Context[zmq.Socket[bytes]],
+    kind: int,
+    keypair: KeyPair,
+    server_key: bytes,
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+) -> zmq.Socket[bytes]:
+    """A socket that talks only to the server holding ``server_key``."""
+    sock = context.socket(kind)
+    _common(sock, max_msg_size)
+    sock.curve_secretkey = keypair.secret
+    sock.curve_publickey = keypair.public
+    sock.curve_serverkey = server_key
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
+    return sock
+
+
+def tcp_endpoint(host: str, port: int) -> str:
+    """``tcp://host:port``, bracketing IPv6 literals."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"tcp://{host}:{port}"
+
+
+def parse_endpoint(endpoint: str) -> tuple[str, int]:
+    """``tcp://host:port`` -> (host, port); raises ValueError otherwise."""
+    if not endpoint.startswith("tcp://"):
+        raise ValueError(f"not a tcp endpoint: {endpoint!r}")
+    rest = endpoint[6:]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bad endpoint: {endpoint!r}")
+    return host.strip("[]"), int(port)
+
+
+def local_address_for(peer: str) -> str:
+    """The local IP this host uses to reach ``peer`` (no packet is sent)."""
+    try:
+        ip = ipaddress.ip_address(peer)
+    except ValueError:
+        ip = ipaddress.ip_address(pysocket.gethostbyname(peer))
+    if ip.is_loopback:
+        return str(ip) if ip.version == 4 else "::1"
+    family = pysocket.AF_INET6 if ip.version == 6 else pysocket.AF_INET
+    with pysocket.socket(family, pysocket.SOCK_DGRAM) as s:
+        try:
+            s.connect((str(ip), 9))  # UDP connect only selects a route
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def frame_user_id(frame: zmq.Frame) -> str:
+    """The ZAP ``User-Id`` of the peer that sent ``frame`` ("" when none)."""
+    try:
+        value = frame.get("User-Id")
+    except zmq.ZMQError:
+        return ""
+    return value if isinstance(value, str) else ""
