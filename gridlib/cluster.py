@@ -21,7 +21,7 @@ from typing import Any
 
 from gridlib.client_io import ClientConnection
 from gridlib.delivery import Delivery
-from gridlib.job import FINAL_STATES, WIRE_STATUS, Job, JobStatus
+from gridlib.job import WIRE_STATUS, Job, JobStatus
 from gridlib.local_node import LocalNode, node_listening
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate, NodeStatus
 from gridlib.payload import pack_args, pack_computation, unpack_value

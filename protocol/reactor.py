@@ -113,7 +113,7 @@ class Reactor:
     def run_once(self, max_wait: float = 1.0) -> None:
         wait = self._run_timers()
         timeout = max_wait if wait is None else max(0.0, min(wait, max_wait))
-        for item, _ in self._poller.poll(timeout * 1000):
+        for item, _ in self._poller.poll(int(timeout * 1000)):
             handler = self._handlers.get(item)
             if handler is not None:
                 self._guard(handler)

@@ -22,10 +22,10 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from gridlib.protocol.paths import write_file
 from gridlib.protocol.reactor import Reactor, Timer
 
 from . import pipes
-from gridlib.protocol.paths import write_file
 from .worker import worker_main
 
 __all__ = ["Assignment", "ClusterState", "JobExecutor"]

@@ -22,7 +22,6 @@ from typing import Any
 
 import psutil
 import zmq
-
 from gridlib.protocol.beacon import decode_beacon
 from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
 from gridlib.protocol.errors import ProtocolError

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,7 +32,7 @@ class _Capture:
     """fd-level capture of stdout and stderr, reset for every job."""
 
     def __init__(self) -> None:
-        self.files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+        self.files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]  # noqa: SIM115 (live for the process)
         for fd, f in zip((1, 2), self.files, strict=True):
             os.dup2(f.fileno(), fd)
         sys.stdout = io.TextIOWrapper(os.fdopen(1, "wb", closefd=False), line_buffering=True)
@@ -60,11 +61,37 @@ def _exception_info(exc: BaseException) -> dict[str, str]:
     }
 
 
+def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    new = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__dict__.update(fn.__dict__)
+    return new
+
+
+def _share_globals(comp: Computation) -> None:
+    """Give setup, computation, cleanup and depends one global namespace.
+
+    dill ships each function with just the globals it uses; dispy's promise is
+    that names a ``setup`` declares ``global`` are visible to the computation,
+    so they must share a namespace on the node.
+    """
+    functions = [f for f in (comp.setup, comp.func, comp.cleanup, *comp.depends)
+                 if isinstance(f, types.FunctionType)]
+    namespace: dict[str, Any] = {}
+    for fn in functions:
+        namespace.update(fn.__globals__)
+    comp.setup, comp.func, comp.cleanup = (_rebind(f, namespace) for f in (comp.setup, comp.func, comp.cleanup))
+    comp.depends = [_rebind(f, namespace) for f in comp.depends]
+    for dep in comp.depends:
+        namespace.setdefault(getattr(dep, "__name__", repr(dep)), dep)
+
+
 def _run_setup(comp: Computation, setup_args: list[Any]) -> str | None:
     """Run the computation's setup; returns a reason when the node must not be used."""
+    _share_globals(comp)
     if comp.func is not None:
-        for dep in comp.depends:
-            comp.func.__globals__.setdefault(getattr(dep, "__name__", repr(dep)), dep)
         comp.func.__globals__.update(
             dispy_provisional_result=jobctx.provisional_result,
             dispy_send_file=jobctx.send_file,

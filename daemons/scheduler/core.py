@@ -438,9 +438,9 @@ class SchedulerCore:
                 self._finish(job, {"status": status, "node": node.name,
                                    "reason": f"node {node.name} lost: {reason}"}, [], [])
         for cluster_id in node.setup:
-            cluster = self.clusters.get(cluster_id)
-            if cluster is not None:
-                self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+            owner = self.clusters.get(cluster_id)
+            if owner is not None:
+                self._send(CLIENT, owner.client, new_message("NODE_EVENT", {
                     "event": "closed", "cluster_id": cluster_id, "node": node.public(),
                     "reason": reason}))
 
