@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import typer
+
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import (
     config_dir,

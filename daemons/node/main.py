@@ -6,6 +6,7 @@ import logging
 import signal
 
 import zmq
+
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import psutil
 import zmq
+
 from gridlib.protocol.beacon import decode_beacon
 from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
 from gridlib.protocol.errors import ProtocolError
@@ -102,6 +103,8 @@ class NodeService:
         self.beacon_socket: zmq.Socket[bytes] | None = None
         self._beacon_budget = (time.monotonic(), 0)
         self._refused_keys: set[bytes] = set()
+        self._bad_beacons = 0
+        self._bad_beacon_logged = -100.0
         self.stopped = False
 
     def _load_node_id(self) -> str:
@@ -171,7 +174,11 @@ class NodeService:
             try:
                 beacon = decode_beacon(frames)
             except ProtocolError as exc:
-                self.log.warning("event=bad_beacon reason=%r", exc.reason)
+                self._bad_beacons += 1
+                if now - self._bad_beacon_logged >= 10.0:  # a flood must not flood the log
+                    self._bad_beacon_logged = now
+                    self.log.warning("event=bad_beacon reason=%r dropped_total=%d",
+                                     exc.reason, self._bad_beacons)
                 continue
             if beacon.key not in self.trusted:
                 if beacon.key not in self._refused_keys and len(self._refused_keys) < 1000:

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 
 import zmq
+
 from gridlib.protocol.beacon import Beacon, encode_beacon
 from gridlib.protocol.codec import decode, encode, error_reply, split_envelope
 from gridlib.protocol.errors import ProtocolError

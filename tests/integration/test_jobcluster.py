@@ -162,6 +162,7 @@ def test_send_file_lands_in_the_client_directory(node_daemon: NodeProcess, tmp_p
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     def make_report(name):  # type: ignore[no-untyped-def]
         import os
+
         from gridlib import job_context, send_file
         os.makedirs("out", exist_ok=True)
         path = os.path.join("out", name)
@@ -217,7 +218,8 @@ def test_depends_files_modules_and_setup(node_daemon: NodeProcess, tmp_path: Pat
 
     def setup(scale):  # type: ignore[no-untyped-def]
         global base
-        base = int(open("table.txt").read()) * scale
+        with open("table.txt") as f:
+            base = int(f.read()) * scale
         return 0
 
     def compute(x):  # type: ignore[no-untyped-def]
