@@ -1,0 +1,122 @@
+"""The ``gridlib`` command as a user runs it: node daemons and keys, as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+import gridlib
+from gridlib import JobStatus
+from tests.helpers import free_port, wait_for
+
+GRIDLIB = str(Path(sys.executable).parent / "gridlib")
+
+
+def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GRIDLIB, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def start_node(tmp_path: Path, port: int, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
+    log = tmp_path / f"node-{port}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([GRIDLIB, "node", "--host", "127.0.0.1", "--port", str(port),
+                                 "--dest-path-prefix", str(tmp_path / f"n{port}"), *extra],
+                                stdout=out, stderr=subprocess.STDOUT)
+    assert wait_for(lambda: "event=node_started" in log.read_text() or proc.poll() is not None, 30)
+    assert proc.poll() is None, log.read_text()
+    return proc, log
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_help_lists_the_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "node" in result.stdout and "keys" in result.stdout
+    node_help = run("node", "--help")
+    assert node_help.returncode == 0 and "--cpus" in node_help.stdout and "--scheduler" in node_help.stdout
+
+
+def test_keys_generate_and_show(tmp_path: Path) -> None:
+    result = run("keys", "generate", str(tmp_path / "k"))
+    assert result.returncode == 0
+    public = result.stdout.strip()
+    assert len(public) == 40
+    secret = tmp_path / "k" / "identity.key_secret"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert run("keys", "show", str(tmp_path / "k")).stdout.strip() == public
+    assert public not in secret.read_text().split("secret-key")[1]  # the secret half differs
+    again = run("keys", "generate", str(tmp_path / "k"))
+    assert again.returncode != 0 and "exists" in again.stderr
+    os.chmod(secret, 0o644)
+    refused = run("keys", "show", str(tmp_path / "k"))
+    assert refused.returncode != 0 and "chmod 600" in refused.stderr
+
+
+def test_node_found_through_the_beacon_runs_jobs_and_stops_clean(tmp_path: Path) -> None:
+    """Story: `gridlib node` in one terminal, JobCluster(nodes=[...]) in another."""
+    port = free_port()
+    proc, log = start_node(tmp_path, port, "--cpus", "2", "--name", "node-under-test")
+    try:
+        with gridlib.JobCluster(lambda x: x + 1, nodes=[f"127.0.0.1:{port}"]) as cluster:
+            jobs = [cluster.submit(i) for i in range(6)]
+            assert [j(timeout=60) for j in jobs] == list(range(1, 7))
+            assert {j.node for j in jobs} == {"node-under-test"}
+            workers = psutil.Process(proc.pid).children(recursive=True)
+            assert workers  # forkserver and worker processes
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+    assert wait_for(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                    for p in workers), 15)
+
+
+def test_node_ignores_a_scheduler_it_does_not_trust(tmp_path: Path) -> None:
+    keys = tmp_path / "other-keys"
+    assert run("keys", "generate", str(keys)).returncode == 0
+    port = free_port()
+    proc, log = start_node(tmp_path, port, "--keys", str(keys))
+    try:
+        with gridlib.JobCluster(lambda: 1, nodes=[f"127.0.0.1:{port}"]) as cluster:
+            job = cluster.submit()
+            assert wait_for(lambda: "event=beacon_untrusted_key" in log.read_text(), 30)
+            assert job.status == JobStatus.Created  # nobody would run it
+            cluster.cancel(job)
+            job(timeout=30)
+            assert job.status == JobStatus.Cancelled
+        assert "event=dialing" not in log.read_text()
+    finally:
+        stop(proc)
+
+
+def test_node_with_a_shared_secret(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("correct horse battery staple")
+    port = free_port()
+    proc, _ = start_node(tmp_path, port, "--secret-file", str(secret_file), "--cpus", "1")
+    try:
+        with gridlib.JobCluster(lambda: "shared", nodes=[f"127.0.0.1:{port}"],
+                                secret="correct horse battery staple") as cluster:
+            assert cluster.submit()(timeout=60) == "shared"
+    finally:
+        stop(proc)
+
+
+def test_bad_option_is_a_clear_error() -> None:
+    result = run("node", "--max-file-size", "lots")
+    assert result.returncode != 0
+    assert "not a size" in result.stderr
