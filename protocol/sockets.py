@@ -21,6 +21,7 @@ __all__ = [
     "tcp_endpoint",
     "parse_endpoint",
     "local_address_for",
+    "frame_property",
     "frame_user_id",
 ]
 
@@ -110,10 +111,15 @@ def local_address_for(peer: str) -> str:
             return "127.0.0.1"
 
 
-def frame_user_id(frame: zmq.Frame) -> str:
-    """The ZAP ``User-Id`` of the peer that sent ``frame`` ("" when none)."""
+def frame_property(frame: zmq.Frame, name: str) -> str:
+    """A metadata property of a received frame ("" when the transport has none)."""
     try:
-        value = frame.get("User-Id")
+        value = frame.get(name)
     except zmq.ZMQError:
         return ""
     return value if isinstance(value, str) else ""
+
+
+def frame_user_id(frame: zmq.Frame) -> str:
+    """The ZAP ``User-Id`` of the peer that sent ``frame`` ("" when none)."""
+    return frame_property(frame, "User-Id")

@@ -22,11 +22,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from gridlib.protocol.paths import write_file
+from gridlib.protocol.paths import safe_join, write_file
 from gridlib.protocol.reactor import Reactor, Timer
 
 from . import pipes
-from .worker import worker_main
+from .worker_entry import start_worker
 
 __all__ = ["Assignment", "ClusterState", "JobExecutor"]
 
@@ -70,6 +70,7 @@ class ClusterState:
     pending: deque[Assignment] = field(default_factory=deque)
     setup_reported: bool = False
     failed: bool = False
+    orphaned_since: float | None = None  # its scheduler link was lost at this time
 
 
 class JobExecutor:
@@ -91,18 +92,19 @@ class JobExecutor:
         """Create the cluster's directory and files and start its workers."""
         existing = self.clusters.get(cluster_id)
         if existing is not None and existing.link == link:
+            existing.orphaned_since = None
             if existing.setup_reported and not existing.failed:
                 self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
             return
         if existing is not None:  # the scheduler reconnected under a new link: adopt
             existing.link = link
+            existing.orphaned_since = None
             for job in existing.pending:
                 job.link = link
             if existing.setup_reported:
                 self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
             return
-        name = str(options.get("dest_path") or cluster_id)
-        directory = self.prefix / name.strip("/").replace("..", "_")
+        directory = safe_join(self.prefix, str(options.get("dest_path") or cluster_id))
         directory.mkdir(parents=True, exist_ok=True)
         files = options.get("files") or []
         blob = b""
@@ -138,8 +140,12 @@ class JobExecutor:
             shutil.rmtree(cluster.directory, ignore_errors=True)
         self._start_jobs()
 
-    def links_lost(self, link: str) -> list[str]:
-        return [c.cluster_id for c in self.clusters.values() if c.link == link]
+    def orphan(self, link: str, now: float) -> list[tuple[str, float]]:
+        """Mark the clusters of a lost scheduler link; returns (cluster id, since) pairs."""
+        lost = [c for c in self.clusters.values() if c.link == link]
+        for cluster in lost:
+            cluster.orphaned_since = now
+        return [(c.cluster_id, now) for c in lost]
 
     # -- jobs ---------------------------------------------------------------
     def assign(self, job: Assignment) -> None:
@@ -218,7 +224,7 @@ class JobExecutor:
     # -- worker processes -----------------------------------------------------
     def _spawn(self, cluster: ClusterState) -> None:
         parent, child = _MP.Pipe()
-        process = _MP.Process(target=worker_main, daemon=False, name=f"gridlib-worker-{cluster.cluster_id[:8]}",
+        process = _MP.Process(target=start_worker, daemon=False, name=f"gridlib-worker-{cluster.cluster_id[:8]}",
                               args=(child, str(cluster.directory), self.node_name, self.ip_addr))
         process.start()
         child.close()
@@ -288,6 +294,8 @@ class JobExecutor:
                 "message": f"the job's worker process died (exit code {worker.process.exitcode})"}}
             self._finish(job, outcome)
         if self.clusters.get(cluster.cluster_id) is cluster and not cluster.failed:
+            if len(cluster.workers) < self.cpus:
+                self._spawn(cluster)  # keep the pool warm after a kill or a crash
             if cluster.pending and cluster.cluster_id not in self._rr:
                 self._rr.append(cluster.cluster_id)
             self._start_jobs()

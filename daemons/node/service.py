@@ -37,6 +37,8 @@ from .executor import Assignment, JobExecutor
 __all__ = ["NodeConfig", "NodeService"]
 
 _BEACON_RATE = 50  # beacons handled per second at most; the rest are dropped
+_MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
+_PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
 
 
 @dataclass
@@ -95,7 +97,8 @@ class NodeService:
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.node_id = self._load_node_id()
-        self.ip_addr = "127.0.0.1" if config.host in ("0.0.0.0", "", "*") else config.host
+        # bound to every interface: the scheduler takes the address it sees us connect from
+        self.ip_addr = "" if config.host in ("0.0.0.0", "", "*", "::") else config.host
         self.links: dict[str, SchedulerLink] = {}
         self.unacked: dict[str, tuple[str, Message]] = {}
         self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
@@ -187,12 +190,20 @@ class NodeService:
                                      beacon.key.decode(), beacon.endpoint)
                 continue
             link = self.links.get(beacon.scheduler_id)
-            if link is not None and link.epoch == beacon.epoch:
-                continue
+            if link is not None and (link.epoch == beacon.epoch or self._link_alive(link, now)):
+                continue  # a live link is never disturbed by a beacon
+            if link is None and self._unwelcomed() >= _MAX_PENDING_LINKS:
+                continue  # bound what beacons can make us dial
             if link is not None:
                 self._close_link(link, "scheduler restarted")
             self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
             self.links[beacon.scheduler_id].interval = beacon.heartbeat
+
+    def _link_alive(self, link: SchedulerLink, now: float) -> bool:
+        return link.welcomed and now - link.last_heard < link.interval * link.lost_after
+
+    def _unwelcomed(self) -> int:
+        return sum(1 for link in self.links.values() if not link.welcomed)
 
     def _open_link(self, sid: str, epoch: int, endpoint: str, key: bytes, dial_out: bool = False) -> None:
         parse_endpoint(endpoint)
@@ -217,15 +228,15 @@ class NodeService:
         self.links.pop(link.sid, None)
         self.reactor.remove_reader(link.socket)
         link.socket.close(0)
-        orphaned = self.executor.links_lost(link.sid)
+        orphaned = self.executor.orphan(link.sid, time.monotonic())
         if orphaned:
             self.reactor.call_later(self.config.zombie_interval,
-                                    lambda: self._reap_orphans(link.sid, orphaned))
+                                    lambda: self._reap_orphans(orphaned))
 
-    def _reap_orphans(self, sid: str, cluster_ids: list[str]) -> None:
-        for cluster_id in cluster_ids:
+    def _reap_orphans(self, orphaned: list[tuple[str, float]]) -> None:
+        for cluster_id, since in orphaned:
             cluster = self.executor.clusters.get(cluster_id)
-            if cluster is not None and cluster.link == sid:
+            if cluster is not None and cluster.orphaned_since == since:  # not adopted since
                 self.log.warning("event=zombie_cluster_removed cluster=%s", cluster_id)
                 self.executor.teardown(cluster_id)
 
@@ -311,7 +322,9 @@ class NodeService:
         for link in list(self.links.values()):
             silent = now - link.last_heard
             if not link.welcomed:
-                if now >= link.next_ready:
+                if not link.dial_out and silent > _PENDING_LINK_TIMEOUT:
+                    self._close_link(link, "no answer to READY")
+                elif now >= link.next_ready:
                     self._send_ready(link)
                 continue
             if silent > link.interval * link.lost_after:

@@ -43,6 +43,7 @@ class Peer:
     kind: str
     route: Route
     user: str = ""
+    address: str = ""  # the peer's IP address as the socket saw it
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,12 +274,13 @@ class SchedulerCore:
         cpus = int(msg.fields["cpus"])
         if not 0 < cpus <= 4096 or not node_id:
             raise ProtocolError("READY: bad node id or cpu count")
-        old = self.nodes.get(node_id)
-        if old is not None and old.route != peer.route:
+        if node_id in self.nodes:
+            # a node that registers again has forgotten what it was given: settle its jobs
             self._node_lost(node_id, "node re-registered")
         info = {k: msg.fields.get(k) for k in ("platform", "port", "pid") if k in msg.fields}
+        ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
-                          str(opt(msg.fields, "ip_addr", str, "")), cpus, info, now)
+                          ip_addr, cpus, info, now)
         self.nodes[node_id] = node
         self.node_by_route[peer.route] = node_id
         self.node_liveness.touch(node_id, now)

@@ -24,6 +24,7 @@ from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import (
     curve_server_socket,
+    frame_property,
     frame_user_id,
     local_address_for,
     tcp_endpoint,
@@ -175,7 +176,8 @@ class SchedulerService:
         user = frame_user_id(frames[-1]) or ("local" if sock not in self._curve_sockets else "")
         if kind == CLIENT:
             self._client_socket_of[route] = sock
-        self.core.handle(Peer(kind, route, user), msg, time.monotonic(), flush=False)
+        address = frame_property(frames[-1], "Peer-Address") if msg.type == "READY" else ""
+        self.core.handle(Peer(kind, route, user, address), msg, time.monotonic(), flush=False)
 
     def _deliver(self, sends: list[Send]) -> None:
         for send in sends:

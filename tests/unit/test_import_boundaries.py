@@ -1,0 +1,21 @@
+"""What each process imports: the scheduler and the node's message loop never load dill."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.parametrize("module", [
+    "gridlib.protocol.codec",
+    "gridlib.daemons.scheduler.service",
+    "gridlib.daemons.node.service",
+    "gridlib.daemons.cli",
+    "gridlib",
+])
+def test_module_does_not_import_dill(module: str) -> None:
+    code = f"import sys, {module}; print('dill' in sys.modules, 'pickle' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split()[0] == "False", f"{module} imports dill"
