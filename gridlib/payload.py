@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import site
+import sys
 import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +67,26 @@ def _files_of(depends: Sequence[Any]) -> tuple[list[tuple[str, bytes, int]], lis
     return files, objects
 
 
+def _own_module_file(fn: Any) -> tuple[str, bytes, int] | None:
+    """The source of the user's own top-level module that defines ``fn``, if any.
+
+    dill ships functions of an importable module by reference, so the node
+    must be able to import that module: a user's own script module (not a
+    package, not installed) is shipped along automatically.
+    """
+    name = getattr(fn, "__module__", None)
+    if not name or name == "__main__" or "." in name or "<locals>" in getattr(fn, "__qualname__", ""):
+        return None
+    source = getattr(sys.modules.get(name), "__file__", None)
+    if not source or not source.endswith(".py"):
+        return None
+    path = Path(source).resolve()
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, *site.getsitepackages())}
+    if any(path.is_relative_to(prefix) for prefix in installed):
+        return None
+    return path.name, path.read_bytes(), 0o644
+
+
 def pack_computation(
     computation: Callable[..., Any] | str,
     depends: Sequence[Any] = (),
@@ -82,6 +104,9 @@ def pack_computation(
         comp = Computation("program", program=path.name, setup=setup, cleanup=cleanup_fn,
                            depends=objects)
     elif callable(computation):
+        own = _own_module_file(computation)
+        if own is not None and own[0] not in {name for name, _, _ in files}:
+            files.append(own)
         comp = Computation("function", func=computation, setup=setup, cleanup=cleanup_fn,
                            depends=objects)
     else:

@@ -286,3 +286,14 @@ def test_private_local_node_is_started_and_stopped(tmp_path: Path) -> None:
     assert cluster._local_node.process.poll() is not None  # stopped, by PID
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_function_of_the_users_own_module_is_shipped(node_daemon: NodeProcess, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "gridtriple_mod.py").write_text("def triple(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import gridtriple_mod  # type: ignore[import-not-found]
+
+    with cluster_for(node_daemon, gridtriple_mod.triple) as cluster:
+        assert cluster.submit(5)(timeout=60) == 15
+    sys.modules.pop("gridtriple_mod", None)
