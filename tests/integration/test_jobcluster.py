@@ -297,3 +297,30 @@ def test_function_of_the_users_own_module_is_shipped(node_daemon: NodeProcess, t
     with cluster_for(node_daemon, gridtriple_mod.triple) as cluster:
         assert cluster.submit(5)(timeout=60) == 15
     sys.modules.pop("gridtriple_mod", None)
+
+
+def test_await_job_wait_timeout_and_close_terminate(node_daemon: NodeProcess) -> None:
+    import asyncio
+
+    def sleeper(seconds):  # type: ignore[no-untyped-def]
+        import time
+        time.sleep(seconds)
+        return seconds
+
+    cluster = cluster_for(node_daemon, sleeper)
+    try:
+        async def both() -> list[float]:
+            return list(await asyncio.gather(cluster.submit(0.01), cluster.submit(0.02)))
+
+        assert asyncio.run(both()) == [0.01, 0.02]
+        slow = cluster.submit(60)
+        with pytest.raises(TimeoutError):
+            slow(timeout=0.2)
+        assert cluster.wait(timeout=0.2) is False
+        with pytest.raises(TimeoutError):
+            cluster.close(timeout=0.2)
+    finally:
+        cluster.close(terminate=True)
+    assert slow.status == JobStatus.Cancelled
+    with pytest.raises(gridlib.GridError):
+        cluster.submit(1)
