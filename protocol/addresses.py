@@ -20,7 +20,7 @@ def split_host_port(spec: str, default_port: int) -> tuple[str, int]:
         return host, int(port) if port else default_port
     if spec.count(":") == 1:
         host, port = spec.split(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise ValueError(f"bad port in node address {spec!r}")
         return host, int(port)
     return spec, default_port
@@ -31,8 +31,12 @@ def expand_targets(specs: list[str], default_port: int) -> list[tuple[str, int]]
     out: dict[tuple[str, int], None] = {}
     for spec in specs:
         if "/" in spec:  # CIDR, optionally with ":port" after the prefix length
-            net_part, _, port_part = spec.partition(":") if spec.count(":") == 1 else (spec, "", "")
-            host, port = net_part, int(port_part) if port_part.isdigit() else default_port
+            net_part, sep, port_part = spec.partition(":") if spec.count(":") == 1 else (spec, "", "")
+            host, port = net_part, default_port
+            if sep:
+                if not (port_part.isascii() and port_part.isdigit() and 0 < int(port_part) < 65536):
+                    raise ValueError(f"bad port in node address {spec!r}")
+                port = int(port_part)
         else:
             host, port = split_host_port(spec, default_port)
         if "*" in host:

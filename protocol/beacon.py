@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import msgpack
+from zmq.utils import z85
 
 from .errors import ProtocolError
 
@@ -20,8 +22,8 @@ __all__ = ["BEACON_TOPIC", "MAX_BEACON_BYTES", "Beacon", "encode_beacon", "decod
 
 BEACON_TOPIC = b"GRIDB\x01"
 MAX_BEACON_BYTES = 4096
-_ENDPOINT = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]{1,253}):\d{1,5}$")
-_Z85 = re.compile(r"^[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}$")
+_ENDPOINT = re.compile(r"tcp://(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]{1,253}):([0-9]{1,5})")
+_Z85 = re.compile(r"[0-9a-zA-Z.\-:+=^!/*?&<>()\[\]{}@%$#]{40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,13 @@ class Beacon:
             "sid": self.scheduler_id, "epoch": self.epoch, "seq": self.seq,
             "ep": self.endpoint, "key": self.key.decode(), "hb": self.heartbeat,
         }
+
+
+def _is_curve_key(key: str) -> bool:
+    try:
+        return len(z85.decode(key.encode())) == 32
+    except Exception:
+        return False
 
 
 def encode_beacon(beacon: Beacon) -> list[bytes]:
@@ -69,12 +78,13 @@ def decode_beacon(frames: list[bytes]) -> Beacon:
     endpoint, key, hb = data.get("ep"), data.get("key"), data.get("hb")
     if not (isinstance(sid, str) and 0 < len(sid) <= 64):
         raise ProtocolError("beacon: bad scheduler id")
-    if not (isinstance(epoch, int) and isinstance(seq, int)) or isinstance(epoch, bool):
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (epoch, seq)):
         raise ProtocolError("beacon: bad epoch or sequence")
-    if not (isinstance(endpoint, str) and _ENDPOINT.match(endpoint)):
+    match = _ENDPOINT.fullmatch(endpoint) if isinstance(endpoint, str) else None
+    if match is None or not 0 < int(match.group(2)) < 65536:
         raise ProtocolError("beacon: bad endpoint")
-    if not (isinstance(key, str) and _Z85.match(key)):
+    if not (isinstance(key, str) and _Z85.fullmatch(key) and _is_curve_key(key)):
         raise ProtocolError("beacon: bad key")
-    if not (isinstance(hb, (int, float)) and 0.05 <= hb <= 600):
+    if isinstance(hb, bool) or not (isinstance(hb, (int, float)) and 0.05 <= hb <= 600):
         raise ProtocolError("beacon: bad heartbeat interval")
-    return Beacon(sid, epoch, seq, endpoint, key.encode(), float(hb))
+    return Beacon(sid, cast(int, epoch), cast(int, seq), cast(str, endpoint), key.encode(), float(hb))

@@ -55,6 +55,22 @@ class Send:
     msg: Message
 
 
+def _valid_job_spec(spec: Any) -> dict[str, Any]:
+    """Check one job of a JOB_SUBMIT before anything is stored."""
+    if not isinstance(spec, dict):
+        raise ProtocolError("JOB_SUBMIT: each job must be a map")
+    job_id = opt(spec, "id", str)
+    count = opt(spec, "n", int, 1)
+    if not job_id or len(job_id) > 128 or count < 0:
+        raise ProtocolError("JOB_SUBMIT: each job needs an id and a frame count")
+    opt(spec, "priority", int, 0)
+    opt(spec, "node", str)
+    timeout = opt(spec, "timeout", (int, float))
+    if timeout is not None and timeout <= 0:
+        raise ProtocolError("JOB_SUBMIT: timeout must be positive")
+    return {**spec, "id": job_id, "n": count}
+
+
 class SchedulerCore:
     """Jobs, clusters and nodes; least-load dispatch with credit."""
 
@@ -165,15 +181,12 @@ class SchedulerCore:
 
     def handle_job_submit(self, peer: Peer, msg: Message, now: float) -> None:
         cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
-        specs = msg.fields["jobs"]
+        specs = [_valid_job_spec(spec) for spec in msg.fields["jobs"]]
+        if sum(int(spec["n"]) for spec in specs) != len(msg.frames):
+            raise ProtocolError("JOB_SUBMIT: job frame counts do not match the frames")
         offset = 0
         for spec in specs:
-            if not isinstance(spec, dict):
-                raise ProtocolError("JOB_SUBMIT: each job must be a map")
-            job_id = opt(spec, "id", str)
-            count = opt(spec, "n", int, 1)
-            if not job_id or count < 0 or offset + count > len(msg.frames):
-                raise ProtocolError("JOB_SUBMIT: job ids and frame counts do not match the frames")
+            job_id, count = str(spec["id"]), int(spec["n"])
             frames = msg.frames[offset: offset + count]
             labels = msg.labels[offset: offset + count]
             offset += count
@@ -184,8 +197,6 @@ class SchedulerCore:
             self.jobs[job_id] = job
             cluster.jobs.add(job_id)
             self._enqueue(cluster, job)
-        if offset != len(msg.frames):
-            raise ProtocolError("JOB_SUBMIT: extra frames after the last job")
 
     def _enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
         pin = opt(job.spec, "node", str)
@@ -321,8 +332,9 @@ class SchedulerCore:
         node = self._node_of(peer)
         job = self.jobs.get(str(msg.fields["job_id"]))
         attempt = msg.fields.get("attempt")
-        if job is None or job.node_id != node.node_id or job.attempt != attempt:
-            return node, None  # stale: an old attempt, or a job closed meanwhile
+        if (job is None or job.node_id != node.node_id or job.attempt != attempt
+                or job.state is JobState.DONE):
+            return node, None  # stale: an old attempt, a repeat, or a job closed meanwhile
         return node, job
 
     def handle_job_started(self, peer: Peer, msg: Message, now: float) -> None:
