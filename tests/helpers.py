@@ -33,7 +33,7 @@ class NodeProcess:
     def __init__(self, port: int, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
         self.port = port
         self.log_path = tmp / f"node-{port}.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
                "--port", str(port), "--dest-path-prefix", str(tmp / f"node-{port}"),
                "--log-level", "info", *extra]

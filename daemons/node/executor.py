@@ -83,6 +83,7 @@ class JobExecutor:
         self.max_file_size = max_file_size
         self.log = log or logging.getLogger("gridlib.node")
         self.clusters: dict[str, ClusterState] = {}
+        self._retired: dict[str, ClusterState] = {}  # torn down, workers still exiting
         self.running = 0
         self._rr: deque[str] = deque()  # round robin over clusters with pending jobs
 
@@ -130,15 +131,25 @@ class JobExecutor:
                 self.running -= 1
                 self._cancel_timer(worker.job)
                 worker.job = None
-            if worker.ready:
+            if worker.ready:  # a graceful stop runs cleanup(); a kill follows if it hangs
                 try:
                     pipes.send(worker.conn, "stop")
                 except OSError:
                     pass
-            self.reactor.call_later(5.0, lambda w=worker: self._kill(w))
+                self.reactor.call_later(5.0, lambda w=worker: self._kill(w))
+            else:
+                self._kill(worker)
+        # the directory goes when the last worker has exited (_worker_gone)
+        self._retired[cluster_id] = cluster
+        self._remove_if_drained(cluster)
+        self._start_jobs()
+
+    def _remove_if_drained(self, cluster: ClusterState) -> None:
+        if cluster.workers or self._retired.get(cluster.cluster_id) is not cluster:
+            return
+        del self._retired[cluster.cluster_id]
         if cluster.options.get("cleanup", True):
             shutil.rmtree(cluster.directory, ignore_errors=True)
-        self._start_jobs()
 
     def orphan(self, link: str, now: float) -> list[tuple[str, float]]:
         """Mark the clusters of a lost scheduler link; returns (cluster id, since) pairs."""
@@ -286,6 +297,7 @@ class JobExecutor:
             cluster.workers.remove(worker)
         if worker in cluster.idle:
             cluster.idle.remove(worker)
+        self._remove_if_drained(cluster)
         job, worker.job = worker.job, None
         if job is not None:
             self.running -= 1
@@ -314,11 +326,16 @@ class JobExecutor:
 
     def shutdown(self) -> None:
         """Kill every worker (the node is stopping)."""
-        for cluster in list(self.clusters.values()):
+        clusters = [*self.clusters.values(), *self._retired.values()]
+        for cluster in clusters:
             for worker in cluster.workers:
                 self._kill(worker)
+        for cluster in clusters:
             for worker in cluster.workers:
                 worker.process.join(5)
                 self.reactor.remove_reader(worker.conn.fileno())
                 worker.conn.close()
+            if cluster.options.get("cleanup", True):
+                shutil.rmtree(cluster.directory, ignore_errors=True)
         self.clusters.clear()
+        self._retired.clear()

@@ -131,7 +131,10 @@ def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
 def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
     """Entry point of a worker process."""
     os.setsid()
-    os.chdir(cluster_dir)
+    try:
+        os.chdir(cluster_dir)
+    except OSError:
+        return  # the cluster was torn down while this worker started
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
     kind, fields, frames = pipes.recv(conn)

@@ -1,0 +1,354 @@
+"""gridlib against ``concurrent.futures.ProcessPoolExecutor``, both in the same run.
+
+Run: ``make bench`` (or ``.venv/bin/python bench/bench.py [--quick] [--repeat N] [--json PATH]``).
+
+Both systems get 2 worker processes on this machine and run the same
+module-level function, ``task``.  gridlib is a ``JobCluster`` with its
+embedded scheduler and a private local node (``local_cpus=2``), CurveZMQ on
+the node link as always; the pool is ``ProcessPoolExecutor(2)`` with the
+platform's default start method.  For each system and each run:
+
+1. startup: seconds from constructing the cluster/executor to the first
+   result of a no-op job;
+2. throughput: no-op jobs per second, all submitted at once, then all waited;
+3. latency: median and p99 of sequential round trips (submit, wait, next);
+4. payload: MB/s (1 MB = 10**6 bytes) for jobs echoing a 1 MiB ``bytes``
+   argument back, counting the bytes sent AND received (2 MiB per job);
+5. CPU efficiency: jobs of ~50 ms pure-Python CPU work (a busy loop calibrated
+   once in this process); sum of each job's own CPU time (measured in the
+   job) divided by (wall time x 2 workers).
+
+With ``--repeat N`` every figure is the median of N runs; the order of the two
+systems alternates from run to run.  A table and the gridlib/ProcessPool ratio
+of every column are printed; ``--json PATH`` also writes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import gridlib
+from gridlib.cluster import DEFAULT_NODE_PORT
+from gridlib.local_node import node_listening
+
+WORKERS = 2
+MIB = 1 << 20
+JOB_TIMEOUT = 120.0  # seconds one job may take before the bench gives up
+WAIT_TIMEOUT = 600.0  # seconds a whole batch may take
+CPU_JOB_SECONDS = 0.05
+
+
+# -- the work: one module-level function for both systems ------------------------
+def task(op: str, arg: Any = None) -> Any:
+    """``noop`` -> None; ``echo`` -> ``arg``; ``spin`` -> CPU seconds of ``arg`` loop turns."""
+    if op == "noop":
+        return None
+    if op == "echo":
+        return arg
+    if op == "spin":
+        import time
+
+        start = time.thread_time()
+        x = 0
+        for i in range(arg):
+            x += i
+        return time.thread_time() - start
+    raise ValueError(f"unknown op {op!r}")
+
+
+def calibrate(seconds: float = CPU_JOB_SECONDS) -> tuple[int, float]:
+    """Loop turns for ``seconds`` of CPU in ``task('spin')`` here; (turns, turns per second)."""
+    turns = 10_000
+    while task("spin", turns) < 0.02:
+        turns *= 2
+    rate = max(turns / task("spin", turns) for _ in range(5))
+    return max(1, round(rate * seconds)), rate
+
+
+# -- sizes and figures ------------------------------------------------------------
+@dataclass(frozen=True)
+class Sizes:
+    noop_jobs: int
+    round_trips: int
+    payload_jobs: int
+    payload_bytes: int
+    cpu_jobs: int
+    cpu_job_seconds: float
+
+
+FULL = Sizes(noop_jobs=2000, round_trips=200, payload_jobs=100, payload_bytes=MIB,
+             cpu_jobs=40, cpu_job_seconds=CPU_JOB_SECONDS)
+QUICK = Sizes(noop_jobs=100, round_trips=20, payload_jobs=5, payload_bytes=MIB,
+              cpu_jobs=4, cpu_job_seconds=CPU_JOB_SECONDS)
+
+
+@dataclass
+class Figures:
+    startup_s: float
+    noop_tasks_per_s: float
+    p50_ms: float
+    p99_ms: float
+    payload_mb_per_s: float
+    cpu_efficiency: float
+    close_s: float  # not in the table: time to close the cluster/executor
+    cpu_job_seconds_mean: float  # not in the table: mean CPU time of one spin job
+
+
+COLUMNS = ("startup_s", "noop_tasks_per_s", "p50_ms", "p99_ms", "payload_mb_per_s",
+           "cpu_efficiency")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# -- the two systems behind one small interface -------------------------------------
+class GridlibSystem:
+    name = "gridlib"
+
+    def __init__(self) -> None:
+        self.cluster: Any = None
+
+    def start(self) -> None:
+        self.cluster = gridlib.JobCluster(task, local_cpus=WORKERS)
+
+    def submit(self, op: str, arg: Any = None) -> Any:
+        return self.cluster.submit(op, arg)
+
+    def result(self, job: Any) -> Any:
+        value = job(timeout=JOB_TIMEOUT)
+        if job.status != gridlib.JobStatus.Finished:
+            raise BenchError(f"gridlib job {job.id} ended {job.status.name}: {job.exception}")
+        return value
+
+    def wait_all(self, jobs: Sequence[Any]) -> None:
+        if not self.cluster.wait(WAIT_TIMEOUT):
+            raise BenchError(f"gridlib: jobs not done after {WAIT_TIMEOUT} s")
+
+    def close(self, failed: bool) -> None:
+        if self.cluster is not None:
+            self.cluster.close(timeout=60.0, terminate=failed)
+            self.cluster = None
+
+
+class ProcessPoolSystem:
+    name = "ProcessPool"
+
+    def __init__(self) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        self.pool = ProcessPoolExecutor(WORKERS)
+
+    def submit(self, op: str, arg: Any = None) -> Future[Any]:
+        assert self.pool is not None
+        return self.pool.submit(task, op, arg)
+
+    def result(self, future: Future[Any]) -> Any:
+        return future.result(JOB_TIMEOUT)
+
+    def wait_all(self, futures: Sequence[Future[Any]]) -> None:
+        _, not_done = futures_wait(futures, WAIT_TIMEOUT)
+        if not_done:
+            raise BenchError(f"ProcessPool: {len(not_done)} jobs not done after {WAIT_TIMEOUT} s")
+
+    def close(self, failed: bool) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=failed)
+            self.pool = None
+
+
+System = GridlibSystem | ProcessPoolSystem
+
+
+# -- one run of one system -----------------------------------------------------------
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100)."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def run_system(system: System, sizes: Sizes, spin_turns: int, payload: bytes) -> Figures:
+    clock = time.perf_counter
+    failed = True
+    t0 = clock()
+    system.start()
+    try:
+        # 1. startup: construction to the first result of a no-op job
+        system.result(system.submit("noop"))
+        startup = clock() - t0
+
+        # 2. throughput: every no-op job submitted at once, then all waited
+        t0 = clock()
+        handles = [system.submit("noop") for _ in range(sizes.noop_jobs)]
+        system.wait_all(handles)
+        noop_rate = sizes.noop_jobs / (clock() - t0)
+        for h in handles:
+            system.result(h)
+
+        # 3. latency: sequential round trips
+        samples = []
+        for _ in range(sizes.round_trips):
+            t0 = clock()
+            system.result(system.submit("noop"))
+            samples.append(clock() - t0)
+
+        # 4. payload: 1 MiB out and the same 1 MiB back, per job
+        t0 = clock()
+        handles = [system.submit("echo", payload) for _ in range(sizes.payload_jobs)]
+        system.wait_all(handles)
+        payload_time = clock() - t0
+        for h in handles:
+            if system.result(h) != payload:
+                raise BenchError(f"{system.name}: an echoed payload came back different")
+        moved = 2 * sizes.payload_jobs * len(payload)
+
+        # 5. CPU efficiency: ~50 ms busy loops on 2 workers
+        t0 = clock()
+        handles = [system.submit("spin", spin_turns) for _ in range(sizes.cpu_jobs)]
+        system.wait_all(handles)
+        cpu_wall = clock() - t0
+        cpu_times = [float(system.result(h)) for h in handles]
+        failed = False
+    finally:
+        t_close = clock()
+        system.close(failed)
+        close_s = clock() - t_close
+    return Figures(
+        startup_s=startup,
+        noop_tasks_per_s=noop_rate,
+        p50_ms=statistics.median(samples) * 1e3,
+        p99_ms=percentile(samples, 99) * 1e3,
+        payload_mb_per_s=moved / payload_time / 1e6,
+        cpu_efficiency=sum(cpu_times) / (cpu_wall * WORKERS),
+        close_s=close_s,
+        cpu_job_seconds_mean=statistics.fmean(cpu_times),
+    )
+
+
+# -- output --------------------------------------------------------------------------
+def fmt(x: float) -> str:
+    """About three significant digits, never in exponent notation."""
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+HEADER = ("system", "startup s", "no-op tasks/s", "p50/p99 ms", "MB/s", "CPU eff")
+
+
+def row(label: str, f: dict[str, float]) -> list[str]:
+    return [label, fmt(f["startup_s"]), fmt(f["noop_tasks_per_s"]),
+            f"{fmt(f['p50_ms'])}/{fmt(f['p99_ms'])}", fmt(f["payload_mb_per_s"]),
+            fmt(f["cpu_efficiency"])]
+
+
+def table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [list(HEADER), *rows]) for i in range(len(HEADER))]
+
+    def line(cells: Sequence[str]) -> str:
+        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                          for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+
+    sep = "-+-".join("-" * w for w in widths)
+    return "\n".join([line(HEADER), sep, *(line(r) for r in rows)])
+
+
+def median_figures(runs: list[Figures]) -> dict[str, float]:
+    return {k: statistics.median(getattr(r, k) for r in runs) for k in asdict(runs[0])}
+
+
+# -- main ------------------------------------------------------------------------------
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (CI smoke): 100 no-op jobs, 20 round trips, 5 payloads, 4 CPU jobs")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="runs per system; every figure is the median of the N runs (default 1)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    if node_listening("127.0.0.1", DEFAULT_NODE_PORT):
+        print(f"a gridlib node already listens on 127.0.0.1:{DEFAULT_NODE_PORT}: JobCluster would "
+              "use it instead of a private 2-CPU node; stop it and run the bench again",
+              file=sys.stderr)
+        return 2
+    start_method = multiprocessing.get_start_method()
+    spin_turns, spin_rate = calibrate(sizes.cpu_job_seconds)
+    payload = os.urandom(sizes.payload_bytes)
+    when = dt.datetime.now(dt.timezone.utc)
+    load = os.getloadavg()[0]  # other work on the machine skews every figure
+    print(f"gridlib {gridlib.__version__} vs ProcessPoolExecutor({WORKERS}, {start_method}) | "
+          f"Python {platform.python_version()} | {platform.system()} {platform.machine()} | "
+          f"{os.cpu_count()} CPUs | load {load:.2f} | {when:%Y-%m-%d %H:%M} UTC")
+    print(f"sizes: {sizes.noop_jobs} no-op jobs, {sizes.round_trips} round trips, "
+          f"{sizes.payload_jobs} x {sizes.payload_bytes} B echoes, {sizes.cpu_jobs} CPU jobs of "
+          f"{spin_turns} loop turns (~{sizes.cpu_job_seconds * 1e3:.0f} ms); {args.repeat} run(s)")
+
+    makers: list[Callable[[], System]] = [GridlibSystem, ProcessPoolSystem]
+    runs: dict[str, list[Figures]] = {"gridlib": [], "ProcessPool": []}
+    for r in range(args.repeat):
+        order = makers if r % 2 == 0 else makers[::-1]
+        for make in order:
+            system = make()
+            figures = run_system(system, sizes, spin_turns, payload)
+            runs[system.name].append(figures)
+            print(f"run {r + 1}/{args.repeat} {system.name}: " + ", ".join(
+                f"{k}={fmt(v)}" for k, v in asdict(figures).items()), flush=True)
+
+    med = {name: median_figures(figs) for name, figs in runs.items()}
+    ratio = {k: med["gridlib"][k] / med["ProcessPool"][k] for k in med["gridlib"]}
+    rows = [row("gridlib", med["gridlib"]), row("ProcessPool", med["ProcessPool"]),
+            row("gridlib/ProcessPool", ratio)]
+    what = f"median of {args.repeat} runs" if args.repeat > 1 else "1 run"
+    print(f"\n{what}; MB/s counts bytes sent and received (1 MB = 10^6 B); "
+          "ratio > 1: gridlib is larger (worse for startup and ms, better for the rest)")
+    print(table(rows))
+
+    if args.json:
+        report = {
+            "date": when.isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "platform": platform.platform(), "gridlib": gridlib.__version__,
+                        "pool_start_method": start_method, "workers": WORKERS,
+                        "load_average_1min_at_start": load},
+            "sizes": asdict(sizes),
+            "calibration": {"spin_turns": spin_turns, "turns_per_cpu_second": spin_rate},
+            "columns": list(COLUMNS),
+            "runs": {name: [asdict(f) for f in figs] for name, figs in runs.items()},
+            "median": med,
+            "ratio_gridlib_over_processpool": ratio,
+        }
+        with open(args.json, "w") as out:
+            json.dump(report, out, indent=2)
+            out.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

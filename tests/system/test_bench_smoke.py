@@ -1,0 +1,79 @@
+"""``bench/bench.py --quick`` runs to the end and prints positive figures for both systems."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.helpers import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench" / "bench.py"
+SYSTEMS = ("gridlib", "ProcessPool")
+COLUMNS = 5  # startup, tasks/s, p50/p99, MB/s, CPU eff
+
+
+def _table_rows(stdout: str) -> dict[str, list[str]]:
+    """The table's cells, by system name (first cell)."""
+    rows = {}
+    for line in stdout.splitlines():
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == COLUMNS + 1 and cells[0] in SYSTEMS:
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _private_nodes_of(pid: int) -> list[psutil.Process]:
+    """Node processes a cluster in process ``pid`` started (they carry ``--parent-pid PID``)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "--parent-pid" in cmd and cmd[cmd.index("--parent-pid") + 1:][:1] == [str(pid)]:
+            found.append(proc)
+    return found
+
+
+@pytest.mark.timeout(240)
+def test_bench_quick_prints_positive_figures(tmp_path: Path) -> None:
+    report = tmp_path / "bench.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(BENCH), "--quick", "--json", str(report)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ), start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"bench --quick did not finish in 180 s\n{stdout}\n{stderr}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        # the private node notices its parent is gone by itself; make sure, then clean up
+        gone = wait_for(lambda: not _private_nodes_of(proc.pid), timeout=15)
+        for node in _private_nodes_of(proc.pid):
+            node.kill()
+    assert gone, "the bench left its private gridlib node running"
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+
+    rows = _table_rows(stdout)
+    assert set(rows) == set(SYSTEMS), f"no table row for both systems:\n{stdout}"
+    for system, cells in rows.items():
+        figures = [float(x) for cell in cells for x in cell.split("/")]
+        assert len(figures) == COLUMNS + 1, (system, cells)
+        assert all(f > 0 for f in figures), (system, cells)
+
+    data = json.loads(report.read_text())
+    for system in SYSTEMS:
+        median = data["median"][system]
+        assert all(median[k] > 0 for k in data["columns"]), (system, median)
+    assert data["sizes"]["noop_jobs"] == 100
