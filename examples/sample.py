@@ -5,6 +5,7 @@ a private node on this host using all its CPUs.  Run: ``make demo``.
 """
 
 import random
+import time
 
 import gridlib
 
@@ -27,6 +28,7 @@ if __name__ == "__main__":
         jobs.append(job)
     for job in jobs:
         host, n = job()  # waits for the job
-        print(f"{host} executed job {job.id} at {job.start_time:.3f} with {n}")
+        started = time.strftime("%H:%M:%S", time.localtime(job.start_time))
+        print(f"{host} executed job {job.id} at {started}.{int(job.start_time % 1 * 1000):03d} with {n}")
     cluster.print_status()
     cluster.close()
