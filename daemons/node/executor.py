@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from gridlib.protocol.errors import UNAUTHORIZED, ProtocolError
 from gridlib.protocol.paths import safe_join, write_file
 from gridlib.protocol.reactor import Reactor, Timer
 
@@ -62,6 +63,7 @@ class Worker:
 class ClusterState:
     cluster_id: str
     link: str
+    owner: bytes  # the Curve key of the scheduler that set it up
     directory: Path
     blob: bytes
     options: dict[str, Any]
@@ -88,23 +90,23 @@ class JobExecutor:
         self._rr: deque[str] = deque()  # round robin over clusters with pending jobs
 
     # -- clusters -----------------------------------------------------------
-    def setup(self, link: str, cluster_id: str, options: dict[str, Any], frames: list[Any],
-              labels: list[str]) -> None:
-        """Create the cluster's directory and files and start its workers."""
+    def setup(self, link: str, owner: bytes, cluster_id: str, options: dict[str, Any],
+              frames: list[Any], labels: list[str]) -> bool:
+        """Create the cluster's directory and files and start its workers.
+
+        A cluster this node already runs (its scheduler reconnected, or a
+        recovering client took over with the same key) is adopted instead:
+        returns True when it was already set up and ready.
+        """
         existing = self.clusters.get(cluster_id)
-        if existing is not None and existing.link == link:
-            existing.orphaned_since = None
-            if existing.setup_reported and not existing.failed:
-                self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
-            return
-        if existing is not None:  # the scheduler reconnected under a new link: adopt
+        if existing is not None:
+            if existing.owner != owner:
+                raise ProtocolError("that cluster belongs to another scheduler key", UNAUTHORIZED)
             existing.link = link
             existing.orphaned_since = None
-            for job in existing.pending:
+            for job in [*existing.pending, *(w.job for w in existing.workers if w.job)]:
                 job.link = link
-            if existing.setup_reported:
-                self.emit(link, "SETUP_OK", {"cluster_id": cluster_id}, [], [])
-            return
+            return existing.setup_reported and not existing.failed
         directory = safe_join(self.prefix, str(options.get("dest_path") or cluster_id))
         directory.mkdir(parents=True, exist_ok=True)
         files = options.get("files") or []
@@ -115,10 +117,19 @@ class JobExecutor:
             elif label == "file" and isinstance(spec, dict):
                 write_file(directory, str(spec.get("name")), memoryview(frame),
                            int(spec.get("mode") or 0o600), self.max_file_size)
-        cluster = ClusterState(cluster_id, link, directory, blob, options)
+        cluster = ClusterState(cluster_id, link, owner, directory, blob, options)
         self.clusters[cluster_id] = cluster
         for _ in range(self.cpus):
             self._spawn(cluster)
+        return False
+
+    def jobs_of(self, cluster_id: str) -> list[list[Any]]:
+        """[job id, attempt] of every job of the cluster running or waiting here."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None:
+            return []
+        jobs = [*(w.job for w in cluster.workers if w.job), *cluster.pending]
+        return [[job.job_id, job.attempt] for job in jobs]
 
     def teardown(self, cluster_id: str) -> None:
         cluster = self.clusters.pop(cluster_id, None)
@@ -222,7 +233,8 @@ class JobExecutor:
     def _finish(self, job: Assignment, fields: dict[str, Any], frames: list[Any] | None = None,
                 labels: list[str] | None = None) -> None:
         self._cancel_timer(job)
-        fields = {**fields, "job_id": job.job_id, "attempt": job.attempt}
+        fields = {**fields, "job_id": job.job_id, "attempt": job.attempt,
+                  "cluster_id": job.cluster_id}
         fields.setdefault("end_time", time.time())
         self.emit(job.link, "JOB_RESULT", fields, frames or [], labels or [])
 

@@ -25,7 +25,7 @@ import zmq
 
 from gridlib.protocol.beacon import decode_beacon
 from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
-from gridlib.protocol.errors import ProtocolError
+from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
@@ -33,6 +33,7 @@ from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, tcp_endpoint
 
 from .executor import Assignment, JobExecutor
+from .spool import ResultSpool
 
 __all__ = ["NodeConfig", "NodeService"]
 
@@ -100,7 +101,7 @@ class NodeService:
         # bound to every interface: the scheduler takes the address it sees us connect from
         self.ip_addr = "" if config.host in ("0.0.0.0", "", "*", "::") else config.host
         self.links: dict[str, SchedulerLink] = {}
-        self.unacked: dict[str, tuple[str, Message]] = {}
+        self.spool = ResultSpool(self.prefix / "spool", self.log)
         self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
                                     self._emit, config.max_file_size, self.log)
         self.beacon_socket: zmq.Socket[bytes] | None = None
@@ -219,7 +220,7 @@ class NodeService:
         self._send(link, new_message("READY", {
             "node_id": self.node_id, "name": self.name, "cpus": self.cpus,
             "ip_addr": self.ip_addr, "platform": platform.platform(), "port": self.config.port,
-            "pid": os.getpid(), "unacked": list(self.unacked),
+            "pid": os.getpid(), "spooled": len(self.spool),
         }))
         link.next_ready = time.monotonic() + link.backoff.next()
 
@@ -239,6 +240,7 @@ class NodeService:
             if cluster is not None and cluster.orphaned_since == since:  # not adopted since
                 self.log.warning("event=zombie_cluster_removed cluster=%s", cluster_id)
                 self.executor.teardown(cluster_id)
+                self.spool.drop_cluster(cluster_id)
 
     # -- messages from schedulers ---------------------------------------------
     def _on_link(self, link: SchedulerLink) -> None:
@@ -276,11 +278,18 @@ class NodeService:
         elif t == "RESULT_ACK":
             for job_id in msg.fields["job_ids"]:
                 if isinstance(job_id, str):
-                    self.unacked.pop(job_id, None)
+                    self.spool.ack(job_id)
         elif t == "TEARDOWN":
             cluster = self.executor.clusters.get(str(msg.fields["cluster_id"]))
             if cluster is not None and cluster.link == link.sid:
                 self.executor.teardown(cluster.cluster_id)
+                self.spool.drop_cluster(cluster.cluster_id)
+        elif t == "ERROR" and msg.get("code") == ILLEGAL_STATE and link.welcomed:
+            # the scheduler no longer knows us (it declared us lost): register again
+            self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, msg.get("reason"))
+            link.welcomed = False
+            link.backoff.reset()
+            self._send_ready(link)
         elif t == "ERROR":
             self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
                              link.sid, msg.get("code"), msg.get("reason"))
@@ -290,21 +299,44 @@ class NodeService:
     def _handle_setup(self, link: SchedulerLink, msg: Message) -> None:
         cluster_id = str(msg.fields["cluster_id"])
         try:
-            self.executor.setup(link.sid, cluster_id, dict(msg.fields), list(msg.frames), list(msg.labels))
+            ready = self.executor.setup(link.sid, link.key, cluster_id, dict(msg.fields),
+                                        list(msg.frames), list(msg.labels))
+            if ready:
+                self._setup_ok(link, cluster_id)
         except (ProtocolError, OSError) as exc:
             reason = exc.reason if isinstance(exc, ProtocolError) else str(exc)
             self.log.warning("event=setup_refused cluster=%s reason=%r", cluster_id, reason)
             self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster_id, "reason": reason}))
 
     # -- sending ----------------------------------------------------------------
+    def _setup_ok(self, link: SchedulerLink, cluster_id: str) -> None:
+        """Report the cluster ready, with the jobs this node holds for it, and resend results."""
+        spooled = self.spool.of_cluster(cluster_id)
+        self._send(link, new_message("SETUP_OK", {
+            "cluster_id": cluster_id, "running": self.executor.jobs_of(cluster_id),
+            "results": [[r.job_id, r.fields.get("attempt")] for r in spooled]}))
+        for result in spooled:
+            try:
+                frames = result.frames()
+            except (OSError, ValueError) as exc:
+                self.log.warning("event=spool_read_failed job=%s error=%s", result.job_id, exc)
+                continue
+            self._send(link, new_message("JOB_RESULT", result.fields, frames, result.labels))
+
     def _emit(self, sid: str, mtype: str, fields: dict[str, Any], frames: list[Any],
               labels: list[str]) -> None:
-        msg = new_message(mtype, fields, frames, labels)
-        if mtype == "JOB_RESULT":
-            self.unacked[str(fields["job_id"])] = (sid, msg)
         link = self.links.get(sid)
+        if mtype == "SETUP_OK":
+            if link is not None:
+                self._setup_ok(link, str(fields["cluster_id"]))
+            return
+        if mtype == "JOB_RESULT":
+            try:  # durable before it is sent
+                self.spool.put(str(fields["cluster_id"]), str(fields["job_id"]), fields, frames, labels)
+            except OSError as exc:
+                self.log.error("event=spool_write_failed job=%s error=%s", fields["job_id"], exc)
         if link is not None:
-            self._send(link, msg)
+            self._send(link, new_message(mtype, fields, frames, labels))
 
     def _send(self, link: SchedulerLink, msg: Message) -> None:
         try:

@@ -94,6 +94,8 @@ class SchedulerCore:
         self.out: list[Send] = []
         self.duplicates = 0
         self._dirty = False  # something may be dispatchable
+        self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
+        self.adopt_grace = self.policy.interval * 3
 
     # -- entry points -----------------------------------------------------
     def handle(self, peer: Peer, msg: Message, now: float, flush: bool = True) -> list[Send]:
@@ -126,6 +128,7 @@ class SchedulerCore:
         """Periodic work: heartbeats to nodes and clients, lost-node handling."""
         for node_id in self.node_liveness.lost(now):
             self._node_lost(str(node_id), "no heartbeat")
+        self._expire_adoptions(now)
         for node in self.nodes.values():
             node.suspect = self.node_liveness.state(node.node_id, now) is Liveness.SUSPECT
             self._send(NODE, node.route, new_message("HEARTBEAT"))
@@ -196,7 +199,10 @@ class SchedulerCore:
             job = JobRecord(job_id, cluster.cluster_id, spec, labels, frames, next_seq())
             self.jobs[job_id] = job
             cluster.jobs.add(job_id)
-            self._enqueue(cluster, job)
+            if spec.get("recover") is True:
+                self._recover(cluster, job, now)
+            else:
+                self._enqueue(cluster, job)
 
     def _enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
         pin = opt(job.spec, "node", str)
@@ -207,6 +213,17 @@ class SchedulerCore:
         cluster.queued += 1
         job.state = JobState.QUEUED
         self._dirty = True
+
+    def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
+        """A job of a crashed client: claim it where a node has it, else wait, then run it."""
+        job.recovered = True
+        reported = cluster.reported.pop(job.job_id, None)
+        node = self.nodes.get(reported[0]) if reported else None
+        if reported is not None and node is not None:
+            self._claim(job, node, reported[1], reported[2])
+        else:
+            job.state = JobState.ADOPTING
+            self._adopting[job.job_id] = now + self.adopt_grace
 
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
         for job_id in msg.fields["job_ids"]:
@@ -286,8 +303,8 @@ class SchedulerCore:
         if not 0 < cpus <= 4096 or not node_id:
             raise ProtocolError("READY: bad node id or cpu count")
         if node_id in self.nodes:
-            # a node that registers again has forgotten what it was given: settle its jobs
-            self._node_lost(node_id, "node re-registered")
+            # a node that registers again reports what it still holds in SETUP_OK
+            self._node_lost(node_id, "node re-registered", adopt_until=now + self.adopt_grace)
         info = {k: msg.fields.get(k) for k in ("platform", "port", "pid") if k in msg.fields}
         ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
@@ -312,9 +329,64 @@ class SchedulerCore:
         if cluster is None or node.setup.get(cluster.cluster_id) != "pending":
             return  # a cluster closed meanwhile
         node.setup[cluster.cluster_id] = "ready"
+        for key, running in (("running", True), ("results", False)):
+            entries = msg.get(key)
+            for entry in entries if isinstance(entries, list) else []:
+                if (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
+                        and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
+                    self._reconcile(cluster, node, entry[0], entry[1], running, now)
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "initialized", "cluster_id": cluster.cluster_id, "node": node.public()}))
         self._dirty = True
+
+    def _reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,
+                   running: bool, now: float) -> None:
+        """A node reports a job it runs (or a result it spooled) for ``cluster``."""
+        job = self.jobs.get(job_id)
+        if job is None or job.cluster_id != cluster.cluster_id:
+            if cluster.recovering and len(cluster.reported) < 1_000_000:
+                cluster.reported[job_id] = (node.node_id, attempt, running, now)
+            else:
+                self._drop_copy(node, job_id, running)
+        elif job.state in (JobState.QUEUED, JobState.ADOPTING):
+            self._claim(job, node, attempt, running)
+        elif job.node_id == node.node_id and job.attempt == attempt:
+            pass  # already assigned there
+        elif job.state is JobState.DONE and job.result_node == node.node_id:
+            pass  # the client's acknowledgement will release it
+        else:
+            self._drop_copy(node, job_id, running)  # superseded by another attempt
+
+    def _claim(self, job: JobRecord, node: NodeRecord, attempt: int, running: bool) -> None:
+        if job.state is JobState.QUEUED:
+            self.clusters[job.cluster_id].queued -= 1
+        self._adopting.pop(job.job_id, None)
+        job.state = JobState.RUNNING if running else JobState.DISPATCHED
+        job.node_id, job.attempt = node.node_id, attempt
+        node.inflight[job.job_id] = attempt
+
+    def _drop_copy(self, node: NodeRecord, job_id: str, running: bool) -> None:
+        """Tell a node to let go of a job copy nobody waits for."""
+        if running:
+            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+        else:
+            self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
+
+    def _expire_adoptions(self, now: float) -> None:
+        for job_id, deadline in list(self._adopting.items()):
+            if deadline > now:
+                continue
+            del self._adopting[job_id]
+            job = self.jobs.get(job_id)
+            if job is not None and job.state is JobState.ADOPTING:
+                self._settle_orphan(job, None, "no node reported it after a reconnect")
+        for cluster in self.clusters.values():
+            for job_id, (node_id, _, running, when) in list(cluster.reported.items()):
+                if now - when >= self.adopt_grace:
+                    del cluster.reported[job_id]
+                    node = self.nodes.get(node_id)
+                    if node is not None:
+                        self._drop_copy(node, job_id, running)
 
     def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
         node = self._node_of(peer)
@@ -430,7 +502,8 @@ class SchedulerCore:
         return False
 
     # -- failures ---------------------------------------------------------
-    def _node_lost(self, node_id: str, reason: str) -> None:
+    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
+        """Forget a node; settle its jobs now, or (``adopt_until``) let it reclaim them."""
         node = self.nodes.pop(node_id, None)
         if node is None:
             return
@@ -440,23 +513,38 @@ class SchedulerCore:
                          node_id, node.name, reason, len(node.inflight))
         for job_id in node.inflight:
             job = self.jobs.get(job_id)
-            if job is None:
+            if job is None or job.state is JobState.DONE:
                 continue
-            cluster = self.clusters[job.cluster_id]
-            if (cluster.reentrant and job.attempt < cluster.max_attempts
-                    and not job.spec.get("node") and job.state is not JobState.CANCELLING):
-                self._enqueue(cluster, job)
-                job.node_id = None
+            if adopt_until is not None and job.state is not JobState.CANCELLING:
+                job.state, job.node_id = JobState.ADOPTING, None
+                self._adopting[job_id] = adopt_until
             else:
-                status = "cancelled" if job.state is JobState.CANCELLING else "abandoned"
-                self._finish(job, {"status": status, "node": node.name,
-                                   "reason": f"node {node.name} lost: {reason}"}, [], [])
+                self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}")
         for cluster_id in node.setup:
             owner = self.clusters.get(cluster_id)
             if owner is not None:
                 self._send(CLIENT, owner.client, new_message("NODE_EVENT", {
                     "event": "closed", "cluster_id": cluster_id, "node": node.public(),
                     "reason": reason}))
+
+    def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str) -> None:
+        """A job whose node is gone: run it again, or give the client its final state."""
+        cluster = self.clusters[job.cluster_id]
+        job.node_id = None
+        pinned = bool(job.spec.get("node"))
+        if job.state is JobState.CANCELLING:
+            self._finish(job, {"status": "cancelled", "reason": reason}, [], [])
+        elif (cluster.reentrant or job.recovered) and not pinned \
+                and job.attempt < cluster.max_attempts:
+            self._enqueue(cluster, job)
+        elif cluster.reentrant and not pinned:
+            message = (f"job lost its node on all {job.attempt} attempts (max_attempts); "
+                       f"it may be what kills its nodes")
+            self._finish(job, {"status": "terminated", "node": node_name, "reason": message,
+                               "exception": {"type": "JobLostNodes", "message": message,
+                                             "traceback": ""}}, [], [])
+        else:
+            self._finish(job, {"status": "abandoned", "node": node_name, "reason": reason}, [], [])
 
     def _client_gone(self, route: Route) -> None:
         client = self.clients.pop(route, None)

@@ -23,6 +23,8 @@ class JobState(enum.Enum):
     RUNNING = "running"  #: the node started it
     CANCELLING = "cancelling"  #: cancel sent to the node, result pending
     DONE = "done"  #: result sent to the client, waiting for its acknowledgement
+    ADOPTING = "adopting"  #: its node re-registered, or its client recovers it: waiting
+    #: for a node to report it (then it carries on there) before it is settled
 
 
 @dataclass(slots=True)
@@ -45,6 +47,7 @@ class JobRecord:
     attempt: int = 0
     node_id: str | None = None
     result_node: str | None = None
+    recovered: bool = False  # resubmitted by a recovering client: run it if nobody has it
 
 
 class JobQueue:
@@ -85,6 +88,13 @@ class ClusterRecord:
     pinned: dict[str, JobQueue] = field(default_factory=dict)
     jobs: set[str] = field(default_factory=set)
     queued: int = 0
+    # jobs nodes reported before the recovering client resubmitted them:
+    # job id -> (node id, attempt, running, report time)
+    reported: dict[str, tuple[str, int, bool, float]] = field(default_factory=dict)
+
+    @property
+    def recovering(self) -> bool:
+        return bool(self.options.get("recover"))
 
     @property
     def reentrant(self) -> bool:

@@ -480,7 +480,7 @@ def test_lost_node_job_of_a_plain_cluster_is_abandoned() -> None:
     assert assigned(out) == []
 
 
-def test_a_reentrant_job_is_abandoned_after_max_attempts() -> None:
+def test_a_reentrant_job_that_kept_losing_its_node_is_terminated_and_named() -> None:
     grid = Grid()
     grid.running_cluster((NODE_A, 1), reentrant=True, max_attempts=1)
     grid.submit("j1")
@@ -489,7 +489,9 @@ def test_a_reentrant_job_is_abandoned_after_max_attempts() -> None:
     out = grid.tick()
 
     result = the(sent(out, "JOB_RESULT", ALICE))
-    assert (result.fields["job_id"], result.fields["status"]) == ("j1", "abandoned")
+    assert (result.fields["job_id"], result.fields["status"]) == ("j1", "terminated")
+    assert result.fields["exception"]["type"] == "JobLostNodes"
+    assert "all 1 attempts" in result.fields["exception"]["message"]
 
 
 def test_tick_sends_heartbeats_to_every_peer(grid: Grid) -> None:
