@@ -9,8 +9,10 @@ payloads its node received from an authenticated scheduler.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -117,7 +119,7 @@ def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
         program = os.path.join(cluster_dir, str(comp.program))
         argv = [sys.executable, program] if program.endswith(".py") else [program]
         proc = subprocess.run([*argv, *map(str, args)], cwd=cluster_dir, env=env,
-                              capture_output=True, check=False)
+                              capture_output=True, check=False, preexec_fn=die_with_parent)
         return {"status": "finished"}, [*pack_value(proc.returncode), proc.stdout, proc.stderr]
     if comp.func is None:
         raise TypeError("the computation has no function")
@@ -128,8 +130,22 @@ def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
     return {"status": "finished"}, pack_value(result)
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (no orphans after a node dies)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone before prctl took effect
+        os._exit(1)
+
+
 def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
     """Entry point of a worker process."""
+    die_with_parent()
     os.setsid()
     try:
         os.chdir(cluster_dir)

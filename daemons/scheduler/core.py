@@ -124,11 +124,17 @@ class SchedulerCore:
         out, self.out = self.out, []
         return out
 
-    def tick(self, now: float) -> list[Send]:
-        """Periodic work: heartbeats to nodes and clients, lost-node handling."""
+    def check(self, now: float) -> list[Send]:
+        """Liveness: settle lost nodes and expired adoptions (run a few times an interval)."""
         for node_id in self.node_liveness.lost(now):
             self._node_lost(str(node_id), "no heartbeat")
         self._expire_adoptions(now)
+        return self.flush()
+
+    def tick(self, now: float) -> list[Send]:
+        """Once an interval: liveness, then heartbeats to every node and client."""
+        settled = self.check(now)  # (flushes self.out, so read it after)
+        self.out.extend(settled)
         for node in self.nodes.values():
             node.suspect = self.node_liveness.state(node.node_id, now) is Liveness.SUSPECT
             self._send(NODE, node.route, new_message("HEARTBEAT"))

@@ -80,6 +80,8 @@ class SchedulerService:
         self._started = time.monotonic()
         self._beacon_timer = reactor.call_every(_FAST_BEACON, self._send_beacons, first=0.0)
         self._tick_timer = reactor.call_every(self.policy.interval, self._tick)
+        # detection of a lost node is accurate to a quarter interval
+        self._check_timer = reactor.call_every(self.policy.interval / 4, self._check)
         self.closed = False
 
     # -- endpoints ----------------------------------------------------------
@@ -150,6 +152,9 @@ class SchedulerService:
     def _tick(self) -> None:
         self._deliver(self.core.tick(time.monotonic()))
 
+    def _check(self) -> None:
+        self._deliver(self.core.check(time.monotonic()))
+
     def _read(self, sock: zmq.Socket[bytes], kind: str) -> None:
         core = self.core
         for _ in range(_BATCH):
@@ -200,6 +205,7 @@ class SchedulerService:
         self.closed = True
         self._beacon_timer.cancel()
         self._tick_timer.cancel()
+        self._check_timer.cancel()
         for sock in [self.node_socket, *self.client_sockets, *self._beacons.values()]:
             self.reactor.remove_reader(sock)
             sock.close(0)
