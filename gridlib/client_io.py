@@ -46,11 +46,13 @@ class ClientConnection:
         host: str = "127.0.0.1",
         liveness: LivenessPolicy | None = None,
         log: logging.Logger | None = None,
+        before_ack: Callable[[], None] | None = None,
     ) -> None:
         self.identity, self.on_message = identity, on_message
         self.embedded, self.host = embedded, host
         self.scheduler_endpoint, self.scheduler_key = scheduler_endpoint, scheduler_key
         self.policy = liveness or LivenessPolicy()
+        self.before_ack = before_ack  # e.g. journal this turn's results first
         self.log = log or logging.getLogger("gridlib.client")
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
@@ -187,6 +189,8 @@ class ClientConnection:
 
     def _flush_acks(self) -> None:
         if self._acks:
+            if self.before_ack is not None:
+                self.before_ack()
             acks, self._acks = self._acks, []
             self._send(new_message("RESULT_ACK", {"job_ids": acks}))
 

@@ -22,9 +22,10 @@ from typing import Any
 from gridlib.client_io import ClientConnection
 from gridlib.delivery import Delivery
 from gridlib.job import WIRE_STATUS, Job, JobStatus
+from gridlib.journal import Journal
 from gridlib.local_node import LocalNode, node_listening
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate, NodeStatus
-from gridlib.payload import pack_args, pack_computation, unpack_value
+from gridlib.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.codec import Message, new_message
 from gridlib.protocol.errors import GridError, ProtocolError, SerializationError
@@ -86,10 +87,22 @@ class JobCluster:
         node_port: int = DEFAULT_NODE_PORT,
         local_cpus: int = 0,
     ) -> None:
-        self.job_status = job_status or callback
-        self.cluster_status = cluster_status
-        self.timeout = timeout
-        self.cluster_id = uuid.uuid4().hex
+        packed = pack_computation(computation, depends, setup, cleanup)
+        options = {"dest_path": dest_path, "cleanup": bool(cleanup), "reentrant": bool(reentrant),
+                   "max_attempts": int(max_attempts), "setup_args": list(setup_args)}
+        self._start(packed, options, nodes, job_status or callback, cluster_status, timeout,
+                    secret, keys, pulse_interval, host, node_port, local_cpus,
+                    Journal(recover_file) if recover_file else None)
+
+    def _start(self, packed: tuple[str, bytes, list[tuple[str, bytes, int]]],
+               options: dict[str, Any], nodes: Sequence[Any] | str | None,
+               job_status: Callable[[Job], None] | None, cluster_status: Any,
+               timeout: float | None, secret: str | None, keys: Any, pulse_interval: float,
+               host: str | None, node_port: int, local_cpus: int, journal: Journal | None,
+               cluster_id: str | None = None) -> None:
+        """Open the cluster: I/O thread, embedded scheduler, nodes (shared with recovery)."""
+        self.job_status, self.cluster_status, self.timeout = job_status, cluster_status, timeout
+        self.cluster_id = cluster_id or uuid.uuid4().hex
         self.start_time = time.time()
         self._jobs: dict[str, Job] = {}
         self._nodes: dict[str, Node] = {}
@@ -98,24 +111,27 @@ class JobCluster:
         self._unfinished = 0
         self._closed = False
         self._local_node: LocalNode | None = None
+        self._journal = journal
+        self._unjournaled: list[Message] = []
         self.duplicates = 0
-        if recover_file is not None:
-            raise GridError("recover_file= needs the recovery journal, which is not built yet")
-        kind, blob, files = pack_computation(computation, depends, setup, cleanup)
+        kind, blob, files = packed
         self._kind = kind
-        specs = _node_specs(nodes)
         try:
-            targets = expand_targets(specs, node_port)
+            targets = expand_targets(_node_specs(nodes), node_port)
         except ValueError as exc:
             raise GridError(str(exc)) from None
+        if journal is not None and cluster_id is None:
+            journal.add_cluster(self.cluster_id, kind, blob, files, options,
+                                None if nodes is None else _node_specs(nodes), node_port)
         bind = host or ("127.0.0.1" if all(_is_loopback(h) for h, _ in targets) else "0.0.0.0")
         identity = resolve_identity(secret, keys)
         self._delivery = Delivery(log)
         self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
-                                      liveness=LivenessPolicy(pulse_interval), log=log)
+                                      liveness=LivenessPolicy(pulse_interval), log=log,
+                                      before_ack=self._journal_results if journal else None)
         self._conn.start()
         try:
-            self._open(kind, blob, files, dest_path, cleanup, reentrant, max_attempts, setup_args)
+            self._open(kind, blob, files, {**options, "recover": cluster_id is not None})
             if nodes is None and not node_listening("127.0.0.1", node_port):
                 service = self._conn.scheduler
                 self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
@@ -128,15 +144,10 @@ class JobCluster:
 
     # -- opening --------------------------------------------------------------
     def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
-              dest_path: str | None, cleanup: Any, reentrant: bool, max_attempts: int,
-              setup_args: Sequence[Any]) -> None:
+              options: dict[str, Any]) -> None:
         self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}))
-        fields = {
-            "cluster_id": self.cluster_id, "kind": kind, "dest_path": dest_path,
-            "cleanup": bool(cleanup), "reentrant": bool(reentrant),
-            "max_attempts": int(max_attempts), "setup_args": list(setup_args),
-            "files": [{"name": name, "mode": mode} for name, _, mode in files],
-        }
+        fields = {"cluster_id": self.cluster_id, "kind": kind, **options,
+                  "files": [{"name": name, "mode": mode} for name, _, mode in files]}
         frames = [blob, *(data for _, data, _ in files)]
         labels = ["computation", *(["file"] * len(files))]
         self._conn.request(new_message("CLUSTER_OPEN", fields, frames, labels))
@@ -174,11 +185,17 @@ class JobCluster:
             spec["timeout"] = float(limit)
         if node is not None:
             spec["node"] = node.node_id if isinstance(node, Node) else str(node)
+        if self._journal is not None:  # durable before it is sent
+            self._journal.add_job(self.cluster_id, uid, pack_value(job.id)[0], frames, spec,
+                                  job.submit_time)
+        self._send_job(job, spec, frames)
+        return job
+
+    def _send_job(self, job: Job, spec: dict[str, Any], frames: list[Any]) -> None:
         with self._cond:
-            self._jobs[uid] = job
+            self._jobs[job.uid] = job
             self._unfinished += 1
         self._conn.submit(self.cluster_id, spec, frames)
-        return job
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued or running job (a running job's process is killed)."""
@@ -204,6 +221,8 @@ class JobCluster:
         elif not self.wait(timeout):
             raise TimeoutError(f"jobs still running after {timeout} s; use terminate=True")
         self._closed = True
+        if self._journal is not None:
+            self._journal.close_cluster(self.cluster_id)
         try:
             self._conn.request(new_message("CLUSTER_CLOSE", {"cluster_id": self.cluster_id}), 10.0)
         except GridError as exc:
@@ -248,6 +267,8 @@ class JobCluster:
     # -- messages from the scheduler (I/O thread) ----------------------------------
     def _on_message(self, msg: Message) -> None:
         if msg.type == "JOB_RESULT":
+            if self._journal is not None:
+                self._unjournaled.append(msg)  # journaled before the ack goes (before_ack)
             self._conn.ack(str(msg.fields["job_id"]))
             self._delivery.post(lambda: self._apply_result(msg))
         elif msg.type == "JOB_EVENT":
@@ -303,6 +324,21 @@ class JobCluster:
             node.busy = max(0, node.busy - 1)
         self._complete(job)
         self._notify(job.status, node, job)
+
+    def _restore(self, job: Job, stored: dict[str, Any]) -> None:
+        """Give a recovered job the result the journal holds for it."""
+        with self._cond:
+            self._jobs[job.uid] = job
+            self._unfinished += 1
+        fields = {**stored["fields"], "job_id": job.uid}
+        self._apply_result(Message("JOB_RESULT", fields, list(stored["labels"]), list(stored["frames"])))
+
+    def _journal_results(self) -> None:
+        """I/O thread, once a loop turn: make this turn's results durable before acking them."""
+        if self._journal is not None and self._unjournaled:
+            batch, self._unjournaled = self._unjournaled, []
+            self._journal.add_results((str(m.fields["job_id"]), m.fields, m.labels, m.frames)
+                                      for m in batch)
 
     def _complete(self, job: Job) -> None:
         with self._cond:

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,27 +30,71 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool: 
 
 
 class NodeProcess:
-    """A ``gridlib node`` daemon started as a real process; stopped by PID."""
+    """A ``gridlib node`` daemon started as a real process; stopped by PID.
+
+    ``restart()`` starts it again with the same port and directory (so the
+    same node id and result spool); every process it ever had, workers
+    included, is tracked and killed at ``stop()`` if still alive.
+    """
 
     def __init__(self, port: int, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.port = port
+        self.port, self.tmp, self.extra, self.env = port, tmp, extra, env
         self.log_path = tmp / f"node-{port}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
+        self.prefix = tmp / f"node-{port}"
+        self._seen: dict[int, psutil.Process] = {}
+        self.orphans: list[int] = []
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self._start()
+
+    def _start(self) -> None:
         cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
-               "--port", str(port), "--dest-path-prefix", str(tmp / f"node-{port}"),
-               "--log-level", "info", *extra]
+               "--port", str(self.port), "--dest-path-prefix", str(self.prefix),
+               "--log-level", "info", *self.extra]
+        starts = self.log().count("event=node_started")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(self.env or {})})
         self.pid = self.proc.pid
-        if not wait_for(lambda: "event=node_started" in self.log() or self.proc.poll() is not None, 30):
+        self._seen[self.pid] = psutil.Process(self.pid)
+        started = wait_for(lambda: self.log().count("event=node_started") > starts
+                           or self.proc.poll() is not None, 30)
+        if not started or self.proc.poll() is not None:
             raise RuntimeError("node did not start:\n" + self.log())
-        if self.proc.poll() is not None:
-            raise RuntimeError("node exited:\n" + self.log())
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def track(self) -> None:
+        """Remember the node's current descendants (workers, forkserver)."""
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self._seen.setdefault(child.pid, child)
+        except psutil.NoSuchProcess:
+            pass
+
+    def signal(self, sig: int) -> None:
+        self.track()
+        os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would, and reap it."""
+        self.signal(signal.SIGKILL)
+        self.proc.wait(15)
+
+    def restart(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        self._start()
 
     def stop(self) -> None:
+        """SIGTERM; then give every process it had 10 s to exit by itself.
+
+        Survivors are recorded in ``orphans`` (a test asserts there are none)
+        and then killed, by PID, so that no test leaves processes behind.
+        """
+        self.track()
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -56,4 +102,22 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        wait_for(lambda: not self.leftovers(), 10, interval=0.05)
+        self.orphans = self.leftovers()
+        for pid in self.orphans:
+            try:
+                self._seen[pid].kill()
+            except psutil.NoSuchProcess:
+                pass
         self._log.close()
+
+    def leftovers(self) -> list[int]:
+        """PIDs of this node's processes still alive (should be none after stop)."""
+        alive = []
+        for proc in self._seen.values():
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc.pid)
+            except psutil.NoSuchProcess:
+                pass
+        return alive
