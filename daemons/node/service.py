@@ -138,6 +138,8 @@ class NodeService:
             key = self.config.scheduler_key or self._only_trusted_key()
             self._open_link("dial-out", 0, self.config.scheduler, key, dial_out=True)
         self.reactor.call_every(0.5, self._tick)
+        if len(self.spool):  # results of an earlier run: kept until their cluster is set up again
+            self.reactor.call_later(self.config.zombie_interval, self._expire_spool)
         self.log.info("event=node_started name=%s node_id=%s cpus=%d port=%s pid=%d",
                       self.name, self.node_id, self.cpus, self.config.port, os.getpid())
 
@@ -240,6 +242,13 @@ class NodeService:
             if cluster is not None and cluster.orphaned_since == since:  # not adopted since
                 self.log.warning("event=zombie_cluster_removed cluster=%s", cluster_id)
                 self.executor.teardown(cluster_id)
+                self.spool.drop_cluster(cluster_id)
+
+    def _expire_spool(self) -> None:
+        """Drop spooled results whose cluster nobody set up again within zombie_interval."""
+        for cluster_id in {r.cluster_id for r in self.spool.all()}:
+            if cluster_id not in self.executor.clusters:
+                self.log.warning("event=spool_expired cluster=%s", cluster_id)
                 self.spool.drop_cluster(cluster_id)
 
     # -- messages from schedulers ---------------------------------------------

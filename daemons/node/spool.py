@@ -79,6 +79,9 @@ class ResultSpool:
             except FileNotFoundError:
                 pass
 
+    def all(self) -> list[SpooledResult]:
+        return list(self._index.values())
+
     def of_cluster(self, cluster_id: str) -> list[SpooledResult]:
         return [e for e in self._index.values() if e.cluster_id == cluster_id]
 
