@@ -23,21 +23,21 @@ from typing import Any
 import psutil
 import zmq
 
-from gridlib.protocol.beacon import decode_beacon
+from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
+from gridlib.protocol.discovery import BeaconListener
 from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, tcp_endpoint
+from gridlib.protocol.sockets import curve_client_socket, parse_endpoint
 
 from .executor import Assignment, JobExecutor
 from .spool import ResultSpool
 
 __all__ = ["NodeConfig", "NodeService"]
 
-_BEACON_RATE = 50  # beacons handled per second at most; the rest are dropped
 _MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
 _PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
 
@@ -104,11 +104,7 @@ class NodeService:
         self.spool = ResultSpool(self.prefix / "spool", self.log)
         self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
                                     self._emit, config.max_file_size, self.log)
-        self.beacon_socket: zmq.Socket[bytes] | None = None
-        self._beacon_budget = (time.monotonic(), 0)
-        self._refused_keys: set[bytes] = set()
-        self._bad_beacons = 0
-        self._bad_beacon_logged = -100.0
+        self.beacons: BeaconListener | None = None
         self.stopped = False
 
     def _load_node_id(self) -> str:
@@ -126,14 +122,9 @@ class NodeService:
     # -- start and stop -------------------------------------------------------
     def start(self) -> None:
         if self.config.port:
-            sub = self.context.socket(zmq.SUB)
-            sub.linger = 0
-            sub.setsockopt(zmq.MAXMSGSIZE, 4096)
-            sub.setsockopt(zmq.RCVHWM, 100)
-            sub.setsockopt(zmq.SUBSCRIBE, b"GRIDB")
-            sub.bind(tcp_endpoint(self.config.host, self.config.port))
-            self.beacon_socket = sub
-            self.reactor.add_reader(sub, self._on_beacon)
+            self.beacons = BeaconListener(self.reactor, self.context, self.config.host,
+                                          self.config.port, lambda: self.trusted,
+                                          self._on_beacon, self.log)
         if self.config.scheduler:
             key = self.config.scheduler_key or self._only_trusted_key()
             self._open_link("dial-out", 0, self.config.scheduler, key, dial_out=True)
@@ -157,50 +148,23 @@ class NodeService:
         self.executor.shutdown()
         for link in self.links.values():
             link.socket.close(0)
-        if self.beacon_socket is not None:
-            self.beacon_socket.close(0)
+        if self.beacons is not None:
+            self.beacons.close()
         self.reactor.stop()
 
     # -- discovery ------------------------------------------------------------
-    def _on_beacon(self) -> None:
-        if self.beacon_socket is None:
-            return
-        while True:
-            try:
-                frames = self.beacon_socket.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            start, count = self._beacon_budget
-            now = time.monotonic()
-            if now - start >= 1.0:
-                start, count = now, 0
-            self._beacon_budget = (start, count + 1)
-            if count >= _BEACON_RATE:
-                continue
-            try:
-                beacon = decode_beacon(frames)
-            except ProtocolError as exc:
-                self._bad_beacons += 1
-                if now - self._bad_beacon_logged >= 10.0:  # a flood must not flood the log
-                    self._bad_beacon_logged = now
-                    self.log.warning("event=bad_beacon reason=%r dropped_total=%d",
-                                     exc.reason, self._bad_beacons)
-                continue
-            if beacon.key not in self.trusted:
-                if beacon.key not in self._refused_keys and len(self._refused_keys) < 1000:
-                    self._refused_keys.add(beacon.key)
-                    self.log.warning("event=beacon_untrusted_key key=%s endpoint=%s",
-                                     beacon.key.decode(), beacon.endpoint)
-                continue
-            link = self.links.get(beacon.scheduler_id)
-            if link is not None and (link.epoch == beacon.epoch or self._link_alive(link, now)):
-                continue  # a live link is never disturbed by a beacon
-            if link is None and self._unwelcomed() >= _MAX_PENDING_LINKS:
-                continue  # bound what beacons can make us dial
-            if link is not None:
-                self._close_link(link, "scheduler restarted")
-            self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
-            self.links[beacon.scheduler_id].interval = beacon.heartbeat
+    def _on_beacon(self, beacon: Beacon) -> None:
+        """A valid beacon naming a trusted key: dial that scheduler unless already linked."""
+        now = time.monotonic()
+        link = self.links.get(beacon.scheduler_id)
+        if link is not None and (link.epoch == beacon.epoch or self._link_alive(link, now)):
+            return  # a live link is never disturbed by a beacon
+        if link is None and self._unwelcomed() >= _MAX_PENDING_LINKS:
+            return  # bound what beacons can make us dial
+        if link is not None:
+            self._close_link(link, "scheduler restarted")
+        self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
+        self.links[beacon.scheduler_id].interval = beacon.heartbeat
 
     def _link_alive(self, link: SchedulerLink, now: float) -> bool:
         return link.welcomed and now - link.last_heard < link.interval * link.lost_after

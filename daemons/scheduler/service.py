@@ -16,8 +16,8 @@ from typing import Any
 
 import zmq
 
-from gridlib.protocol.beacon import Beacon, encode_beacon
 from gridlib.protocol.codec import decode, encode, error_reply, split_envelope
+from gridlib.protocol.discovery import BeaconAnnouncer
 from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
@@ -38,8 +38,6 @@ __all__ = ["SchedulerService", "NODES_DOMAIN", "CLIENTS_DOMAIN"]
 NODES_DOMAIN = "gridlib.nodes"
 CLIENTS_DOMAIN = "gridlib.clients"
 _BATCH = 2000  # messages read from one socket per loop turn before others get a go
-_FAST_BEACON = 0.1  # seconds between beacons right after start, so nodes join quickly
-_FAST_PERIOD = 3.0
 
 
 class SchedulerService:
@@ -75,10 +73,9 @@ class SchedulerService:
         reactor.add_reader(self.node_socket, lambda: self._read(self.node_socket, NODE))
         self.client_sockets: list[zmq.Socket[bytes]] = []
         self._client_socket_of: dict[tuple[bytes, ...], zmq.Socket[bytes]] = {}
-        self._beacons: dict[str, zmq.Socket[bytes]] = {}  # local address -> PUB
-        self._beacon_seq = 0
-        self._started = time.monotonic()
-        self._beacon_timer = reactor.call_every(_FAST_BEACON, self._send_beacons, first=0.0)
+        self.announcer = BeaconAnnouncer(reactor, context, self.scheduler_id, self.epoch,
+                                         identity.keypair.public, self.policy.interval,
+                                         self._endpoint_via, self.log)
         self._tick_timer = reactor.call_every(self.policy.interval, self._tick)
         # detection of a lost node is accurate to a quarter interval
         self._check_timer = reactor.call_every(self.policy.interval / 4, self._check)
@@ -109,46 +106,21 @@ class SchedulerService:
         self.client_sockets.append(sock)
         self.reactor.add_reader(sock, lambda: self._read(sock, CLIENT))
 
-    def node_endpoint(self, peer_host: str = "127.0.0.1") -> str:
-        """The endpoint a node at ``peer_host`` should dial."""
+    def _endpoint_via(self, local_address: str) -> str:
+        """The node endpoint as reached through one of this host's addresses."""
         if self.host not in ("0.0.0.0", "*", "::"):
             return tcp_endpoint(self.host, self.node_port)
-        return tcp_endpoint(local_address_for(peer_host), self.node_port)
+        return tcp_endpoint(local_address, self.node_port)
+
+    def node_endpoint(self, peer_host: str = "127.0.0.1") -> str:
+        """The endpoint a node at ``peer_host`` should dial."""
+        return self._endpoint_via(local_address_for(peer_host))
 
     def announce_to(self, targets: list[tuple[str, int]]) -> None:
         """Send beacons to the beacon port of every (host, port) in ``targets``."""
-        for host, port in targets:
-            local = self.node_endpoint(host)
-            pub = self._beacons.get(local)
-            if pub is None:
-                pub = self.context.socket(zmq.PUB)
-                pub.linger = 0
-                pub.setsockopt(zmq.SNDHWM, 10)
-                pub.setsockopt(zmq.RECONNECT_IVL, 100)
-                pub.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
-                self._beacons[local] = pub
-            try:
-                pub.connect(tcp_endpoint(host, port))
-            except zmq.ZMQError as exc:
-                self.log.warning("event=beacon_connect_failed host=%s port=%s error=%s", host, port, exc)
-        self._started = time.monotonic()
+        self.announcer.announce_to(targets)
 
     # -- loop work ------------------------------------------------------------
-    def _send_beacons(self) -> None:
-        now = time.monotonic()
-        fast = now - self._started < _FAST_PERIOD
-        if not fast and self._beacon_seq % max(1, int(self.policy.interval / _FAST_BEACON)):
-            self._beacon_seq += 1
-            return
-        self._beacon_seq += 1
-        for endpoint, pub in self._beacons.items():
-            beacon = Beacon(self.scheduler_id, self.epoch, self._beacon_seq, endpoint,
-                            self.identity.keypair.public, self.policy.interval)
-            try:
-                pub.send_multipart(encode_beacon(beacon), zmq.NOBLOCK)
-            except zmq.Again:
-                pass
-
     def _tick(self) -> None:
         self._deliver(self.core.tick(time.monotonic()))
 
@@ -203,9 +175,9 @@ class SchedulerService:
         if self.closed:
             return
         self.closed = True
-        self._beacon_timer.cancel()
+        self.announcer.close()
         self._tick_timer.cancel()
         self._check_timer.cancel()
-        for sock in [self.node_socket, *self.client_sockets, *self._beacons.values()]:
+        for sock in [self.node_socket, *self.client_sockets]:
             self.reactor.remove_reader(sock)
             sock.close(0)
