@@ -23,7 +23,7 @@ from gridlib.protocol.keys import (
     write_keypair,
 )
 
-__all__ = ["app", "main", "node_main"]
+__all__ = ["app", "main", "node_main", "relay_main"]
 
 app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_is_help=True,
                   add_completion=False)
@@ -95,6 +95,63 @@ def node(
         raise typer.Exit(2) from None
 
 
+def _subnets(hosts: list[str]) -> list[str]:
+    """The IPv4 networks of this machine's interfaces with the given addresses (all if 0.0.0.0)."""
+    import ipaddress
+
+    import psutil
+
+    nets = []
+    for addrs in psutil.net_if_addrs().values():
+        for addr in addrs:
+            if addr.family.name != "AF_INET" or not addr.netmask:
+                continue
+            ip = ipaddress.ip_address(addr.address)
+            if ip.is_loopback or ("0.0.0.0" not in hosts and addr.address not in hosts):
+                continue
+            nets.append(str(ipaddress.ip_network(f"{addr.address}/{addr.netmask}", strict=False)))
+    return nets
+
+
+@app.command()
+def relay(
+    host: list[str] = typer.Option(["0.0.0.0"], help="Interface(s) to hear schedulers' beacons on."),
+    port: int = typer.Option(51352, help="Beacon port (schedulers list the relay like a node)."),
+    node: list[str] = typer.Option([], help="Nodes to announce schedulers to (host, a.b.c.*, CIDR); "
+                                           "default: the subnets of --host."),
+    node_port: int = typer.Option(51352, help="The nodes' beacon port."),
+    scheduler: str = typer.Option("", help="Also bridge this scheduler directly (HOST[:PORT])."),
+    scheduler_key: str = typer.Option("", help="The scheduler's public key (Z85) for --scheduler."),
+    keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/, nodes/)."),
+    secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run a relay: lets schedulers in one subnet use the nodes of another."""
+    from gridlib.daemons.relay.main import run_relay
+    from gridlib.daemons.relay.service import RelayConfig
+    from gridlib.protocol.addresses import expand_targets, split_host_port
+    from gridlib.protocol.sockets import tcp_endpoint
+
+    _setup_logging(log_level)
+    try:
+        identity = resolve_identity(_secret(secret_file), keys)
+        patterns = node or _subnets(host)
+        try:
+            targets = expand_targets(patterns, node_port)
+        except ValueError as exc:
+            raise typer.BadParameter(f"{exc}; name the nodes with --node") from None
+        endpoint = ""
+        if scheduler:
+            endpoint = scheduler if scheduler.startswith("tcp://") else \
+                tcp_endpoint(*split_host_port(scheduler, 51351))
+        config = RelayConfig(hosts=host, port=port, node_targets=targets, scheduler=endpoint,
+                             scheduler_key=scheduler_key.encode())
+        raise typer.Exit(run_relay(config, identity))
+    except GridError as exc:
+        typer.echo(f"gridlib relay: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @keys_app.command("generate")
 def keys_generate(
     directory: Path = typer.Argument(None, help="Key directory (default: the user's config dir)."),
@@ -123,6 +180,11 @@ def keys_show(directory: Path = typer.Argument(None, help="Key directory (defaul
 
 def main() -> None:
     app()
+
+
+def relay_main() -> None:
+    """Entry for ``python -m gridlib.daemons.relay``."""
+    typer.run(relay)
 
 
 def node_main() -> None:

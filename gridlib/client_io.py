@@ -47,12 +47,14 @@ class ClientConnection:
         liveness: LivenessPolicy | None = None,
         log: logging.Logger | None = None,
         before_ack: Callable[[], None] | None = None,
+        node_port: int = 0,
     ) -> None:
         self.identity, self.on_message = identity, on_message
         self.embedded, self.host = embedded, host
         self.scheduler_endpoint, self.scheduler_key = scheduler_endpoint, scheduler_key
         self.policy = liveness or LivenessPolicy()
         self.before_ack = before_ack  # e.g. journal this turn's results first
+        self.node_port = node_port  # the embedded scheduler's port for nodes (0: any free one)
         self.log = log or logging.getLogger("gridlib.client")
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
@@ -96,7 +98,8 @@ class ClientConnection:
             self._zap = ZapHandler(self.context, zap, self.log)
             self.reactor.add_reader(self._zap.socket, self._zap.handle_ready)
             self.scheduler = SchedulerService(self.reactor, self.context, self.identity, zap,
-                                              host=self.host, liveness=self.policy, log=self.log)
+                                              host=self.host, node_port=self.node_port,
+                                              liveness=self.policy, log=self.log)
             endpoint = self.scheduler.bind_clients_inproc(f"gridlib-{uuid.uuid4().hex}")
             sock = self.context.socket(zmq.DEALER)
             sock.linger = 0

@@ -86,20 +86,22 @@ class JobCluster:
         setup_args: Sequence[Any] = (),
         node_port: int = DEFAULT_NODE_PORT,
         local_cpus: int = 0,
+        scheduler_port: int = 0,
     ) -> None:
         packed = pack_computation(computation, depends, setup, cleanup)
         options = {"dest_path": dest_path, "cleanup": bool(cleanup), "reentrant": bool(reentrant),
                    "max_attempts": int(max_attempts), "setup_args": list(setup_args)}
         self._start(packed, options, nodes, job_status or callback, cluster_status, timeout,
                     secret, keys, pulse_interval, host, node_port, local_cpus,
-                    Journal(recover_file) if recover_file else None)
+                    Journal(recover_file) if recover_file else None,
+                    scheduler_port=scheduler_port)
 
     def _start(self, packed: tuple[str, bytes, list[tuple[str, bytes, int]]],
                options: dict[str, Any], nodes: Sequence[Any] | str | None,
                job_status: Callable[[Job], None] | None, cluster_status: Any,
                timeout: float | None, secret: str | None, keys: Any, pulse_interval: float,
                host: str | None, node_port: int, local_cpus: int, journal: Journal | None,
-               cluster_id: str | None = None) -> None:
+               cluster_id: str | None = None, scheduler_port: int = 0) -> None:
         """Open the cluster: I/O thread, embedded scheduler, nodes (shared with recovery)."""
         self.job_status, self.cluster_status, self.timeout = job_status, cluster_status, timeout
         self.cluster_id = cluster_id or uuid.uuid4().hex
@@ -128,6 +130,7 @@ class JobCluster:
         self._delivery = Delivery(log)
         self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
                                       liveness=LivenessPolicy(pulse_interval), log=log,
+                                      node_port=scheduler_port,
                                       before_ack=self._journal_results if journal else None)
         self._conn.start()
         try:

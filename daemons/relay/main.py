@@ -1,0 +1,41 @@
+"""Running a relay in this process: context, ZAP handler, reactor, signals."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import zmq
+
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.zap import ZapHandler, ZapPolicy
+
+from .service import RelayConfig, RelayService
+
+__all__ = ["run_relay"]
+
+
+def run_relay(config: RelayConfig, identity: Identity) -> int:
+    log = logging.getLogger("gridlib.relay")
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    reactor = Reactor(log)
+    policy = ZapPolicy()
+    zap = ZapHandler(context, policy, log)
+    reactor.add_reader(zap.socket, zap.handle_ready)
+    relay = RelayService(reactor, context, identity, policy, config, log)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        reactor.call_soon_threadsafe(relay.stop)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        relay.start()
+        reactor.run()
+    finally:
+        zap.close()
+        reactor.close()
+        context.term()
+    return 0

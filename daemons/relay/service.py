@@ -1,0 +1,150 @@
+"""``gridlib relay``: carry node traffic between subnets through a ZeroMQ proxy (DESIGN §3).
+
+The relay listens for scheduler beacons like a node does.  For each trusted
+scheduler it opens a *bridge*: a CURVE ROUTER for the nodes of its own
+subnet (ZAP domain ``gridlib.nodes``) and a CURVE DEALER to the scheduler,
+joined by ``zmq.proxy_steerable`` running in C on its own thread.  It then
+announces itself to its subnet's nodes with a beacon carrying the
+scheduler's id, its own endpoint and its own key.  The scheduler sees the
+nodes behind it as route stacks ``[relay, node]``.  Payloads pass through
+untouched: the relay never parses anything but beacons.  CURVE is hop by
+hop: the relay sees plaintext (see docs/security notes in operations.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import zmq
+
+from gridlib.protocol.beacon import Beacon
+from gridlib.protocol.discovery import BeaconAnnouncer, BeaconListener
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.sockets import curve_client_socket, curve_server_socket, tcp_endpoint
+from gridlib.protocol.zap import ZapPolicy
+
+__all__ = ["RelayConfig", "RelayService", "NODES_DOMAIN"]
+
+NODES_DOMAIN = "gridlib.nodes"
+_LOST_AFTER = 5  # scheduler beacon intervals without a beacon: the bridge is closed
+
+
+@dataclass
+class RelayConfig:
+    hosts: list[str] = field(default_factory=lambda: ["0.0.0.0"])  # where beacons are heard
+    port: int = 51352
+    node_targets: list[tuple[str, int]] = field(default_factory=list)
+    scheduler: str = ""  # dial this scheduler's node endpoint directly
+    scheduler_key: bytes = b""
+
+
+@dataclass
+class Bridge:
+    """One scheduler reached through this relay."""
+
+    sid: str
+    epoch: int
+    endpoint: str
+    frontend: zmq.Socket[bytes]
+    backend: zmq.Socket[bytes]
+    control: zmq.Socket[bytes]
+    thread: threading.Thread
+    announcer: BeaconAnnouncer
+    interval: float
+    last_beacon: float
+    dial_out: bool = False
+
+
+class RelayService:
+    """Beacon listener plus one proxied bridge per scheduler."""
+
+    def __init__(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]],
+                 identity: Identity, zap: ZapPolicy, config: RelayConfig,
+                 log: logging.Logger | None = None) -> None:
+        self.reactor, self.context, self.identity, self.config = reactor, context, identity, config
+        self.log = log or logging.getLogger("gridlib.relay")
+        zap.allow(NODES_DOMAIN, identity.trusted_nodes)
+        self.bridges: dict[str, Bridge] = {}
+        self.listeners: list[BeaconListener] = []
+
+    def start(self) -> None:
+        for host in self.config.hosts:
+            self.listeners.append(BeaconListener(
+                self.reactor, self.context, host, self.config.port,
+                lambda: self.identity.trusted_clients, self._on_beacon, self.log))
+        if self.config.scheduler:
+            key = self.config.scheduler_key or next(iter(self.identity.trusted_clients))
+            self._open_bridge(f"relay-{self.config.scheduler}", int(time.time()),
+                              self.config.scheduler, key, 2.0, dial_out=True)
+        self.reactor.call_every(0.5, self._check)
+        self.log.info("event=relay_started hosts=%s port=%d nodes=%d", ",".join(self.config.hosts),
+                      self.config.port, len(self.config.node_targets))
+
+    def _on_beacon(self, beacon: Beacon) -> None:
+        bridge = self.bridges.get(beacon.scheduler_id)
+        if bridge is not None and bridge.epoch == beacon.epoch:
+            bridge.last_beacon = time.monotonic()
+            return
+        if bridge is not None:
+            self._close_bridge(bridge, "scheduler restarted")
+        self._open_bridge(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key,
+                          beacon.heartbeat)
+
+    def _open_bridge(self, sid: str, epoch: int, endpoint: str, key: bytes, interval: float,
+                     dial_out: bool = False) -> None:
+        pair = self.identity.keypair
+        frontend = curve_server_socket(self.context, zmq.ROUTER, pair, NODES_DOMAIN)
+        port = frontend.bind_to_random_port("tcp://0.0.0.0")
+        backend = curve_client_socket(self.context, zmq.DEALER, pair, key)
+        backend.connect(endpoint)
+        control = self.context.socket(zmq.PAIR)
+        control_peer = self.context.socket(zmq.PAIR)
+        name = f"inproc://relay-control-{sid}-{epoch}"
+        control.bind(name)
+        control_peer.connect(name)
+        thread = threading.Thread(target=self._proxy, args=(frontend, backend, control_peer),
+                                  name=f"gridlib-relay-{sid[:8]}", daemon=True)
+        thread.start()
+        announcer = BeaconAnnouncer(self.reactor, self.context, sid, epoch, pair.public, interval,
+                                    lambda local: tcp_endpoint(local, port), self.log)
+        announcer.announce_to(self.config.node_targets)
+        self.bridges[sid] = Bridge(sid, epoch, endpoint, frontend, backend, control, thread,
+                                   announcer, interval, time.monotonic(), dial_out)
+        self.log.info("event=bridge_opened scheduler=%s endpoint=%s node_port=%d", sid, endpoint, port)
+
+    def _proxy(self, frontend: zmq.Socket[bytes], backend: zmq.Socket[bytes],
+               control: zmq.Socket[bytes]) -> None:
+        try:
+            zmq.proxy_steerable(frontend, backend, None, control)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.ETERM:
+                self.log.warning("event=proxy_stopped error=%s", exc)
+        finally:
+            control.close(0)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        for bridge in list(self.bridges.values()):
+            if not bridge.dial_out and now - bridge.last_beacon > bridge.interval * _LOST_AFTER:
+                self._close_bridge(bridge, "no beacon")
+
+    def _close_bridge(self, bridge: Bridge, reason: str) -> None:
+        self.log.warning("event=bridge_closed scheduler=%s reason=%r", bridge.sid, reason)
+        self.bridges.pop(bridge.sid, None)
+        bridge.announcer.close()
+        bridge.control.send(b"TERMINATE")
+        bridge.thread.join(5)
+        bridge.control.close(0)
+        bridge.frontend.close(0)
+        bridge.backend.close(0)
+
+    def stop(self) -> None:
+        for bridge in list(self.bridges.values()):
+            self._close_bridge(bridge, "relay stopping")
+        for listener in self.listeners:
+            listener.close()
+        self.reactor.stop()
