@@ -1,6 +1,7 @@
 """Fault figures: how fast a dead node is noticed, what churn costs, what recovery yields.
 
-Run from the repository root: ``.venv/bin/python -m bench.faults [--trials N] [--quick]``.
+Run from the repository root: ``.venv/bin/python -m bench.faults [--trials N] [--quick]``
+(``--only detect|churn|recover`` runs one part; ``--churn-jobs N``, ``--max-attempts N``).
 
 This measures; it asserts nothing (the fault tests in ``tests/system`` do that).
 Every node is a real ``gridlib node`` process on 127.0.0.1 (``tests.helpers.
@@ -60,6 +61,7 @@ from gridlib.journal import Journal  # noqa: E402
 from tests.helpers import NodeProcess, free_port, wait_for  # noqa: E402
 
 PULSE = 0.5  # heartbeat interval of every cluster here (s)
+PARTS = ("detect", "churn", "recover")
 
 
 # -- the jobs (module level; run as __main__ they travel by value) -----------------
@@ -135,12 +137,22 @@ class Processes:
         return orphans
 
     def strays(self) -> list[str]:
-        """Processes still alive whose command line names this run's directory."""
+        """Processes still alive that belong to this run (its directory in argv or environment).
+
+        Forkservers and resource trackers do not name the directory on their
+        command line, but inherit ``GRIDLIB_CONFIG_DIR`` from their node.
+        """
         found = []
         for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+            if proc.pid == os.getpid() or proc.info.get("status") == psutil.STATUS_ZOMBIE:
+                continue
             cmdline = " ".join(proc.info.get("cmdline") or [])
-            if str(self.tmp) in cmdline and proc.info.get("status") != psutil.STATUS_ZOMBIE:
-                found.append(f"{proc.info['pid']}: {cmdline[:120]}")
+            try:
+                env = proc.environ().get("GRIDLIB_CONFIG_DIR", "")
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                env = ""
+            if str(self.tmp) in cmdline or env.startswith(str(self.tmp)):
+                found.append(f"{proc.pid}: {cmdline[:120]}")
         return found
 
 
@@ -373,11 +385,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--churn-jobs", type=int, default=None, help="jobs of the churn run (200)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     parser.add_argument("--verbose", action="store_true", help="show gridlib's own warnings")
+    parser.add_argument("--only", action="append", choices=PARTS,
+                        help="run only this part (repeatable; default: all)")
     args = parser.parse_args(argv)
+    args.only = args.only or list(PARTS)
     args.trials = args.trials or (2 if args.quick else 5)
     churn_jobs, args.recover_jobs, args.kill_after = (80, 20, 5) if args.quick else (200, 40, 10)
     args.churn_jobs = args.churn_jobs or churn_jobs
     return args
+
+
+def run_parts(args: argparse.Namespace, procs: Processes) -> None:
+    if "detect" in args.only:
+        print(f"\na. detection of a lost node, in heartbeat intervals ({args.trials} trials each)")
+        figures = detection(procs, args.trials)
+        for name, values in figures.items():
+            print(f"  {name:8} {spread(values)}")
+    if "churn" in args.only:
+        print(f"\nb. churn: {args.churn_jobs} jobs of 20-120 ms, reentrant, 2 nodes x 2 CPUs")
+        print_churn(churn(procs, args.churn_jobs, 2.0, args.max_attempts), 2.0)
+    if "recover" in args.only:
+        print(f"\nc. recovery: client with recover_file=, {args.recover_jobs} jobs of 0.3 s, "
+              f"1 node x 2 CPUs, SIGKILL after {args.kill_after} results")
+        print_recovery(recovery(procs, args.recover_jobs, args.kill_after, 0.3))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,15 +422,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; heartbeat {PULSE} s")
     print(f"command: python -m bench.faults {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())
     try:
-        print(f"\na. detection of a lost node, in heartbeat intervals ({args.trials} trials each)")
-        figures = detection(procs, args.trials)
-        for name, values in figures.items():
-            print(f"  {name:8} {spread(values)}")
-        print(f"\nb. churn: {args.churn_jobs} jobs of 20-120 ms, reentrant, 2 nodes x 2 CPUs")
-        print_churn(churn(procs, args.churn_jobs, 2.0, args.max_attempts), 2.0)
-        print(f"\nc. recovery: client with recover_file=, {args.recover_jobs} jobs of 0.3 s, "
-              f"1 node x 2 CPUs, SIGKILL after {args.kill_after} results")
-        print_recovery(recovery(procs, args.recover_jobs, args.kill_after, 0.3))
+        run_parts(args, procs)
     finally:
         orphans = procs.stop_all()
         strays = procs.strays()

@@ -125,7 +125,9 @@ class JobCluster:
         if journal is not None and cluster_id is None:
             journal.add_cluster(self.cluster_id, kind, blob, files, options,
                                 None if nodes is None else _node_specs(nodes), node_port)
-        bind = host or ("127.0.0.1" if all(_is_loopback(h) for h, _ in targets) else "0.0.0.0")
+        # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
+        local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
+        bind = host or ("127.0.0.1" if local else "0.0.0.0")
         identity = resolve_identity(secret, keys)
         self._delivery = Delivery(log)
         self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
