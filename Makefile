@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check protocol gridlib daemons tests examples bench
-	$(PY) -m mypy protocol daemons/scheduler/core.py daemons/scheduler/records.py
+	$(PY) -m mypy protocol daemons/scheduler/core.py daemons/scheduler/records.py daemons/scheduler/state.py daemons/scheduler/faults.py daemons/scheduler/allocation.py
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider tests

@@ -9,50 +9,20 @@ are carried through untouched.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gridlib.protocol.codec import Message, error_reply, new_message, reply
-from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
-from gridlib.protocol.liveness import Liveness, LivenessPolicy, LivenessTracker
+from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
+from gridlib.protocol.liveness import Liveness
 from gridlib.protocol.messages import opt
 
-from .records import (
-    ClientRecord,
-    ClusterRecord,
-    JobQueue,
-    JobRecord,
-    JobState,
-    NodeRecord,
-    Route,
-    next_seq,
-)
+from .allocation import NodeAllocation
+from .faults import FaultHandling
+from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord, Route, next_seq
+from .state import CLIENT, NODE, Peer, Send
 
 __all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE"]
-
-CLIENT = "client"
-NODE = "node"
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    """Who sent a message: which side, its route stack and its ZAP user id."""
-
-    kind: str
-    route: Route
-    user: str = ""
-    address: str = ""  # the peer's IP address as the socket saw it
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    """Command: send ``msg`` to the peer at ``route`` on the ``to`` side."""
-
-    to: str
-    route: Route
-    msg: Message
 
 
 def _valid_job_spec(spec: Any) -> dict[str, Any]:
@@ -71,33 +41,9 @@ def _valid_job_spec(spec: Any) -> dict[str, Any]:
     return {**spec, "id": job_id, "n": count}
 
 
-class SchedulerCore:
+class SchedulerCore(FaultHandling, NodeAllocation):
     """Jobs, clusters and nodes; least-load dispatch with credit."""
 
-    def __init__(
-        self,
-        scheduler_id: str,
-        liveness: LivenessPolicy | None = None,
-        prefetch: int = 1,
-        log: logging.Logger | None = None,
-    ) -> None:
-        self.scheduler_id = scheduler_id
-        self.policy = liveness or LivenessPolicy()
-        self.prefetch = prefetch
-        self.log = log or logging.getLogger("gridlib.scheduler")
-        self.clients: dict[Route, ClientRecord] = {}
-        self.clusters: dict[str, ClusterRecord] = {}
-        self.nodes: dict[str, NodeRecord] = {}
-        self.node_by_route: dict[Route, str] = {}
-        self.jobs: dict[str, JobRecord] = {}
-        self.node_liveness = LivenessTracker(self.policy)
-        self.out: list[Send] = []
-        self.duplicates = 0
-        self._dirty = False  # something may be dispatchable
-        self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
-        self.adopt_grace = self.policy.interval * 3
-
-    # -- entry points -----------------------------------------------------
     def handle(self, peer: Peer, msg: Message, now: float, flush: bool = True) -> list[Send]:
         """Handle one message; returns (and clears) the messages to send.
 
@@ -143,28 +89,6 @@ class SchedulerCore:
         self._dirty = True
         return self.flush()
 
-    # -- helpers ----------------------------------------------------------
-    def _send(self, to: str, route: Route, msg: Message) -> None:
-        self.out.append(Send(to, route, msg))
-
-    def _cluster_for(self, peer: Peer, cluster_id: str) -> ClusterRecord:
-        cluster = self.clusters.get(cluster_id)
-        if cluster is None or cluster.user != peer.user:
-            raise ProtocolError(f"unknown cluster {cluster_id}", NOT_FOUND)
-        return cluster
-
-    def _touch_node(self, peer: Peer, now: float) -> None:
-        node_id = self.node_by_route.get(peer.route)
-        if node_id is not None:
-            self.node_liveness.touch(node_id, now)
-
-    def _node_of(self, peer: Peer) -> NodeRecord:
-        node_id = self.node_by_route.get(peer.route)
-        if node_id is None:
-            raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
-        return self.nodes[node_id]
-
-    # -- client messages --------------------------------------------------
     def handle_hello(self, peer: Peer, msg: Message, now: float) -> None:
         self.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
         self._send(CLIENT, peer.route, reply(msg, "WELCOME", {
@@ -209,27 +133,6 @@ class SchedulerCore:
                 self._recover(cluster, job, now)
             else:
                 self._enqueue(cluster, job)
-
-    def _enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
-        pin = opt(job.spec, "node", str)
-        if pin:
-            cluster.pinned.setdefault(pin, JobQueue()).push(job)
-        else:
-            cluster.queue.push(job)
-        cluster.queued += 1
-        job.state = JobState.QUEUED
-        self._dirty = True
-
-    def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
-        """A job of a crashed client: claim it where a node has it, else wait, then run it."""
-        job.recovered = True
-        reported = cluster.reported.pop(job.job_id, None)
-        node = self.nodes.get(reported[0]) if reported else None
-        if reported is not None and node is not None:
-            self._claim(job, node, reported[1], reported[2])
-        else:
-            job.state = JobState.ADOPTING
-            self._adopting[job.job_id] = now + self.adopt_grace
 
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
         for job_id in msg.fields["job_ids"]:
@@ -302,7 +205,6 @@ class SchedulerCore:
         else:
             self._client_gone(peer.route)
 
-    # -- node messages ----------------------------------------------------
     def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
         node_id = str(msg.fields["node_id"])
         cpus = int(msg.fields["cpus"])
@@ -324,11 +226,6 @@ class SchedulerCore:
             self._setup_node(cluster, node)
         self.log.info("event=node_ready node=%s name=%s cpus=%d", node_id, node.name, cpus)
 
-    def _setup_node(self, cluster: ClusterRecord, node: NodeRecord) -> None:
-        node.setup[cluster.cluster_id] = "pending"
-        fields = {"cluster_id": cluster.cluster_id, "kind": cluster.kind, **cluster.options}
-        self._send(NODE, node.route, new_message("SETUP", fields, cluster.frames, cluster.labels))
-
     def handle_setup_ok(self, peer: Peer, msg: Message, now: float) -> None:
         node = self._node_of(peer)
         cluster = self.clusters.get(str(msg.fields["cluster_id"]))
@@ -344,55 +241,6 @@ class SchedulerCore:
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "initialized", "cluster_id": cluster.cluster_id, "node": node.public()}))
         self._dirty = True
-
-    def _reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,
-                   running: bool, now: float) -> None:
-        """A node reports a job it runs (or a result it spooled) for ``cluster``."""
-        job = self.jobs.get(job_id)
-        if job is None or job.cluster_id != cluster.cluster_id:
-            if cluster.recovering and len(cluster.reported) < 1_000_000:
-                cluster.reported[job_id] = (node.node_id, attempt, running, now)
-            else:
-                self._drop_copy(node, job_id, running)
-        elif job.state in (JobState.QUEUED, JobState.ADOPTING):
-            self._claim(job, node, attempt, running)
-        elif job.node_id == node.node_id and job.attempt == attempt:
-            pass  # already assigned there
-        elif job.state is JobState.DONE and job.result_node == node.node_id:
-            pass  # the client's acknowledgement will release it
-        else:
-            self._drop_copy(node, job_id, running)  # superseded by another attempt
-
-    def _claim(self, job: JobRecord, node: NodeRecord, attempt: int, running: bool) -> None:
-        if job.state is JobState.QUEUED:
-            self.clusters[job.cluster_id].queued -= 1
-        self._adopting.pop(job.job_id, None)
-        job.state = JobState.RUNNING if running else JobState.DISPATCHED
-        job.node_id, job.attempt = node.node_id, attempt
-        node.inflight[job.job_id] = attempt
-
-    def _drop_copy(self, node: NodeRecord, job_id: str, running: bool) -> None:
-        """Tell a node to let go of a job copy nobody waits for."""
-        if running:
-            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
-        else:
-            self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
-
-    def _expire_adoptions(self, now: float) -> None:
-        for job_id, deadline in list(self._adopting.items()):
-            if deadline > now:
-                continue
-            del self._adopting[job_id]
-            job = self.jobs.get(job_id)
-            if job is not None and job.state is JobState.ADOPTING:
-                self._settle_orphan(job, None, "no node reported it after a reconnect")
-        for cluster in self.clusters.values():
-            for job_id, (node_id, _, running, when) in list(cluster.reported.items()):
-                if now - when >= self.adopt_grace:
-                    del cluster.reported[job_id]
-                    node = self.nodes.get(node_id)
-                    if node is not None:
-                        self._drop_copy(node, job_id, running)
 
     def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
         node = self._node_of(peer)
@@ -456,18 +304,6 @@ class SchedulerCore:
         self._finish(job, fields, msg.frames, msg.labels, node.node_id)
         self._dirty = True
 
-    def _finish(self, job: JobRecord, fields: dict[str, Any], frames: list[Any],
-                labels: list[str], node_id: str | None = None) -> None:
-        """Deliver a job's one final result to its client and keep it until acked."""
-        job.state = JobState.DONE
-        job.result_node = node_id
-        job.frames = []  # the arguments are no longer needed
-        fields["job_id"] = job.job_id
-        fields.setdefault("attempts", job.attempt)
-        self._send(CLIENT, self.clusters[job.cluster_id].client,
-                   new_message("JOB_RESULT", fields, frames, labels))
-
-    # -- dispatch ---------------------------------------------------------
     def dispatch(self) -> None:
         """Give queued jobs to nodes with credit, least loaded first."""
         hungry = [n for n in self.nodes.values()
@@ -506,51 +342,6 @@ class SchedulerCore:
             self._send(NODE, node.route, new_message("JOB_ASSIGN", fields, job.frames, job.labels))
             return True
         return False
-
-    # -- failures ---------------------------------------------------------
-    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
-        """Forget a node; settle its jobs now, or (``adopt_until``) let it reclaim them."""
-        node = self.nodes.pop(node_id, None)
-        if node is None:
-            return
-        self.node_by_route.pop(node.route, None)
-        self.node_liveness.forget(node_id)
-        self.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
-                         node_id, node.name, reason, len(node.inflight))
-        for job_id in node.inflight:
-            job = self.jobs.get(job_id)
-            if job is None or job.state is JobState.DONE:
-                continue
-            if adopt_until is not None and job.state is not JobState.CANCELLING:
-                job.state, job.node_id = JobState.ADOPTING, None
-                self._adopting[job_id] = adopt_until
-            else:
-                self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}")
-        for cluster_id in node.setup:
-            owner = self.clusters.get(cluster_id)
-            if owner is not None:
-                self._send(CLIENT, owner.client, new_message("NODE_EVENT", {
-                    "event": "closed", "cluster_id": cluster_id, "node": node.public(),
-                    "reason": reason}))
-
-    def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str) -> None:
-        """A job whose node is gone: run it again, or give the client its final state."""
-        cluster = self.clusters[job.cluster_id]
-        job.node_id = None
-        pinned = bool(job.spec.get("node"))
-        if job.state is JobState.CANCELLING:
-            self._finish(job, {"status": "cancelled", "reason": reason}, [], [])
-        elif (cluster.reentrant or job.recovered) and not pinned \
-                and job.attempt < cluster.max_attempts:
-            self._enqueue(cluster, job)
-        elif cluster.reentrant and not pinned:
-            message = (f"job lost its node on all {job.attempt} attempts (max_attempts); "
-                       f"it may be what kills its nodes")
-            self._finish(job, {"status": "terminated", "node": node_name, "reason": message,
-                               "exception": {"type": "JobLostNodes", "message": message,
-                                             "traceback": ""}}, [], [])
-        else:
-            self._finish(job, {"status": "abandoned", "node": node_name, "reason": reason}, [], [])
 
     def _client_gone(self, route: Route) -> None:
         client = self.clients.pop(route, None)

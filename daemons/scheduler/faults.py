@@ -1,0 +1,126 @@
+"""What the scheduler core does when things die (DESIGN §5, §6).
+
+A lost node's jobs run again (``reentrant``) or end ``abandoned``; a job
+that lost its node on every attempt ends ``terminated`` and named.  A node
+that registers again, or a client that recovers, gets a grace period in
+which nodes report the jobs they still hold (``SETUP_OK`` lists running jobs
+and spooled results): those jobs carry on where they are, stale copies are
+cancelled, and jobs nobody reports are settled when the grace ends.
+"""
+
+from __future__ import annotations
+
+from gridlib.protocol.codec import new_message
+
+from .records import ClusterRecord, JobRecord, JobState, NodeRecord
+from .state import CLIENT, NODE, SchedulerState
+
+__all__ = ["FaultHandling"]
+
+
+class FaultHandling(SchedulerState):
+    """Lost nodes, adoption of reported jobs, recovery of a crashed client's jobs."""
+
+    def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
+        """A job of a crashed client: claim it where a node has it, else wait, then run it."""
+        job.recovered = True
+        reported = cluster.reported.pop(job.job_id, None)
+        node = self.nodes.get(reported[0]) if reported else None
+        if reported is not None and node is not None:
+            self._claim(job, node, reported[1], reported[2])
+        else:
+            job.state = JobState.ADOPTING
+            self._adopting[job.job_id] = now + self.adopt_grace
+
+    def _reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,
+                   running: bool, now: float) -> None:
+        """A node reports a job it runs (or a result it spooled) for ``cluster``."""
+        job = self.jobs.get(job_id)
+        if job is None or job.cluster_id != cluster.cluster_id:
+            if cluster.recovering and len(cluster.reported) < 1_000_000:
+                cluster.reported[job_id] = (node.node_id, attempt, running, now)
+            else:
+                self._drop_copy(node, job_id, running)
+        elif job.state in (JobState.QUEUED, JobState.ADOPTING):
+            self._claim(job, node, attempt, running)
+        elif job.node_id == node.node_id and job.attempt == attempt:
+            pass  # already assigned there
+        elif job.state is JobState.DONE and job.result_node == node.node_id:
+            pass  # the client's acknowledgement will release it
+        else:
+            self._drop_copy(node, job_id, running)  # superseded by another attempt
+
+    def _claim(self, job: JobRecord, node: NodeRecord, attempt: int, running: bool) -> None:
+        if job.state is JobState.QUEUED:
+            self.clusters[job.cluster_id].queued -= 1
+        self._adopting.pop(job.job_id, None)
+        job.state = JobState.RUNNING if running else JobState.DISPATCHED
+        job.node_id, job.attempt = node.node_id, attempt
+        node.inflight[job.job_id] = attempt
+
+    def _drop_copy(self, node: NodeRecord, job_id: str, running: bool) -> None:
+        """Tell a node to let go of a job copy nobody waits for."""
+        if running:
+            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+        else:
+            self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
+
+    def _expire_adoptions(self, now: float) -> None:
+        for job_id, deadline in list(self._adopting.items()):
+            if deadline > now:
+                continue
+            del self._adopting[job_id]
+            job = self.jobs.get(job_id)
+            if job is not None and job.state is JobState.ADOPTING:
+                self._settle_orphan(job, None, "no node reported it after a reconnect")
+        for cluster in self.clusters.values():
+            for job_id, (node_id, _, running, when) in list(cluster.reported.items()):
+                if now - when >= self.adopt_grace:
+                    del cluster.reported[job_id]
+                    node = self.nodes.get(node_id)
+                    if node is not None:
+                        self._drop_copy(node, job_id, running)
+
+    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
+        """Forget a node; settle its jobs now, or (``adopt_until``) let it reclaim them."""
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return
+        self.node_by_route.pop(node.route, None)
+        self.node_liveness.forget(node_id)
+        self.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
+                         node_id, node.name, reason, len(node.inflight))
+        for job_id in node.inflight:
+            job = self.jobs.get(job_id)
+            if job is None or job.state is JobState.DONE:
+                continue
+            if adopt_until is not None and job.state is not JobState.CANCELLING:
+                job.state, job.node_id = JobState.ADOPTING, None
+                self._adopting[job_id] = adopt_until
+            else:
+                self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}")
+        for cluster_id in node.setup:
+            owner = self.clusters.get(cluster_id)
+            if owner is not None:
+                self._send(CLIENT, owner.client, new_message("NODE_EVENT", {
+                    "event": "closed", "cluster_id": cluster_id, "node": node.public(),
+                    "reason": reason}))
+
+    def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str) -> None:
+        """A job whose node is gone: run it again, or give the client its final state."""
+        cluster = self.clusters[job.cluster_id]
+        job.node_id = None
+        pinned = bool(job.spec.get("node"))
+        if job.state is JobState.CANCELLING:
+            self._finish(job, {"status": "cancelled", "reason": reason}, [], [])
+        elif (cluster.reentrant or job.recovered) and not pinned \
+                and job.attempt < cluster.max_attempts:
+            self._enqueue(cluster, job)
+        elif cluster.reentrant and not pinned:
+            message = (f"job lost its node on all {job.attempt} attempts (max_attempts); "
+                       f"it may be what kills its nodes")
+            self._finish(job, {"status": "terminated", "node": node_name, "reason": message,
+                               "exception": {"type": "JobLostNodes", "message": message,
+                                             "traceback": ""}}, [], [])
+        else:
+            self._finish(job, {"status": "abandoned", "node": node_name, "reason": reason}, [], [])
