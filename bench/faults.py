@@ -13,6 +13,8 @@ a. Detection: one node runs a 30 s job; 0-0.5 s after the job is reported
    running, the node daemon gets SIGKILL (or SIGSTOP). The figure is (time of
    the ``cluster_status(NodeStatus.Closed)`` callback - time of the signal) /
    heartbeat interval; min/median/max over ``--trials`` trials of each signal.
+   After a SIGKILL it also counts the node's processes (forkserver, resource
+   tracker, the busy worker) still alive 5 s after the kill.
 b. Churn: 200 jobs of 20-120 ms, ``reentrant=True``, two nodes; one node is
    SIGKILLed and restarted (same port and directory, so same node id and
    spool) every 2 s until every job is final. Reports jobs lost (not
@@ -113,28 +115,29 @@ class Processes:
     tmp: Path
     nodes: list[NodeProcess] = field(default_factory=list)
     clients: list[subprocess.Popen[str]] = field(default_factory=list)
+    orphans: list[int] = field(default_factory=list)  # outlived their node; killed at stop
 
     def node(self, name: str, cpus: int) -> NodeProcess:
         node = NodeProcess(free_port(), self.tmp, "--cpus", str(cpus), "--name", name)
         self.nodes.append(node)
         return node
 
-    def stop_node(self, node: NodeProcess) -> list[int]:
+    def stop_node(self, node: NodeProcess) -> None:
+        """``NodeProcess.stop``: SIGTERM, 10 s grace, then SIGKILL by PID for any survivor."""
         if node in self.nodes:
             self.nodes.remove(node)
             node.stop()
-        return node.orphans
+            self.orphans += node.orphans
 
     def stop_all(self) -> list[int]:
-        orphans: list[int] = []
         for client in self.clients:
             if client.poll() is None:
                 client.send_signal(signal.SIGCONT)
                 client.kill()
             client.wait()
         for node in list(self.nodes):
-            orphans += self.stop_node(node)
-        return orphans
+            self.stop_node(node)
+        return self.orphans
 
     def strays(self) -> list[str]:
         """Processes still alive that belong to this run (its directory in argv or environment).
@@ -168,9 +171,20 @@ def spread(values: list[float]) -> str:
 
 
 # -- a. detection ----------------------------------------------------------------
-def detect_once(procs: Processes, sig: signal.Signals, trial: int) -> float | None:
-    """Intervals from ``sig`` to the node's Closed callback, or None if not seen in 30 s."""
-    node = procs.node(f"det-{sig.name.lower()}-{trial}", cpus=1)
+@dataclass
+class Trial:
+    intervals: float | None  # signal -> Closed callback, in heartbeat intervals
+    had: int = 0  # processes the node had (forkserver, resource tracker, workers)
+    outlived: int = 0  # of those, still alive OUTLIVE_WAIT s after a SIGKILL
+
+
+OUTLIVE_WAIT = 5.0  # seconds after a SIGKILL at which the node's processes are counted
+
+
+def detect_once(procs: Processes, sig: signal.Signals, trial: int) -> Trial:
+    """Time from ``sig`` to the node's Closed callback (None if not seen in 30 s)."""
+    name = f"det-{sig.name.lower()}-{trial}"
+    node = procs.node(name, cpus=1)
     closed: dict[str, float] = {}
 
     def cluster_status(status, info, job):  # type: ignore[no-untyped-def]
@@ -179,37 +193,55 @@ def detect_once(procs: Processes, sig: signal.Signals, trial: int) -> float | No
 
     cluster = gridlib.JobCluster(sleeper, nodes=[address(node)], pulse_interval=PULSE,
                                  cluster_status=cluster_status)
-    name = f"det-{sig.name.lower()}-{trial}"
     try:
         job = cluster.submit(30.0)
         if not wait_for(lambda: job.status == JobStatus.Running, 60):
             print(f"  trial {trial}: the job never ran", flush=True)
-            return None
+            return Trial(None)
         time.sleep(random.uniform(0.0, PULSE))  # any phase of the heartbeat cycle
         node.track()
+        had = len(node.leftovers()) - 1  # the node's processes, the node itself excluded
         signalled = time.monotonic()
         os.kill(node.pid, sig)
         seen = wait_for(lambda: name in closed, 30, interval=0.005)
+        result = Trial((closed[name] - signalled) / PULSE if seen else None, had)
         if sig == signal.SIGSTOP:
             os.kill(node.pid, signal.SIGCONT)
-        return (closed[name] - signalled) / PULSE if seen else None
+        else:
+            node.proc.wait(15)  # reap it: only its descendants can still be alive
+            time.sleep(max(0.0, signalled + OUTLIVE_WAIT - time.monotonic()))
+            result.outlived = len(node.leftovers())  # the node itself is reaped by now
+        return result
     finally:
         cluster.close(terminate=True, timeout=30)
         procs.stop_node(node)
 
 
-def detection(procs: Processes, trials: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {}
+def detection(procs: Processes, trials: int) -> dict[str, list[Trial]]:
+    figures: dict[str, list[Trial]] = {}
     for sig in (signal.SIGKILL, signal.SIGSTOP):
-        values = []
+        results = []
         for trial in range(trials):
-            value = detect_once(procs, sig, trial)
-            shown = "not detected within 30 s" if value is None else f"{value:.2f} intervals"
+            result = detect_once(procs, sig, trial)
+            shown = "not detected within 30 s" if result.intervals is None \
+                else f"{result.intervals:.2f} intervals"
+            if sig == signal.SIGKILL:
+                shown += (f"; {result.outlived} of the node's {result.had} processes still alive "
+                          f"{OUTLIVE_WAIT:g} s after the kill")
             print(f"  {sig.name} trial {trial + 1}/{trials}: {shown}", flush=True)
-            if value is not None:
-                values.append(value)
-        figures[sig.name] = values
+            results.append(result)
+        figures[sig.name] = results
     return figures
+
+
+def print_detection(figures: dict[str, list[Trial]]) -> None:
+    for name, results in figures.items():
+        print(f"  {name:8} {spread([r.intervals for r in results if r.intervals is not None])}")
+    kills = figures.get("SIGKILL", [])
+    if kills:
+        outlived = sum(1 for r in kills if r.outlived)
+        print(f"  SIGKILL: the node's worker/forkserver processes outlived it by {OUTLIVE_WAIT:g} s "
+              f"in {outlived} of {len(kills)} trials (a 30 s job was running)")
 
 
 # -- b. churn --------------------------------------------------------------------
@@ -398,9 +430,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run_parts(args: argparse.Namespace, procs: Processes) -> None:
     if "detect" in args.only:
         print(f"\na. detection of a lost node, in heartbeat intervals ({args.trials} trials each)")
-        figures = detection(procs, args.trials)
-        for name, values in figures.items():
-            print(f"  {name:8} {spread(values)}")
+        print_detection(detection(procs, args.trials))
     if "churn" in args.only:
         print(f"\nb. churn: {args.churn_jobs} jobs of 20-120 ms, reentrant, 2 nodes x 2 CPUs")
         print_churn(churn(procs, args.churn_jobs, 2.0, args.max_attempts), 2.0)
@@ -426,8 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         orphans = procs.stop_all()
         strays = procs.strays()
-        print(f"\nprocesses: every node and client stopped by PID; survivors killed: {orphans or 'none'}; "
-              f"left over: {strays or 'none'}")
+        print(f"\nprocesses: every node and client stopped by PID; {len(orphans)} node processes "
+              f"outlived their node's stop and were killed by PID ({orphans or 'none'}); "
+              f"left over now: {strays or 'none'}")
         if args.keep:
             print(f"kept {tmp}")
         else:

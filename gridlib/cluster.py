@@ -24,7 +24,8 @@ from gridlib.delivery import Delivery
 from gridlib.job import WIRE_STATUS, Job, JobStatus
 from gridlib.journal import Journal
 from gridlib.local_node import LocalNode, node_listening
-from gridlib.nodes import ClusterStatus, Node, NodeAllocate, NodeStatus
+from gridlib.node_control import NodeControl
+from gridlib.nodes import ClusterStatus, Node, NodeAllocate
 from gridlib.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.codec import Message, new_message
@@ -61,7 +62,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-class JobCluster:
+class JobCluster(NodeControl):
     """A computation and its jobs, scheduled by a scheduler embedded in this process."""
 
     def __init__(
@@ -114,6 +115,10 @@ class JobCluster:
         self._closed = False
         self._local_node: LocalNode | None = None
         self._journal = journal
+        self._node_port = node_port
+        self._allocations = [n for n in ([] if nodes is None or isinstance(nodes, str) else
+                                         [nodes] if isinstance(nodes, NodeAllocate) else nodes)
+                             if isinstance(n, NodeAllocate)]
         self._unjournaled: list[Message] = []
         self.duplicates = 0
         kind, blob, files = packed
@@ -378,24 +383,6 @@ class JobCluster:
             job.status = JobStatus.ProvisionalResult
             if self.job_status is not None:
                 self.job_status(job)
-
-    def _apply_node_event(self, msg: Message) -> None:
-        info = msg.fields["node"]
-        node_id = str(info.get("node_id"))
-        node = self._nodes.get(node_id)
-        if node is None:
-            node = Node(node_id, str(info.get("name")), str(info.get("ip_addr")), int(info.get("cpus") or 0))
-            self._nodes[node_id] = node
-        node.update(info, time.time())
-        event = msg.fields["event"]
-        if event == "initialized":
-            node.status = NodeStatus.Initialized
-            self._notify(NodeStatus.Initialized, node, None)
-        elif event in ("closed", "setup_failed"):
-            node.status = NodeStatus.Closed
-            if event == "setup_failed":
-                log.warning("event=node_setup_failed node=%s reason=%r", node.name, msg.get("reason"))
-            self._notify(NodeStatus.Closed, node, None)
 
     def _apply_file(self, msg: Message) -> None:
         try:

@@ -45,7 +45,7 @@ class Computation:
     depends: list[Any] = field(default_factory=list)  # functions/classes to define globally
 
 
-def _files_of(depends: Sequence[Any]) -> tuple[list[tuple[str, bytes, int]], list[Any]]:
+def files_of(depends: Sequence[Any]) -> tuple[list[tuple[str, bytes, int]], list[Any]]:
     """Split ``depends`` into shipped files (name, data, mode) and Python objects."""
     files: list[tuple[str, bytes, int]] = []
     objects: list[Any] = []
@@ -94,7 +94,7 @@ def pack_computation(
     cleanup: Callable[..., Any] | bool | None = None,
 ) -> tuple[str, bytes, list[tuple[str, bytes, int]]]:
     """Serialize a computation: (kind, blob, files to ship to the node)."""
-    files, objects = _files_of(depends)
+    files, objects = files_of(depends)
     cleanup_fn = cleanup if callable(cleanup) else None
     if isinstance(computation, (str, os.PathLike)):
         path = Path(computation)

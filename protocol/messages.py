@@ -38,6 +38,9 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "STATUS": {},
     "NODE_EVENT": {"event": (str,), "node": (dict,)},
     "CLUSTER_EVENT": {"cluster_id": (str,), "event": (str,)},
+    "NODE_ALLOCATE": {"cluster_id": (str,), "node_id": (str,), "cpus": (int,)},
+    "NODE_CONTROL": {"cluster_id": (str,), "node": (str,), "op": (str,)},
+    "FILE_PUT": {"cluster_id": (str,), "name": (str,)},
     # node <-> scheduler
     "READY": {"node_id": (str,), "name": (str,), "cpus": (int,)},
     "SETUP": {"cluster_id": (str,), "kind": (str,)},

@@ -73,6 +73,7 @@ class ClusterState:
     setup_reported: bool = False
     failed: bool = False
     orphaned_since: float | None = None  # its scheduler link was lost at this time
+    failed_starts: int = 0  # workers in a row whose setup failed: stop replacing them at 3
 
 
 class JobExecutor:
@@ -107,6 +108,9 @@ class JobExecutor:
             for job in [*existing.pending, *(w.job for w in existing.workers if w.job)]:
                 job.link = link
             return existing.setup_reported and not existing.failed
+        retired = self._retired.get(cluster_id)
+        if retired is not None:  # set up again (resetup): its old workers must not remove the files
+            retired.options = {**retired.options, "cleanup": False}
         directory = safe_join(self.prefix, str(options.get("dest_path") or cluster_id))
         directory.mkdir(parents=True, exist_ok=True)
         files = options.get("files") or []
@@ -119,7 +123,8 @@ class JobExecutor:
                            int(spec.get("mode") or 0o600), self.max_file_size)
         cluster = ClusterState(cluster_id, link, owner, directory, blob, options)
         self.clusters[cluster_id] = cluster
-        for _ in range(self.cpus):
+        wanted = options.get("cpus")
+        for _ in range(min(self.cpus, wanted) if isinstance(wanted, int) and wanted > 0 else self.cpus):
             self._spawn(cluster)
         return False
 
@@ -266,11 +271,13 @@ class JobExecutor:
         cluster = worker.cluster
         if kind == "ready":
             worker.ready = True
+            cluster.failed_starts = 0
             if not cluster.setup_reported:
                 cluster.setup_reported = True
                 self.emit(cluster.link, "SETUP_OK", {"cluster_id": cluster.cluster_id}, [], [])
             self._worker_idle(worker)
         elif kind == "setup_failed":
+            cluster.failed_starts += 1
             self.log.warning("event=setup_failed cluster=%s reason=%r", cluster.cluster_id, fields.get("reason"))
             if not cluster.setup_reported:
                 cluster.setup_reported = cluster.failed = True
@@ -318,7 +325,7 @@ class JobExecutor:
                 "message": f"the job's worker process died (exit code {worker.process.exitcode})"}}
             self._finish(job, outcome)
         if self.clusters.get(cluster.cluster_id) is cluster and not cluster.failed:
-            if len(cluster.workers) < self.cpus:
+            if len(cluster.workers) < self.cpus and cluster.failed_starts < 3:
                 self._spawn(cluster)  # keep the pool warm after a kill or a crash
             if cluster.pending and cluster.cluster_id not in self._rr:
                 self._rr.append(cluster.cluster_id)

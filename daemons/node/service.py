@@ -24,14 +24,23 @@ import psutil
 import zmq
 
 from gridlib.protocol.beacon import Beacon
-from gridlib.protocol.codec import Message, decode, encode, new_message, split_envelope
+from gridlib.protocol.codec import (
+    Message,
+    decode,
+    encode,
+    error_reply,
+    new_message,
+    reply,
+    split_envelope,
+)
 from gridlib.protocol.discovery import BeaconListener
-from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
+from gridlib.protocol.errors import BAD_REQUEST, ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
+from gridlib.protocol.paths import write_file
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.sockets import curve_client_socket, parse_endpoint
+from gridlib.protocol.sockets import curve_client_socket, local_address_for, parse_endpoint
 
 from .executor import Assignment, JobExecutor
 from .spool import ResultSpool
@@ -185,10 +194,19 @@ class NodeService:
     def _send_ready(self, link: SchedulerLink) -> None:
         self._send(link, new_message("READY", {
             "node_id": self.node_id, "name": self.name, "cpus": self.cpus,
-            "ip_addr": self.ip_addr, "platform": platform.platform(), "port": self.config.port,
+            "ip_addr": self.ip_addr or self._address_toward(link.endpoint),
+            "platform": platform.platform(), "port": self.config.port,
             "pid": os.getpid(), "spooled": len(self.spool),
         }))
         link.next_ready = time.monotonic() + link.backoff.next()
+
+    @staticmethod
+    def _address_toward(endpoint: str) -> str:
+        """This host's address on the way to ``endpoint`` (what peers know us by)."""
+        try:
+            return local_address_for(parse_endpoint(endpoint)[0])
+        except (OSError, ValueError):
+            return ""
 
     def _close_link(self, link: SchedulerLink, reason: str) -> None:
         self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
@@ -252,6 +270,8 @@ class NodeService:
             for job_id in msg.fields["job_ids"]:
                 if isinstance(job_id, str):
                     self.spool.ack(job_id)
+        elif t == "FILE_PUT":
+            self._handle_file_put(link, msg)
         elif t == "TEARDOWN":
             cluster = self.executor.clusters.get(str(msg.fields["cluster_id"]))
             if cluster is not None and cluster.link == link.sid:
@@ -268,6 +288,27 @@ class NodeService:
                              link.sid, msg.get("code"), msg.get("reason"))
         elif t != "HEARTBEAT":
             self.log.warning("event=unexpected_message scheduler=%s type=%s", link.sid, t)
+
+    def _handle_file_put(self, link: SchedulerLink, msg: Message) -> None:
+        """A file for a cluster's directory (``cluster.send_file``): written safely, answered."""
+        cluster = self.executor.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None or cluster.link != link.sid or len(msg.frames) != 1:
+            self._send(link, error_reply(msg, NOT_FOUND, "no such cluster on this node"))
+            return
+        name = str(msg.fields["name"])
+        try:
+            data = memoryview(msg.frames[0])
+            write_file(cluster.directory, name, data, int(opt(msg.fields, "mode", int, 0o600)),
+                       self.config.max_file_size)
+        except ProtocolError as exc:
+            self.log.warning("event=file_refused cluster=%s name=%r reason=%r",
+                             cluster.cluster_id, name, exc.reason)
+            self._send(link, error_reply(msg, exc.code, exc.reason))
+            return
+        except OSError as exc:
+            self._send(link, error_reply(msg, BAD_REQUEST, f"cannot write {name!r}: {exc.strerror}"))
+            return
+        self._send(link, reply(msg, "OK", {"name": name, "size": data.nbytes}))
 
     def _handle_setup(self, link: SchedulerLink, msg: Message) -> None:
         cluster_id = str(msg.fields["cluster_id"])

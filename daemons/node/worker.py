@@ -149,8 +149,9 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     os.setsid()
     try:
         os.chdir(cluster_dir)
-    except OSError:
-        return  # the cluster was torn down while this worker started
+    except OSError as exc:  # the cluster was torn down while this worker started
+        pipes.send(conn, "setup_failed", {"reason": f"no cluster directory: {exc.strerror}"})
+        return
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
     kind, fields, frames = pipes.recv(conn)

@@ -17,7 +17,7 @@ from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
 from gridlib.protocol.liveness import Liveness
 from gridlib.protocol.messages import opt
 
-from .allocation import NodeAllocation
+from .allocation import TAKES_JOBS, NodeAllocation
 from .faults import FaultHandling
 from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord, Route, next_seq
 from .state import CLIENT, NODE, Peer, Send
@@ -74,6 +74,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         """Liveness: settle lost nodes and expired adoptions (run a few times an interval)."""
         for node_id in self.node_liveness.lost(now):
             self._node_lost(str(node_id), "no heartbeat")
+        self._drain()
         self._expire_adoptions(now)
         return self.flush()
 
@@ -110,7 +111,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         client.clusters.add(cluster_id)
         self._send(CLIENT, peer.route, reply(msg, "OK", {"cluster_id": cluster_id}))
         for node in self.nodes.values():
-            self._setup_node(cluster, node)
+            self._offer(cluster, node)
 
     def handle_job_submit(self, peer: Peer, msg: Message, now: float) -> None:
         cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
@@ -196,6 +197,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             avail = msg.get("avail")
             if node is not None and isinstance(avail, dict):
                 self.nodes[node].info["avail"] = avail
+                self._announce_avail(self.nodes[node])
 
     def handle_disconnect(self, peer: Peer, msg: Message, now: float) -> None:
         if peer.kind == NODE:
@@ -223,7 +225,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         self._send(NODE, peer.route, reply(msg, "WELCOME", {
             "sid": self.scheduler_id, **self.policy.to_map()}))
         for cluster in self.clusters.values():
-            self._setup_node(cluster, node)
+            self._offer(cluster, node)
         self.log.info("event=node_ready node=%s name=%s cpus=%d", node_id, node.name, cpus)
 
     def handle_setup_ok(self, peer: Peer, msg: Message, now: float) -> None:
@@ -318,10 +320,13 @@ class SchedulerCore(FaultHandling, NodeAllocation):
 
     def _assign_one(self, node: NodeRecord) -> bool:
         for cluster_id, state in node.setup.items():
-            if state != "ready":
+            if state != TAKES_JOBS:
                 continue
             cluster = self.clusters[cluster_id]
             if cluster.queued == 0:
+                continue
+            limit = node.cluster_cpus.get(cluster_id, node.cpus)
+            if limit < node.cpus and self._busy_for(node, cluster_id) >= limit + self.prefetch:
                 continue
             job = None
             pinned = cluster.pinned.get(node.node_id) or cluster.pinned.get(node.name) \
@@ -368,8 +373,13 @@ SchedulerCore._client_handlers = {
     "STATUS": SchedulerCore.handle_status,
     "HEARTBEAT": SchedulerCore.handle_heartbeat,
     "DISCONNECT": SchedulerCore.handle_disconnect,
+    "NODE_ALLOCATE": SchedulerCore.handle_node_allocate,
+    "NODE_CONTROL": SchedulerCore.handle_node_control,
+    "FILE_PUT": SchedulerCore.handle_file_put,
 }
 SchedulerCore._node_handlers = {
+    "OK": SchedulerCore.handle_node_reply,
+    "ERROR": SchedulerCore.handle_node_reply,
     "READY": SchedulerCore.handle_ready,
     "SETUP_OK": SchedulerCore.handle_setup_ok,
     "SETUP_FAIL": SchedulerCore.handle_setup_fail,

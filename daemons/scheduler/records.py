@@ -117,7 +117,9 @@ class NodeRecord:
     info: dict[str, Any]
     last_seen: float
     inflight: dict[str, int] = field(default_factory=dict)  # job id -> attempt
-    setup: dict[str, str] = field(default_factory=dict)  # cluster id -> pending|ready|failed
+    setup: dict[str, str] = field(default_factory=dict)  # cluster id -> state (allocation.py)
+    cluster_cpus: dict[str, int] = field(default_factory=dict)  # CPUs each cluster may use here
+    extra_setup: dict[str, Any] = field(default_factory=dict)  # per-node setup args and files
     jobs_done: int = 0
     suspect: bool = False
 

@@ -67,6 +67,8 @@ class SchedulerState:
         self.out: list[Send] = []
         self.duplicates = 0
         self._dirty = False  # something may be dispatchable
+        # forwarded message id -> (client route, client message id), for node answers
+        self.pending_replies: dict[bytes, tuple[Route, bytes]] = {}
         self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
         self.adopt_grace = self.policy.interval * 3
 

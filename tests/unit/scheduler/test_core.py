@@ -19,14 +19,26 @@ NODE_B = Peer(NODE, (b"relay-1", b"node-b"), "node-key-b")  # behind a relay: a 
 class Grid:
     """A scheduler core, a fake clock and shortcuts for the messages peers send."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, auto_allocate: bool = True, **options: Any) -> None:
         self.core = SchedulerCore("sched-1", **options)
         self.now = 1000.0
+        self.auto_allocate = auto_allocate  # clients take every node offered, all its CPUs
+        self.clients: dict[tuple[bytes, ...], Peer] = {}
 
     def send(self, peer: Peer, mtype: str, fields: dict[str, Any] | None = None,
              frames: list[Any] | None = None, labels: list[str] | None = None) -> list[Send]:
+        if peer.kind == CLIENT:
+            self.clients[peer.route] = peer
         msg = new_message(mtype, fields, frames or [], labels)
-        return self.core.handle(peer, msg, self.now)
+        out = self.core.handle(peer, msg, self.now)
+        if self.auto_allocate:
+            for offer in [s for s in out if s.msg.type == "NODE_EVENT"
+                          and s.msg.fields["event"] == "discovered"]:
+                node = offer.msg.fields["node"]
+                out += self.core.handle(self.clients[offer.route], new_message("NODE_ALLOCATE", {
+                    "cluster_id": offer.msg.fields["cluster_id"], "node_id": node["node_id"],
+                    "cpus": node["cpus"]}), self.now)
+        return out
 
     def tick(self) -> list[Send]:
         return self.core.tick(self.now)
