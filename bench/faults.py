@@ -440,6 +440,19 @@ def run_parts(args: argparse.Namespace, procs: Processes) -> None:
         print_recovery(recovery(procs, args.recover_jobs, args.kill_after, 0.3))
 
 
+def revision() -> str:
+    """The repository's commit, "+changes" if the working tree differs (or "unknown")."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:  # node_lost warnings are the expected outcome here
@@ -449,7 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("GRIDLIB_SECRET", None)
     procs = Processes(tmp)
     print(f"gridlib fault figures, {time.strftime('%Y-%m-%d %H:%M')}; Python {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; heartbeat {PULSE} s")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; heartbeat {PULSE} s; "
+          f"gridlib at {revision()}")
     print(f"command: python -m bench.faults {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())
     try:
         run_parts(args, procs)

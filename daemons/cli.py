@@ -16,9 +16,14 @@ import typer
 
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import (
+    ROLES,
+    allow_key,
     config_dir,
     load_keypair,
+    load_public_key,
+    parse_public_key,
     resolve_identity,
+    revoke_key,
     user_keypair,
     write_keypair,
 )
@@ -49,7 +54,12 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
 
 
-def _secret(secret_file: Path | None) -> str | None:
+def _secret(secret_file: Path | None, secret: str = "") -> str | None:
+    if secret:
+        logging.getLogger("gridlib").warning(
+            "event=secret_on_command_line hint='other users can read it with ps; "
+            "use --secret-file or GRIDLIB_SECRET'")
+        return secret
     if secret_file is not None:
         return secret_file.read_text().strip()
     return os.environ.get("GRIDLIB_SECRET") or None
@@ -68,6 +78,9 @@ def node(
     zombie_interval: float = typer.Option(3600.0, help="Seconds to keep a lost client's jobs."),
     keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/)."),
     secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    secret: str = typer.Option("", help="Shared secret (visible in ps: prefer --secret-file "
+                                       "or GRIDLIB_SECRET)."),
+    max_msg_size: str = typer.Option("1g", help="Largest message accepted from a scheduler."),
     parent_pid: int = typer.Option(0, hidden=True),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
@@ -79,7 +92,8 @@ def node(
 
     _setup_logging(log_level)
     try:
-        identity = resolve_identity(_secret(secret_file), keys)
+        shared = _secret(secret_file, secret)
+        identity = resolve_identity(shared, keys)
         endpoint = ""
         if scheduler:
             endpoint = scheduler if scheduler.startswith("tcp://") else \
@@ -88,8 +102,9 @@ def node(
                             dest_path_prefix=dest_path_prefix, scheduler=endpoint,
                             scheduler_key=scheduler_key.encode(),
                             max_file_size=parse_size(max_file_size),
-                            zombie_interval=zombie_interval, parent_pid=parent_pid)
-        raise typer.Exit(run_node(config, identity))
+                            zombie_interval=zombie_interval, parent_pid=parent_pid,
+                            max_msg_size=parse_size(max_msg_size))
+        raise typer.Exit(run_node(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib node: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -134,7 +149,8 @@ def relay(
 
     _setup_logging(log_level)
     try:
-        identity = resolve_identity(_secret(secret_file), keys)
+        shared = _secret(secret_file)
+        identity = resolve_identity(shared, keys)
         patterns = node or _subnets(host)
         try:
             targets = expand_targets(patterns, node_port)
@@ -146,7 +162,7 @@ def relay(
                 tcp_endpoint(*split_host_port(scheduler, 51351))
         config = RelayConfig(hosts=host, port=port, node_targets=targets, scheduler=endpoint,
                              scheduler_key=scheduler_key.encode())
-        raise typer.Exit(run_relay(config, identity))
+        raise typer.Exit(run_relay(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib relay: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -176,6 +192,52 @@ def keys_show(directory: Path = typer.Argument(None, help="Key directory (defaul
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     typer.echo(pair.public.decode())
+
+
+@keys_app.command("allow")
+def keys_allow(
+    key: str = typer.Argument(..., help="A Z85 public key, or the path of a .key file."),
+    role: str = typer.Option("client", "--as", help="client (may send work) or node (may serve it)."),
+    name: str = typer.Option("", help="Name of the allowlist entry (default: the key file's name)."),
+    directory: Path = typer.Option(None, "--dir", help="Key directory (default: the user's)."),
+) -> None:
+    """Trust a peer's public key; running daemons pick it up on SIGHUP."""
+    try:
+        public = parse_public_key(key)
+        label = name or (Path(key).stem if Path(key).is_file() else public.decode()[:8])
+        label = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+        path = allow_key(directory or config_dir(), role, public, label)
+    except GridError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"allowed {role} {public.decode()} ({path})")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: str = typer.Argument(..., help="The entry's name or the public key."),
+    role: str = typer.Option("any", "--as", help="client, node or any."),
+    directory: Path = typer.Option(None, "--dir", help="Key directory (default: the user's)."),
+) -> None:
+    """Stop trusting a key; running daemons drop it on SIGHUP."""
+    removed = revoke_key(directory or config_dir(), role, key)
+    if not removed:
+        typer.echo(f"no allowlist entry matches {key!r}", err=True)
+        raise typer.Exit(1)
+    for path in removed:
+        typer.echo(f"revoked {path}")
+
+
+@keys_app.command("list")
+def keys_list(directory: Path = typer.Option(None, "--dir", help="Key directory (default: the user's).")) -> None:
+    """Show this identity's public key and the allowlists."""
+    directory = directory or config_dir()
+    for role, folder in sorted(ROLES.items()):
+        for path in sorted((directory / folder).glob("*.key")):
+            try:
+                typer.echo(f"{role}\t{path.stem}\t{load_public_key(path).decode()}")
+            except GridError as exc:
+                typer.echo(f"{role}\t{path.stem}\tunreadable: {exc}")
 
 
 def main() -> None:

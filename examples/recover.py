@@ -19,15 +19,19 @@ journal holds, with its status and result:
 - jobs that no node reports within 3 heartbeat intervals (6 s by default) are
   run again.
 
-This example uses the embedded default (``nodes=None``): the cluster starts a
-private local node, and that node exits when its parent, the client, dies,
+This example uses the embedded default (``nodes=None``): unless a ``gridlib
+node`` already listens on this host, the cluster starts a private local node,
+and that node exits when its parent, the client, dies,
 killing the jobs it was running. So here nothing is left on a node: the
 unfinished jobs (the ones that were running included) run again, on a new
-private node that ``recover_jobs`` starts. With node daemons you run
+private node that ``recover_jobs`` starts (the old node says
+``event=parent_gone`` on stderr as it leaves). With node daemons you run
 yourself (``gridlib node`` and ``nodes=[...]``), the nodes keep running the
 jobs of a client that died and ``recover_jobs`` collects their results
-instead. Either way a job may run twice if the client dies after the job
-started: make jobs that write outside their own result safe to repeat.
+instead; there a job runs twice only if its node died too or did not come
+back within the grace. Each job's result is delivered once, but its side
+effects may happen twice: make jobs that write outside their result safe to
+repeat.
 """
 
 import os

@@ -25,7 +25,8 @@ from gridlib.protocol.errors import ConnectionLost, GridError, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.sockets import curve_client_socket
+from gridlib.protocol.selftest import prove_fails_closed
+from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, curve_client_socket
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 __all__ = ["ClientConnection"]
@@ -48,6 +49,7 @@ class ClientConnection:
         log: logging.Logger | None = None,
         before_ack: Callable[[], None] | None = None,
         node_port: int = 0,
+        max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     ) -> None:
         self.identity, self.on_message = identity, on_message
         self.embedded, self.host = embedded, host
@@ -55,6 +57,7 @@ class ClientConnection:
         self.policy = liveness or LivenessPolicy()
         self.before_ack = before_ack  # e.g. journal this turn's results first
         self.node_port = node_port  # the embedded scheduler's port for nodes (0: any free one)
+        self.max_msg_size = max_msg_size
         self.log = log or logging.getLogger("gridlib.client")
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
@@ -96,9 +99,11 @@ class ClientConnection:
 
             zap = ZapPolicy()
             self._zap = ZapHandler(self.context, zap, self.log)
+            prove_fails_closed(self.context, self._zap, self.identity.keypair)
             self.reactor.add_reader(self._zap.socket, self._zap.handle_ready)
             self.scheduler = SchedulerService(self.reactor, self.context, self.identity, zap,
                                               host=self.host, node_port=self.node_port,
+                                              max_msg_size=self.max_msg_size,
                                               liveness=self.policy, log=self.log)
             endpoint = self.scheduler.bind_clients_inproc(f"gridlib-{uuid.uuid4().hex}")
             sock = self.context.socket(zmq.DEALER)

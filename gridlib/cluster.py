@@ -33,6 +33,7 @@ from gridlib.protocol.errors import GridError, ProtocolError, SerializationError
 from gridlib.protocol.keys import resolve_identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.paths import write_file
+from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE
 from gridlib.stats import format_status
 
 __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
@@ -88,6 +89,7 @@ class JobCluster(NodeControl):
         node_port: int = DEFAULT_NODE_PORT,
         local_cpus: int = 0,
         scheduler_port: int = 0,
+        max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     ) -> None:
         packed = pack_computation(computation, depends, setup, cleanup)
         options = {"dest_path": dest_path, "cleanup": bool(cleanup), "reentrant": bool(reentrant),
@@ -95,14 +97,15 @@ class JobCluster(NodeControl):
         self._start(packed, options, nodes, job_status or callback, cluster_status, timeout,
                     secret, keys, pulse_interval, host, node_port, local_cpus,
                     Journal(recover_file) if recover_file else None,
-                    scheduler_port=scheduler_port)
+                    scheduler_port=scheduler_port, max_msg_size=max_msg_size)
 
     def _start(self, packed: tuple[str, bytes, list[tuple[str, bytes, int]]],
                options: dict[str, Any], nodes: Sequence[Any] | str | None,
                job_status: Callable[[Job], None] | None, cluster_status: Any,
                timeout: float | None, secret: str | None, keys: Any, pulse_interval: float,
                host: str | None, node_port: int, local_cpus: int, journal: Journal | None,
-               cluster_id: str | None = None, scheduler_port: int = 0) -> None:
+               cluster_id: str | None = None, scheduler_port: int = 0,
+               max_msg_size: int = DEFAULT_MAX_MSG_SIZE) -> None:
         """Open the cluster: I/O thread, embedded scheduler, nodes (shared with recovery)."""
         self.job_status, self.cluster_status, self.timeout = job_status, cluster_status, timeout
         self.cluster_id = cluster_id or uuid.uuid4().hex
@@ -137,7 +140,7 @@ class JobCluster(NodeControl):
         self._delivery = Delivery(log)
         self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
                                       liveness=LivenessPolicy(pulse_interval), log=log,
-                                      node_port=scheduler_port,
+                                      node_port=scheduler_port, max_msg_size=max_msg_size,
                                       before_ack=self._journal_results if journal else None)
         self._conn.start()
         try:

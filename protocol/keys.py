@@ -45,6 +45,10 @@ __all__ = [
     "load_public_keys",
     "user_keypair",
     "resolve_identity",
+    "parse_public_key",
+    "allow_key",
+    "revoke_key",
+    "ROLES",
 ]
 
 _HKDF_SALT = b"gridlib/curve/v1"
@@ -171,6 +175,52 @@ def load_public_keys(directory: Path) -> frozenset[bytes]:
     if not directory.is_dir():
         return frozenset()
     return frozenset(load_public_key(p) for p in sorted(directory.glob("*.key")))
+
+
+ROLES = {"client": "clients", "node": "nodes"}
+
+
+def parse_public_key(text: str) -> bytes:
+    """A Z85 public key given as text, or read from a ``.key`` file path."""
+    candidate = text.strip()
+    path = Path(candidate)
+    if len(candidate) != 40 and path.is_file():
+        return load_public_key(path)
+    try:
+        if len(z85.decode(candidate.encode())) != 32:
+            raise ValueError
+    except Exception:
+        raise KeyFileError(f"{text!r} is neither a 40-character Z85 public key nor a .key file") from None
+    return candidate.encode()
+
+
+def allow_key(directory: Path, role: str, public: bytes, name: str) -> Path:
+    """Trust ``public`` as a ``role`` ("client" or "node"): writes DIR/<role>s/NAME.key."""
+    if role not in ROLES:
+        raise KeyFileError(f"role must be one of {sorted(ROLES)}")
+    if not name or "/" in name or name.startswith("."):
+        raise KeyFileError(f"bad key name {name!r}")
+    folder = directory / ROLES[role]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.key"
+    path.write_text(_zpl(KeyPair(public, b""), False))
+    return path
+
+
+def revoke_key(directory: Path, role: str, name_or_key: str) -> list[Path]:
+    """Stop trusting a key (by file name or by the key itself); returns the files removed."""
+    removed = []
+    for folder_role in ([role] if role in ROLES else list(ROLES)):
+        folder = directory / ROLES[folder_role]
+        for path in sorted(folder.glob("*.key")) if folder.is_dir() else []:
+            try:
+                key = load_public_key(path).decode()
+            except KeyFileError:
+                key = ""
+            if name_or_key in (path.stem, key):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def user_keypair() -> KeyPair:

@@ -40,7 +40,12 @@ from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
 from gridlib.protocol.paths import write_file
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.sockets import curve_client_socket, local_address_for, parse_endpoint
+from gridlib.protocol.sockets import (
+    DEFAULT_MAX_MSG_SIZE,
+    curve_client_socket,
+    local_address_for,
+    parse_endpoint,
+)
 
 from .executor import Assignment, JobExecutor
 from .spool import ResultSpool
@@ -65,6 +70,7 @@ class NodeConfig:
     max_file_size: int = 100 * 1024 * 1024
     zombie_interval: float = 3600.0
     parent_pid: int = 0  # exit when this process is gone (a client's private node)
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # larger messages drop the connection
     trusted: frozenset[bytes] = field(default_factory=frozenset)
 
     def effective_cpus(self) -> int:
@@ -143,6 +149,14 @@ class NodeService:
         self.log.info("event=node_started name=%s node_id=%s cpus=%d port=%s pid=%d",
                       self.name, self.node_id, self.cpus, self.config.port, os.getpid())
 
+    def reload(self, identity: Identity) -> None:
+        """New allowlists (SIGHUP): links to schedulers no longer trusted are closed."""
+        self.trusted = self.config.trusted or identity.trusted_clients
+        for link in list(self.links.values()):
+            if link.key not in self.trusted and not link.dial_out:
+                self._close_link(link, "key revoked")
+        self.log.info("event=allowlist_reloaded trusted=%d", len(self.trusted))
+
     def _only_trusted_key(self) -> bytes:
         if len(self.trusted) != 1:
             raise ProtocolError("--scheduler needs --scheduler-key when several keys are trusted")
@@ -183,7 +197,8 @@ class NodeService:
 
     def _open_link(self, sid: str, epoch: int, endpoint: str, key: bytes, dial_out: bool = False) -> None:
         parse_endpoint(endpoint)
-        sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair, key)
+        sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair, key,
+                                   self.config.max_msg_size)
         sock.connect(endpoint)
         link = SchedulerLink(sid, epoch, endpoint, key, sock, time.monotonic(), dial_out=dial_out)
         self.links[sid] = link

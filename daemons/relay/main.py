@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 
 import zmq
 
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.selftest import prove_fails_closed
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 from .service import RelayConfig, RelayService
@@ -16,12 +18,15 @@ from .service import RelayConfig, RelayService
 __all__ = ["run_relay"]
 
 
-def run_relay(config: RelayConfig, identity: Identity) -> int:
+def run_relay(config: RelayConfig, identity: Identity,
+              reload: Callable[[], Identity] | None = None) -> int:
+    """Run a relay until SIGINT/SIGTERM; SIGHUP reloads its allowlists through ``reload``."""
     log = logging.getLogger("gridlib.relay")
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     reactor = Reactor(log)
     policy = ZapPolicy()
     zap = ZapHandler(context, policy, log)
+    prove_fails_closed(context, zap, identity.keypair)
     reactor.add_reader(zap.socket, zap.handle_ready)
     relay = RelayService(reactor, context, identity, policy, config, log)
 
@@ -29,8 +34,13 @@ def run_relay(config: RelayConfig, identity: Identity) -> int:
         log.info("event=signal signal=%s", signal.Signals(signum).name)
         reactor.call_soon_threadsafe(relay.stop)
 
+    def on_hup(_signum: int, _frame: object) -> None:
+        if reload is not None:
+            reactor.call_soon_threadsafe(lambda: relay.reload(reload()))
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         relay.start()
         reactor.run()

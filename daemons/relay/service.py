@@ -49,6 +49,7 @@ class Bridge:
     sid: str
     epoch: int
     endpoint: str
+    key: bytes
     frontend: zmq.Socket[bytes]
     backend: zmq.Socket[bytes]
     control: zmq.Socket[bytes]
@@ -67,6 +68,7 @@ class RelayService:
                  log: logging.Logger | None = None) -> None:
         self.reactor, self.context, self.identity, self.config = reactor, context, identity, config
         self.log = log or logging.getLogger("gridlib.relay")
+        self.zap = zap
         zap.allow(NODES_DOMAIN, identity.trusted_nodes)
         self.bridges: dict[str, Bridge] = {}
         self.listeners: list[BeaconListener] = []
@@ -83,6 +85,16 @@ class RelayService:
         self.reactor.call_every(0.5, self._check)
         self.log.info("event=relay_started hosts=%s port=%d nodes=%d", ",".join(self.config.hosts),
                       self.config.port, len(self.config.node_targets))
+
+    def reload(self, identity: Identity) -> None:
+        """New allowlists (SIGHUP); bridges to schedulers no longer trusted are closed."""
+        self.identity = Identity(self.identity.keypair, identity.trusted_clients,
+                                 identity.trusted_nodes, identity.source)
+        self.zap.allow(NODES_DOMAIN, identity.trusted_nodes)
+        for bridge in list(self.bridges.values()):
+            if not bridge.dial_out and bridge.key not in identity.trusted_clients:
+                self._close_bridge(bridge, "key revoked")
+        self.log.info("event=allowlist_reloaded")
 
     def _on_beacon(self, beacon: Beacon) -> None:
         bridge = self.bridges.get(beacon.scheduler_id)
@@ -112,7 +124,7 @@ class RelayService:
         announcer = BeaconAnnouncer(self.reactor, self.context, sid, epoch, pair.public, interval,
                                     lambda local: tcp_endpoint(local, port), self.log)
         announcer.announce_to(self.config.node_targets)
-        self.bridges[sid] = Bridge(sid, epoch, endpoint, frontend, backend, control, thread,
+        self.bridges[sid] = Bridge(sid, epoch, endpoint, key, frontend, backend, control, thread,
                                    announcer, interval, time.monotonic(), dial_out)
         self.log.info("event=bridge_opened scheduler=%s endpoint=%s node_port=%d", sid, endpoint, port)
 

@@ -23,6 +23,7 @@ from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import (
+    DEFAULT_MAX_MSG_SIZE,
     curve_server_socket,
     frame_property,
     frame_user_id,
@@ -53,6 +54,7 @@ class SchedulerService:
         node_port: int = 0,
         liveness: LivenessPolicy | None = None,
         log: logging.Logger | None = None,
+        max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     ) -> None:
         self.log = log or logging.getLogger("gridlib.scheduler")
         self.reactor, self.context, self.identity = reactor, context, identity
@@ -62,7 +64,10 @@ class SchedulerService:
         self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log)
         zap.allow(NODES_DOMAIN, identity.trusted_nodes)
         zap.allow(CLIENTS_DOMAIN, identity.trusted_clients)
-        self.node_socket = curve_server_socket(context, zmq.ROUTER, identity.keypair, NODES_DOMAIN)
+        self.max_msg_size = max_msg_size
+        self.zap = zap
+        self.node_socket = curve_server_socket(context, zmq.ROUTER, identity.keypair, NODES_DOMAIN,
+                                               max_msg_size)
         self._curve_sockets = {self.node_socket}
         if node_port:
             self.node_socket.bind(tcp_endpoint(host, node_port))
@@ -93,7 +98,8 @@ class SchedulerService:
 
     def bind_clients_tcp(self, host: str, port: int) -> int:
         """A CURVE client ROUTER on TCP (the shared scheduler daemon)."""
-        sock = curve_server_socket(self.context, zmq.ROUTER, self.identity.keypair, CLIENTS_DOMAIN)
+        sock = curve_server_socket(self.context, zmq.ROUTER, self.identity.keypair, CLIENTS_DOMAIN,
+                                   self.max_msg_size)
         self._curve_sockets.add(sock)
         if port:
             sock.bind(tcp_endpoint(host, port))
