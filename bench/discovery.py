@@ -1,7 +1,8 @@
 """Discovery figures: how long nodes take to join a cluster, measured with real node processes.
 
 Run from the repository root: ``.venv/bin/python -m bench.discovery [--trials N]``
-(``--sizes 3,20``, ``--settle S``, ``--json PATH``, ``--keep``).
+(``--only discovery|late|dialout``, ``--sizes 3,20``, ``--settle S``, ``--clients N``,
+``--json PATH``, ``--keep``).
 
 This measures; it asserts nothing. Every node is a real ``gridlib node``
 process on 127.0.0.1 with ``--cpus 1`` and its own free beacon port
@@ -24,6 +25,12 @@ b. Late node: a cluster announces to a free port where no node runs yet, and
    created just before the node (beacons every 0.1 s for 3 s) and for one
    that has announced for ``--settle`` s (beacons every heartbeat, 2 s, and
    the beacon socket's reconnect interval backed off to 2 s).
+c. Dial-out node: ``gridlib node --port 0 --scheduler 127.0.0.1:P`` (no beacon
+   port, as behind NAT) serves ``--clients`` clients one after another, each
+   ``JobCluster(f, nodes=[], scheduler_port=P)``. The figure is the time from
+   constructing each cluster to its first result. The node keeps dialing the
+   port; a new scheduler there gets its READY once the node has given the old
+   one up (heartbeat x 5 missed = 10 s).
 
 Every process started here is stopped by PID at the end (``NodeProcess.stop``);
 processes that outlived their node's stop are reported.
@@ -231,6 +238,46 @@ def run_late(procs: Nodes, settle: float, trials: int, first_index: int) -> Late
     return out
 
 
+# -- c. a dial-out node (--scheduler HOST:PORT) and successive clients on that port -----------
+@dataclass
+class DialOut:
+    clients: int  # clients that used the node one after another, per trial
+    seconds: list[list[float]] = field(default_factory=list)  # per trial: per client, to result
+    failed: int = 0
+
+
+def run_dialout(procs: Nodes, trials: int, clients: int) -> DialOut:
+    """JobCluster(nodes=[], scheduler_port=P) -> first result, for successive clients."""
+    out = DialOut(clients)
+    for trial in range(trials):
+        port = procs.port()
+        node = NodeProcess(0, procs.tmp, "--cpus", "1", "--name", f"out-{trial}",
+                           "--scheduler", f"127.0.0.1:{port}",
+                           "--dest-path-prefix", str(procs.tmp / f"out-{trial}"))
+        procs.all.append(node)
+        times: list[float] = []
+        try:
+            for _ in range(clients):
+                t0 = time.monotonic()
+                cluster = gridlib.JobCluster(ping, nodes=[], scheduler_port=port)
+                try:
+                    job = cluster.submit("dial-out")
+                    job(timeout=WAIT)
+                    ok = job.status == JobStatus.Finished
+                finally:
+                    cluster.close(terminate=True)
+                if not ok:
+                    break
+                times.append(time.monotonic() - t0)
+        finally:
+            procs.stop([node])
+        if len(times) < clients:
+            out.failed += 1
+        else:
+            out.seconds.append(times)
+    return out
+
+
 # -- report ----------------------------------------------------------------------------------
 def _fmt(values: list[float]) -> str:
     if not values:
@@ -261,13 +308,25 @@ def print_late(rows: list[LateNode]) -> None:
               f"{_fmt(r.total):>17}  {_span(r.total):>11}  {r.failed}")
 
 
+def print_dialout(row: DialOut) -> None:
+    print("\nc. dial-out node (gridlib node --port 0 --scheduler 127.0.0.1:P), clients one after "
+          "another\n   on JobCluster(nodes=[], scheduler_port=P): JobCluster() -> first result")
+    print(f"{'client':>6}  {'median s':>8}  {'min-max s':>11}")
+    for i in range(row.clients):
+        values = [t[i] for t in row.seconds]
+        print(f"{i + 1:>6}  {_fmt(values):>8}  {_span(values):>11}")
+    if row.failed:
+        print(f"failed trials: {row.failed}")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--trials", type=int, default=3, help="trials per figure (median reported)")
     p.add_argument("--sizes", default="3,20", help="node counts for part a (comma separated)")
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds an established cluster announced before the late node starts")
-    p.add_argument("--only", choices=("discovery", "late"), help="run one part only")
+    p.add_argument("--only", choices=("discovery", "late", "dialout"), help="run one part only")
+    p.add_argument("--clients", type=int, default=2, help="successive clients of the dial-out node")
     p.add_argument("--json", help="also write every figure to this file")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (node logs)")
     return p.parse_args(argv)
@@ -286,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"command: python -m bench.discovery {' '.join(sys.argv[1:] if argv is None else argv)}".rstrip())
     discovery: list[Discovery] = []
     late: list[LateNode] = []
+    dialout: DialOut | None = None
     try:
         if args.only in (None, "discovery"):
             for size in (int(s) for s in args.sizes.split(",") if s.strip()):
@@ -295,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
             late.append(run_late(procs, 0.0, args.trials, 0))
             late.append(run_late(procs, args.settle, args.trials, 100))
             print_late(late)
+        if args.only in (None, "dialout"):
+            dialout = run_dialout(procs, args.trials, args.clients)
+            print_dialout(dialout)
     finally:
         orphans = procs.stop_all()
         print(f"\nprocesses: every node stopped by PID; outlived their node's stop and killed: "
@@ -302,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "discovery": [asdict(r) for r in discovery], "late": [asdict(r) for r in late],
+                "dialout": asdict(dialout) if dialout else None,
                 "cpus": os.cpu_count(), "python": platform.python_version()}, indent=1))
         if args.keep:
             print(f"kept {tmp}")

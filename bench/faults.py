@@ -298,8 +298,10 @@ def churn_figures(jobs: list[gridlib.Job], finals: Counter[str], cluster: gridli
     finished = [j for j in jobs if j.status == JobStatus.Finished]
     wrong = sum(1 for i, j in enumerate(jobs) if j.status == JobStatus.Finished and j.result != i * i)
     extra_callbacks = sum(max(0, n - 1) for n in finals.values())
+    why = Counter(f"{JobStatus(j.status).name}: {j.exception_type or (j.exception or '')[:80]}"
+                  for j in jobs if j.status != JobStatus.Finished)
     return {"submitted": count, "finished": len(finished), "lost": count - len(finished),
-            "statuses": dict(statuses), "wrong_results": wrong,
+            "statuses": dict(statuses), "wrong_results": wrong, "why": dict(why),
             "duplicates": extra_callbacks + cluster.duplicates,
             "extra_callbacks": extra_callbacks, "client_duplicates": cluster.duplicates,
             "no_callback": sum(1 for j in jobs if finals[j.uid] == 0),
@@ -386,6 +388,8 @@ def print_churn(c: dict[str, Any], period: float) -> None:
     print(f"  jobs submitted        {c['submitted']}")
     print(f"  jobs finished         {c['finished']}  (correct results: {c['finished'] - c['wrong_results']})")
     print(f"  jobs lost             {c['lost']}  (statuses: {c['statuses']})")
+    for reason, n in c["why"].items():
+        print(f"    {n} x {reason}")
     print(f"  duplicates delivered  {c['duplicates']}  (extra job_status calls {c['extra_callbacks']}, "
           f"cluster.duplicates {c['client_duplicates']}; jobs without a callback {c['no_callback']})")
     print(f"  stale copies dropped by the scheduler, not delivered: {c['dropped_by_scheduler']}")

@@ -212,6 +212,9 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         cpus = int(msg.fields["cpus"])
         if not 0 < cpus <= 4096 or not node_id:
             raise ProtocolError("READY: bad node id or cpu count")
+        previous = self.node_by_route.get(peer.route)
+        if previous is not None and previous != node_id:  # one connection, one node
+            self._node_lost(previous, "another node id on the same connection")
         if node_id in self.nodes:
             # a node that registers again reports what it still holds in SETUP_OK
             self._node_lost(node_id, "node re-registered", adopt_until=now + self.adopt_grace)
