@@ -227,7 +227,8 @@ class NodeService:
         self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
         self.links.pop(link.sid, None)
         self.reactor.remove_reader(link.socket)
-        link.socket.close(0)
+        self._send(link, new_message("DISCONNECT", {"reason": reason}))  # best effort
+        link.socket.close(100)
         orphaned = self.executor.orphan(link.sid, time.monotonic())
         if orphaned:
             self.reactor.call_later(self.config.zombie_interval,
