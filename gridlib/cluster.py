@@ -132,7 +132,8 @@ class JobCluster(NodeControl):
             raise GridError(str(exc)) from None
         if journal is not None and cluster_id is None:
             journal.add_cluster(self.cluster_id, kind, blob, files, options,
-                                None if nodes is None else _node_specs(nodes), node_port)
+                                None if nodes is None else _node_specs(nodes), node_port,
+                                scheduler_port)
         # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
         local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
         bind = host or ("127.0.0.1" if local else "0.0.0.0")

@@ -25,7 +25,7 @@ __all__ = ["Journal", "ClusterEntry", "JobEntry"]
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clusters (
     cluster_id TEXT PRIMARY KEY, created REAL, kind TEXT, computation BLOB, files BLOB,
-    options BLOB, nodes BLOB, node_port INTEGER, closed INTEGER DEFAULT 0);
+    options BLOB, nodes BLOB, node_port INTEGER, scheduler_port INTEGER, closed INTEGER DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
     uid TEXT PRIMARY KEY, cluster_id TEXT, seq INTEGER, meta BLOB, args BLOB, spec BLOB,
     submit_time REAL, result BLOB);
@@ -50,6 +50,7 @@ class ClusterEntry:
     options: dict[str, Any]
     nodes: list[str] | None
     node_port: int
+    scheduler_port: int
 
 
 @dataclass
@@ -76,12 +77,12 @@ class Journal:
 
     def add_cluster(self, cluster_id: str, kind: str, computation: bytes,
                     files: list[tuple[str, bytes, int]], options: dict[str, Any],
-                    nodes: list[str] | None, node_port: int) -> None:
+                    nodes: list[str] | None, node_port: int, scheduler_port: int = 0) -> None:
         with self._lock:
             self._db.execute(
-                "INSERT OR REPLACE INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                "INSERT OR REPLACE INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (cluster_id, time.time(), kind, computation, _pack([list(f) for f in files]),
-                 _pack(options), _pack(nodes), node_port))
+                 _pack(options), _pack(nodes), node_port, scheduler_port))
 
     def add_job(self, cluster_id: str, uid: str, meta: bytes, frames: list[Any],
                 spec: dict[str, Any], submit_time: float) -> None:
@@ -109,10 +110,10 @@ class Journal:
     def open_clusters(self) -> list[ClusterEntry]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT cluster_id, kind, computation, files, options, nodes, node_port "
-                "FROM clusters WHERE closed = 0 ORDER BY created").fetchall()
+                "SELECT cluster_id, kind, computation, files, options, nodes, node_port, "
+                "scheduler_port FROM clusters WHERE closed = 0 ORDER BY created").fetchall()
         return [ClusterEntry(r[0], r[1], r[2], [tuple(f) for f in _unpack(r[3])], _unpack(r[4]),
-                             _unpack(r[5]), r[6]) for r in rows]
+                             _unpack(r[5]), r[6], r[7] or 0) for r in rows]
 
     def jobs_of(self, cluster_id: str) -> list[JobEntry]:
         with self._lock:

@@ -54,7 +54,7 @@ def _recover_cluster(journal: Journal, entry: ClusterEntry, timeout: float | Non
     cluster = JobCluster.__new__(JobCluster)
     cluster._start((entry.kind, entry.computation, entry.files), entry.options, entry.nodes,
                    None, None, None, secret, keys, pulse_interval, None, entry.node_port, 0,
-                   journal, cluster_id=entry.cluster_id)
+                   journal, cluster_id=entry.cluster_id, scheduler_port=entry.scheduler_port)
     jobs = []
     for stored in journal.jobs_of(entry.cluster_id):
         args, kwargs = unpack_args(stored.frames)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import shutil
 import socket
 import time
 import uuid
@@ -171,6 +172,8 @@ class NodeService:
         self.executor.shutdown()
         for link in self.links.values():
             link.socket.close(0)
+        if self.config.parent_pid:  # a client's private node: its files go with it
+            shutil.rmtree(self.prefix, ignore_errors=True)
         if self.beacons is not None:
             self.beacons.close()
         self.reactor.stop()
@@ -229,7 +232,10 @@ class NodeService:
         self.reactor.remove_reader(link.socket)
         self._send(link, new_message("DISCONNECT", {"reason": reason}))  # best effort
         link.socket.close(100)
-        orphaned = self.executor.orphan(link.sid, time.monotonic())
+        self._orphan(link.sid)
+
+    def _orphan(self, sid: str) -> None:
+        orphaned = self.executor.orphan(sid, time.monotonic())
         if orphaned:
             self.reactor.call_later(self.config.zombie_interval,
                                     lambda: self._reap_orphans(orphaned))
@@ -390,8 +396,10 @@ class NodeService:
                     self._send_ready(link)
                 continue
             if silent > link.interval * link.lost_after:
-                if link.dial_out:
+                if link.dial_out:  # keep dialing; the clusters wait zombie_interval for it
+                    self.log.warning("event=scheduler_silent scheduler=%s", link.sid)
                     link.welcomed = False
+                    self._orphan(link.sid)
                     self._send_ready(link)
                 else:
                     self._close_link(link, "no heartbeat")

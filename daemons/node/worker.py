@@ -143,8 +143,27 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def _release_forkserver() -> None:
+    """Drop our copy of the forkserver's "alive" pipe.
+
+    multiprocessing hands every child the node's end of that pipe, which
+    keeps the forkserver (our parent) running for as long as any worker
+    lives -- and so PR_SET_PDEATHSIG would never fire when the node dies.
+    """
+    try:
+        from multiprocessing import forkserver
+
+        fd = forkserver._forkserver._forkserver_alive_fd
+        if fd is not None:
+            os.close(fd)
+            forkserver._forkserver._forkserver_alive_fd = None
+    except (AttributeError, OSError):
+        pass
+
+
 def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
     """Entry point of a worker process."""
+    _release_forkserver()
     die_with_parent()
     os.setsid()
     try:

@@ -140,8 +140,10 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             job = self.jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None or self.clusters[job.cluster_id].user != peer.user:
                 continue
-            if job.state is JobState.QUEUED:
-                self.clusters[job.cluster_id].queued -= 1
+            if job.state in (JobState.QUEUED, JobState.ADOPTING):
+                if job.state is JobState.QUEUED:
+                    self.clusters[job.cluster_id].queued -= 1
+                self._adopting.pop(job.job_id, None)  # a node reporting it later is told to drop it
                 self._finish(job, {"status": "cancelled"}, [], [])
             elif job.state in (JobState.DISPATCHED, JobState.RUNNING) and job.node_id:
                 job.state = JobState.CANCELLING

@@ -185,3 +185,18 @@ def test_churn_loses_no_job_and_delivers_no_duplicate(two_nodes) -> None:  # typ
         assert c.duplicates == 0
     assert restarts >= 1
     assert len(events.finals) == 200 and set(events.finals.values()) == {1}
+
+
+def test_a_killed_nodes_long_job_dies_with_it(tmp_path: Path) -> None:
+    node = NodeProcess(free_port(), tmp_path, "--cpus", "1")
+    try:
+        with gridlib.JobCluster(sleeper, nodes=addresses(node), pulse_interval=PULSE) as c:
+            job = c.submit(300)
+            assert wait_for(lambda: job.status == JobStatus.Running, 60)
+            node.kill()
+            # the worker, the forkserver and the resource tracker go too, well before the job's end
+            assert wait_for(lambda: not node.leftovers(), 15), node.leftovers()
+            job(timeout=60)
+            assert job.status == JobStatus.Abandoned
+    finally:
+        node.stop()

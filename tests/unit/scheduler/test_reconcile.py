@@ -113,3 +113,17 @@ def test_unknown_spooled_results_are_released_on_a_normal_cluster() -> None:
     out = grid.send(NODE_A, "SETUP_OK", {"cluster_id": "c1", "results": [["old", 1]],
                                          "running": [["bogus", "x"]]})
     assert the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"] == ["old"]
+
+
+def test_cancel_of_a_job_waiting_for_adoption_sticks() -> None:
+    grid = Grid()
+    grid.running_cluster((NODE_A, 1))
+    grid.submit("j1")
+    grid.ready(NODE_A)  # re-registers: j1 waits to be reported
+    out = grid.send(ALICE, "JOB_CANCEL", {"job_ids": ["j1"]})
+    assert the(sent(out, "JOB_RESULT", ALICE)).fields["status"] == "cancelled"
+    out = grid.send(NODE_A, "SETUP_OK", {"cluster_id": "c1", "running": [["j1", 1]]})
+    assert the(sent(out, "JOB_CANCEL", NODE_A)).fields["job_ids"] == ["j1"]
+    grid.now += 7
+    grid.send(NODE_A, "HEARTBEAT")
+    assert not assigned(grid.tick())
