@@ -66,14 +66,18 @@ def test_unknown_key_is_refused_before_any_message_is_read(cluster: gridlib.JobC
     assert not any(n.name == "evil" for n in cluster.status().nodes)
 
 
-def test_plaintext_peer_gets_nothing(cluster: gridlib.JobCluster) -> None:
+def test_plaintext_peer_gets_nothing(cluster: gridlib.JobCluster, tmp_path: Path) -> None:
     endpoint, _ = _scheduler_endpoint(cluster)
+    marker = tmp_path / "canary"
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
     sock.connect(endpoint)
     sock.send_multipart([b"", SIGNATURE, b"garbage"])
+    sock.send_multipart([b"", *encode(new_message("JOB_RESULT", {"job_id": "x", "status": "finished"},
+                                                  [dill.dumps(_Canary(str(marker)))], ["result"]))])
     assert sock.poll(1000) == 0
+    assert not marker.exists()
     sock.close()
     ctx.term()
     _still_works(cluster)
