@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from gridlib.protocol.errors import GridError
+from gridlib.protocol.errors import GridError, KeyFileError
 from gridlib.protocol.keys import (
     ROLES,
     allow_key,
@@ -61,7 +61,13 @@ def _secret(secret_file: Path | None, secret: str = "") -> str | None:
             "use --secret-file or GRIDLIB_SECRET'")
         return secret
     if secret_file is not None:
-        return secret_file.read_text().strip()
+        mode = secret_file.stat().st_mode if secret_file.exists() else 0
+        if mode & 0o077:
+            raise KeyFileError(f"secret file {secret_file} is readable by others; run: chmod 600 {secret_file}")
+        try:
+            return secret_file.read_text().strip()
+        except OSError as exc:
+            raise KeyFileError(f"cannot read {secret_file}: {exc.strerror}") from None
     return os.environ.get("GRIDLIB_SECRET") or None
 
 
@@ -111,7 +117,8 @@ def node(
 
 
 def _subnets(hosts: list[str]) -> list[str]:
-    """The IPv4 networks of this machine's interfaces with the given addresses (all if 0.0.0.0)."""
+    """The IPv4 networks a relay serves by default: those of its interfaces *other* than
+    the ones it hears schedulers on (all of them when it listens on 0.0.0.0)."""
     import ipaddress
 
     import psutil
@@ -122,7 +129,7 @@ def _subnets(hosts: list[str]) -> list[str]:
             if addr.family.name != "AF_INET" or not addr.netmask:
                 continue
             ip = ipaddress.ip_address(addr.address)
-            if ip.is_loopback or ("0.0.0.0" not in hosts and addr.address not in hosts):
+            if ip.is_loopback or addr.address in hosts:
                 continue
             nets.append(str(ipaddress.ip_network(f"{addr.address}/{addr.netmask}", strict=False)))
     return nets
@@ -133,7 +140,7 @@ def relay(
     host: list[str] = typer.Option(["0.0.0.0"], help="Interface(s) to hear schedulers' beacons on."),
     port: int = typer.Option(51352, help="Beacon port (schedulers list the relay like a node)."),
     node: list[str] = typer.Option([], help="Nodes to announce schedulers to (host, a.b.c.*, CIDR); "
-                                           "default: the subnets of --host."),
+                                           "default: the subnets of this host's other interfaces."),
     node_port: int = typer.Option(51352, help="The nodes' beacon port."),
     scheduler: str = typer.Option("", help="Also bridge this scheduler directly (HOST[:PORT])."),
     scheduler_key: str = typer.Option("", help="The scheduler's public key (Z85) for --scheduler."),
@@ -232,6 +239,12 @@ def keys_revoke(
 def keys_list(directory: Path = typer.Option(None, "--dir", help="Key directory (default: the user's).")) -> None:
     """Show this identity's public key and the allowlists."""
     directory = directory or config_dir()
+    try:
+        own = load_keypair(directory / "identity.key_secret") if directory != config_dir() \
+            else user_keypair()
+        typer.echo(f"identity\tidentity\t{own.public.decode()}")
+    except GridError as exc:
+        typer.echo(f"identity\t-\tunreadable: {exc}")
     for role, folder in sorted(ROLES.items()):
         for path in sorted((directory / folder).glob("*.key")):
             try:

@@ -116,6 +116,8 @@ class ClientConnection:
         self.socket = sock
         self.reactor.add_reader(sock, self._on_readable)
         self.reactor.after_turn.append(self._flush_acks)
+        # any message counts as a heartbeat; an idle client still says it is alive
+        self.reactor.call_every(self.policy.interval, lambda: self._send(new_message("HEARTBEAT")))
 
     def _close_sockets(self) -> None:
         if self.scheduler is not None:
@@ -128,7 +130,7 @@ class ClientConnection:
             if not future.done():
                 future.set_exception(ConnectionLost("the cluster was closed"))
         self.reactor.close()
-        self.context.term()
+        self.context.destroy(linger=0)
 
     def close(self, timeout: float = 10.0) -> None:
         if self._thread.is_alive():

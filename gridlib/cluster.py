@@ -50,10 +50,24 @@ def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
     specs = []
     for item in nodes:
         if isinstance(item, NodeAllocate):
-            specs.append(f"{item.host}:{item.port}" if item.port else item.host)
+            if item.host != "*":  # a rule for any node, not an address to announce to
+                specs.append(f"{item.host}:{item.port}" if item.port else item.host)
         else:
             specs.append(str(item))
     return specs
+
+
+def _wants_local_node(nodes: Any, targets: list[tuple[str, int]], node_port: int) -> bool:
+    """The embedded default: this host's node, started privately if none runs.
+
+    ``nodes=None`` asks for it, and so do NodeAllocate rules for this host
+    only (which is how to allocate the private node's CPUs or data).
+    """
+    if nodes is None:
+        return True
+    items = [nodes] if isinstance(nodes, (str, NodeAllocate)) else list(nodes)
+    return bool(items) and all(isinstance(i, NodeAllocate) for i in items) \
+        and targets == [("127.0.0.1", node_port)]
 
 
 def _is_loopback(host: str) -> bool:
@@ -146,7 +160,7 @@ class JobCluster(NodeControl):
         self._conn.start()
         try:
             self._open(kind, blob, files, {**options, "recover": cluster_id is not None})
-            if nodes is None and not node_listening("127.0.0.1", node_port):
+            if _wants_local_node(nodes, targets, node_port) and not node_listening("127.0.0.1", node_port):
                 service = self._conn.scheduler
                 self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
                                              cpus=local_cpus, secret=secret,
@@ -307,10 +321,24 @@ class JobCluster(NodeControl):
         if job is None or job.finished:
             self.duplicates += 1
             return
+        try:
+            self._fill_result(job, msg)
+        except Exception as err:  # a malformed result must not leave the job hanging
+            job.status = JobStatus.Terminated
+            job.exception = f"ProtocolError: malformed result from the node: {err}"
+        node = next((n for n in self._nodes.values() if n.name == job.node), None)
+        if node is not None and job.start_time and job.end_time:
+            node.jobs_done += 1
+            node.cpu_time += max(0.0, job.end_time - job.start_time)
+            node.busy = max(0, node.busy - 1)
+        self._complete(job)
+        self._notify(job.status, node, job)
+
+    def _fill_result(self, job: Job, msg: Message) -> None:
         f = msg.fields
         job.status = WIRE_STATUS.get(str(f["status"]), JobStatus.Terminated)
-        job.start_time = f.get("start_time") or job.start_time
-        job.end_time = f.get("end_time") or time.time()
+        job.start_time = float(f.get("start_time") or job.start_time or 0.0) or None
+        job.end_time = float(f.get("end_time") or time.time())
         job.node, job.ip_addr = f.get("node") or job.node, f.get("ip_addr") or job.ip_addr
         job.attempts = int(f.get("attempts") or 0)
         exc = f.get("exception")
@@ -322,22 +350,17 @@ class JobCluster(NodeControl):
         result_frames = [fr for fr, lab in zip(msg.frames, msg.labels, strict=True) if lab == "result"]
         streams = {lab: bytes(memoryview(fr)) for fr, lab in zip(msg.frames, msg.labels, strict=True)
                    if lab in ("stdout", "stderr")}
-        as_text = self._kind == "function"
-        job.stdout = streams.get("stdout", b"").decode(errors="replace") if as_text else streams.get("stdout", b"")
-        job.stderr = streams.get("stderr", b"").decode(errors="replace") if as_text else streams.get("stderr", b"")
+        out, err = streams.get("stdout", b""), streams.get("stderr", b"")
+        if self._kind == "function":
+            job.stdout, job.stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        else:
+            job.stdout, job.stderr = out, err
         if job.status == JobStatus.Finished and result_frames:
             try:
                 job.result = unpack_value(result_frames)
-            except Exception as err:
+            except Exception as error:
                 job.status = JobStatus.Terminated
-                job.exception = f"SerializationError: cannot load the result: {err}"
-        node = next((n for n in self._nodes.values() if n.name == job.node), None)
-        if node is not None and job.start_time and job.end_time:
-            node.jobs_done += 1
-            node.cpu_time += max(0.0, job.end_time - job.start_time)
-            node.busy = max(0, node.busy - 1)
-        self._complete(job)
-        self._notify(job.status, node, job)
+                job.exception = f"SerializationError: cannot load the result: {error}"
 
     def _restore(self, job: Job, stored: dict[str, Any]) -> None:
         """Give a recovered job the result the journal holds for it."""

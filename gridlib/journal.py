@@ -10,6 +10,7 @@ transaction per loop turn.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -68,6 +69,8 @@ class Journal:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if not self.path.exists():  # it holds arguments and results: this user's only
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         self._lock = threading.Lock()
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -29,7 +29,7 @@ log = logging.getLogger("gridlib.client")
 
 def host_matches(pattern: str, ip_addr: str, name: str) -> bool:
     """Does a NodeAllocate host (IP, name, ``a.b.c.*``, CIDR or ``*``) name this node?"""
-    if pattern in ("*", ip_addr, name):
+    if pattern in ("*", "", ip_addr, name):
         return True
     try:
         ip = ipaddress.ip_address(ip_addr)
@@ -57,16 +57,17 @@ class NodeControl:
         raise NotImplementedError
 
     # -- offers and events (delivery thread) -------------------------------------
-    def _allocation_for(self, ip_addr: str, name: str) -> NodeAllocate:
+    def _allocation_for(self, ip_addr: str, name: str, port: int = 0) -> NodeAllocate:
         for allocation in self._allocations:
-            if host_matches(allocation.host, ip_addr, name):
+            if host_matches(allocation.host, ip_addr, name) and (
+                    not allocation.port or allocation.port == port):
                 return allocation
         return NodeAllocate("*")  # a node that dialed in: use all its CPUs
 
     def _offered(self, info: dict[str, Any]) -> None:
         ip_addr, name = str(info.get("ip_addr") or ""), str(info.get("name") or "")
         cpus = int(info.get("cpus") or 0)
-        allocation = self._allocation_for(ip_addr, name)
+        allocation = self._allocation_for(ip_addr, name, int(info.get("port") or 0))
         avail = Node(str(info.get("node_id")), name, ip_addr, cpus)
         avail.update(info, time.time())
         fields: dict[str, Any] = {"cluster_id": self.cluster_id, "node_id": str(info.get("node_id"))}
@@ -124,7 +125,8 @@ class NodeControl:
         for item in items:
             if isinstance(item, NodeAllocate):
                 self._allocations.append(item)
-                specs.append(f"{item.host}:{item.port}" if item.port else item.host)
+                if item.host != "*":  # a rule for any node, not an address to announce to
+                    specs.append(f"{item.host}:{item.port}" if item.port else item.host)
             else:
                 specs.append(str(item))
         try:

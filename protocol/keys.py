@@ -119,7 +119,7 @@ def _zpl(keypair: KeyPair, with_secret: bool) -> str:
 def write_keypair(directory: Path, name: str, keypair: KeyPair | None = None) -> KeyPair:
     """Write ``name.key`` (public, 0644) and ``name.key_secret`` (0600)."""
     keypair = keypair or generate_keypair()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret_path = directory / f"{name}.key_secret"
     tmp = secret_path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -42,6 +42,10 @@ class LivenessTracker:
     def touch(self, peer: Hashable, now: float) -> None:
         self._last[peer] = now
 
+    def last(self, peer: Hashable) -> float:
+        """When ``peer`` was last heard (0 if never)."""
+        return self._last.get(peer, 0.0)
+
     def forget(self, peer: Hashable) -> None:
         self._last.pop(peer, None)
 

@@ -10,6 +10,7 @@ it protects.  Anything unknown is refused: the policy fails closed.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -75,6 +76,7 @@ class ZapHandler:
         self.socket.linger = 0
         self.socket.bind(ZAP_ENDPOINT)
         self.refused = 0
+        self._logged = -10.0
 
     def handle_ready(self) -> None:
         """Answer every pending request (called when the socket is readable)."""
@@ -99,7 +101,9 @@ class ZapHandler:
         decision = self.policy.decide(domain, mechanism, frames[8:])
         if decision.code != 200:
             self.refused += 1
-        if decision.code != 200 and domain != SELFTEST_DOMAIN:
+        now = time.monotonic()
+        if decision.code != 200 and domain != SELFTEST_DOMAIN and now - self._logged >= 1.0:
+            self._logged = now  # at most one line a second: strangers cannot flood the log
             self.log.warning(
                 "event=auth_refused domain=%s address=%s mechanism=%s reason=%r",
                 domain, address, mechanism, decision.text,

@@ -111,7 +111,9 @@ class JobExecutor:
         retired = self._retired.get(cluster_id)
         if retired is not None:  # set up again (resetup): its old workers must not remove the files
             retired.options = {**retired.options, "cleanup": False}
-        directory = safe_join(self.prefix, str(options.get("dest_path") or cluster_id))
+        # clusters live apart from the node's own files (node_id, spool/)
+        (self.prefix / "clusters").mkdir(mode=0o700, exist_ok=True)
+        directory = safe_join(self.prefix / "clusters", str(options.get("dest_path") or cluster_id))
         directory.mkdir(parents=True, exist_ok=True)
         files = options.get("files") or []
         blob = b""
@@ -187,8 +189,10 @@ class JobExecutor:
             self._rr.append(job.cluster_id)
         self._start_jobs()
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str, link: str) -> None:
         for cluster in self.clusters.values():
+            if cluster.link != link:
+                continue  # a scheduler cancels only its own clusters' jobs
             for job in cluster.pending:
                 if job.job_id == job_id:
                     cluster.pending.remove(job)

@@ -44,5 +44,5 @@ def run_node(config: NodeConfig, identity: Identity,
     finally:
         node.stop()
         reactor.close()
-        context.term()
+        context.destroy(linger=0)
     return 0

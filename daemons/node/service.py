@@ -10,6 +10,7 @@ scheduler link carries heartbeats both ways; jobs run in the
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import platform
@@ -113,6 +114,10 @@ class NodeService:
         prefix = config.dest_path_prefix or f"/tmp/gridlib-{os.getuid()}/node-{config.port}"
         self.prefix = Path(prefix)
         self.prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = self.prefix.stat()
+        if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            raise ProtocolError(f"{self.prefix} must be owned by this user and not writable by "
+                                f"others (it holds spooled results and job files)")
         self.node_id = self._load_node_id()
         # bound to every interface: the scheduler takes the address it sees us connect from
         self.ip_addr = "" if config.host in ("0.0.0.0", "", "*", "::") else config.host
@@ -171,6 +176,7 @@ class NodeService:
             self._send(link, new_message("DISCONNECT"))
         self.executor.shutdown()
         for link in self.links.values():
+            self.reactor.remove_reader(link.socket)
             link.socket.close(0)
         if self.config.parent_pid:  # a client's private node: its files go with it
             shutil.rmtree(self.prefix, ignore_errors=True)
@@ -222,7 +228,9 @@ class NodeService:
     def _address_toward(endpoint: str) -> str:
         """This host's address on the way to ``endpoint`` (what peers know us by)."""
         try:
-            return local_address_for(parse_endpoint(endpoint)[0])
+            host = parse_endpoint(endpoint)[0]
+            ipaddress.ip_address(host)  # never resolve names from a beacon in the loop
+            return local_address_for(host)
         except (OSError, ValueError):
             return ""
 
@@ -281,16 +289,19 @@ class NodeService:
             self._handle_setup(link, msg)
         elif t == "JOB_ASSIGN":
             f = msg.fields
+            owner = self.executor.clusters.get(str(f["cluster_id"]))
+            if owner is not None and owner.link != link.sid:
+                raise ProtocolError("JOB_ASSIGN for another scheduler's cluster")
             self.executor.assign(Assignment(
                 link.sid, str(f["cluster_id"]), str(f["job_id"]), int(f["attempt"]),
                 opt(f, "timeout", (int, float)), list(msg.frames)))
         elif t == "JOB_CANCEL":
             for job_id in msg.fields["job_ids"]:
                 if isinstance(job_id, str):
-                    self.executor.cancel(job_id)
+                    self.executor.cancel(job_id, link.sid)
         elif t == "RESULT_ACK":
             for job_id in msg.fields["job_ids"]:
-                if isinstance(job_id, str):
+                if isinstance(job_id, str) and self._may_ack(job_id, link):
                     self.spool.ack(job_id)
         elif t == "FILE_PUT":
             self._handle_file_put(link, msg)
@@ -310,6 +321,14 @@ class NodeService:
                              link.sid, msg.get("code"), msg.get("reason"))
         elif t != "HEARTBEAT":
             self.log.warning("event=unexpected_message scheduler=%s type=%s", link.sid, t)
+
+    def _may_ack(self, job_id: str, link: SchedulerLink) -> bool:
+        """Only the scheduler that owns a result's cluster may release it."""
+        entry = self.spool.get(job_id)
+        if entry is None:
+            return False
+        cluster = self.executor.clusters.get(entry.cluster_id)
+        return cluster is None or cluster.link == link.sid
 
     def _handle_file_put(self, link: SchedulerLink, msg: Message) -> None:
         """A file for a cluster's directory (``cluster.send_file``): written safely, answered."""

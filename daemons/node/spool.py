@@ -79,6 +79,9 @@ class ResultSpool:
             except FileNotFoundError:
                 pass
 
+    def get(self, job_id: str) -> SpooledResult | None:
+        return self._index.get(job_id)
+
     def all(self) -> list[SpooledResult]:
         return list(self._index.values())
 

@@ -47,5 +47,5 @@ def run_relay(config: RelayConfig, identity: Identity,
     finally:
         zap.close()
         reactor.close()
-        context.term()
+        context.destroy(linger=0)
     return 0

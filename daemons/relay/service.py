@@ -22,6 +22,7 @@ import zmq
 
 from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.discovery import BeaconAnnouncer, BeaconListener
+from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import curve_client_socket, curve_server_socket, tcp_endpoint
@@ -31,6 +32,7 @@ __all__ = ["RelayConfig", "RelayService", "NODES_DOMAIN"]
 
 NODES_DOMAIN = "gridlib.nodes"
 _LOST_AFTER = 5  # scheduler beacon intervals without a beacon: the bridge is closed
+_MAX_BRIDGES = 32  # schedulers bridged at once; beacons are unauthenticated, so bound them
 
 
 @dataclass
@@ -79,7 +81,10 @@ class RelayService:
                 self.reactor, self.context, host, self.config.port,
                 lambda: self.identity.trusted_clients, self._on_beacon, self.log))
         if self.config.scheduler:
-            key = self.config.scheduler_key or next(iter(self.identity.trusted_clients))
+            key = self.config.scheduler_key
+            if not key and len(self.identity.trusted_clients) != 1:
+                raise ProtocolError("--scheduler needs --scheduler-key when several keys are trusted")
+            key = key or next(iter(self.identity.trusted_clients))
             self._open_bridge(f"relay-{self.config.scheduler}", int(time.time()),
                               self.config.scheduler, key, 2.0, dial_out=True)
         self.reactor.call_every(0.5, self._check)
@@ -97,9 +102,16 @@ class RelayService:
         self.log.info("event=allowlist_reloaded")
 
     def _on_beacon(self, beacon: Beacon) -> None:
+        now = time.monotonic()
         bridge = self.bridges.get(beacon.scheduler_id)
         if bridge is not None and bridge.epoch == beacon.epoch:
-            bridge.last_beacon = time.monotonic()
+            bridge.last_beacon = now
+            return
+        if bridge is not None and now - bridge.last_beacon < 2 * bridge.interval:
+            return  # its scheduler still beacons with the old epoch: ignore the newcomer
+        if bridge is None and len(self.bridges) >= _MAX_BRIDGES:
+            self.log.warning("event=bridge_refused reason='too many bridges' scheduler=%s",
+                             beacon.scheduler_id)
             return
         if bridge is not None:
             self._close_bridge(bridge, "scheduler restarted")

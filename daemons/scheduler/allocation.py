@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from gridlib.protocol.codec import Message, new_message, reply
-from gridlib.protocol.errors import NOT_FOUND, ProtocolError
+from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.messages import opt
 
 from .records import ClusterRecord, NodeRecord
@@ -81,6 +81,9 @@ class NodeAllocation(SchedulerState):
         cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
         node = self._find_node(cluster, str(msg.fields["node"]))
         cid, op, state = cluster.cluster_id, str(msg.fields["op"]), node.setup[cluster.cluster_id]
+        if op == "cpus" and not self.options.cooperative:
+            raise ProtocolError("this scheduler is not cooperative: clients cannot change node CPUs",
+                                ILLEGAL_STATE)
         if op == "cpus":
             node.cluster_cpus[cid] = max(0, min(int(opt(msg.fields, "cpus", int, 0)), node.cpus))
         elif op == "deallocate" and state == TAKES_JOBS:
@@ -117,7 +120,7 @@ class NodeAllocation(SchedulerState):
                 if state == "closing":
                     node.setup[cid] = "closed"
                     self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-                        "event": "closed", "cluster_id": cid, "node": node.public(),
+                        "event": "closed", "cluster_id": cid, "node": self._node_info(node, cid),
                         "reason": "closed by the client"}))
                 else:
                     self._setup_node(cluster, node)
@@ -133,22 +136,32 @@ class NodeAllocation(SchedulerState):
             raise ProtocolError("FILE_PUT carries exactly one frame")
         forward = new_message("FILE_PUT", {k: v for k, v in msg.fields.items() if k != "node"},
                               msg.frames, msg.labels)
-        self.pending_replies[forward.mid] = (peer.route, msg.mid)
+        if len(self.pending_replies) >= 10_000:  # unanswered requests do not pile up for ever
+            self.pending_replies.pop(next(iter(self.pending_replies)))
+        self.pending_replies[forward.mid] = (peer.route, msg.mid, node.node_id)
         self._send(NODE, node.route, forward)
 
     def handle_node_reply(self, peer: Peer, msg: Message, now: float) -> None:
         """OK or ERROR from a node answering something a client asked (FILE_PUT)."""
-        waiting = self.pending_replies.pop(msg.ref, None) if msg.ref else None
-        if waiting is None:
+        waiting = self.pending_replies.get(msg.ref) if msg.ref else None
+        if waiting is None or waiting[2] != self.node_by_route.get(peer.route):
             if msg.type == "ERROR":
                 self.log.warning("event=node_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
             return
-        route, ref = waiting
+        del self.pending_replies[msg.ref]
+        route, ref, _ = waiting
         self._send(CLIENT, route, new_message(msg.type, dict(msg.fields), ref=ref))
+
+    def _node_info(self, node: NodeRecord, cluster_id: str) -> dict[str, Any]:
+        """What a cluster's client is told about a node: its CPUs for that cluster."""
+        info = node.public()
+        info["node_cpus"] = node.cpus
+        info["cpus"] = node.cluster_cpus.get(cluster_id, node.cpus)
+        return info
 
     def _announce_avail(self, node: NodeRecord) -> None:
         for cid, state in node.setup.items():
             cluster = self.clusters.get(cid)
             if cluster is not None and state == TAKES_JOBS:
                 self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-                    "event": "avail", "cluster_id": cid, "node": node.public()}))
+                    "event": "avail", "cluster_id": cid, "node": self._node_info(node, cid)}))

@@ -19,7 +19,16 @@ from gridlib.protocol.messages import opt
 
 from .allocation import TAKES_JOBS, NodeAllocation
 from .faults import FaultHandling
-from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord, Route, next_seq
+from .records import (
+    ClientRecord,
+    ClusterRecord,
+    JobQueue,
+    JobRecord,
+    JobState,
+    NodeRecord,
+    Route,
+    next_seq,
+)
 from .state import CLIENT, NODE, Peer, Send
 
 __all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE"]
@@ -50,6 +59,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         With ``flush=False`` the messages stay queued until :meth:`flush`, so a
         shell can handle a batch of messages and dispatch once.
         """
+        self.now = now
         table = self._client_handlers if peer.kind == CLIENT else self._node_handlers
         handler = table.get(msg.type)
         try:
@@ -57,6 +67,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 raise ProtocolError(f"unexpected message {msg.type} from a {peer.kind}")
             if peer.kind == NODE:
                 self._touch_node(peer, now)
+            elif peer.route in self.clients:
+                self.client_liveness.touch(peer.route, now)
             handler(self, peer, msg, now)
         except ProtocolError as exc:
             self.log.warning("event=bad_message kind=%s type=%s reason=%r", peer.kind, msg.type, exc.reason)
@@ -72,11 +84,30 @@ class SchedulerCore(FaultHandling, NodeAllocation):
 
     def check(self, now: float) -> list[Send]:
         """Liveness: settle lost nodes and expired adoptions (run a few times an interval)."""
+        self.now = now
         for node_id in self.node_liveness.lost(now):
             self._node_lost(str(node_id), "no heartbeat")
         self._drain()
         self._expire_adoptions(now)
+        self._resend_results(now)
+        for route in self.client_liveness.lost(now):
+            if now - self.client_liveness.last(route) >= self.options.client_timeout:
+                self.log.warning("event=client_gone reason=timeout")
+                self.client_liveness.forget(route)
+                self._client_gone(route)
         return self.flush()
+
+    def _resend_results(self, now: float) -> None:
+        """Results not acknowledged for 3 intervals are sent again (a client may have
+        reconnected, and a ROUTER drops what it sends to a peer that is away)."""
+        late = now - 3 * self.policy.interval
+        for job_id, sent in list(self._unacked.items()):
+            job = self.jobs.get(job_id)
+            if job is None or job.result is None:
+                del self._unacked[job_id]
+            elif sent <= late:
+                self._unacked[job_id] = now
+                self._send(CLIENT, self.clusters[job.cluster_id].client, job.result)
 
     def tick(self, now: float) -> list[Send]:
         """Once an interval: liveness, then heartbeats to every node and client."""
@@ -91,7 +122,10 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         return self.flush()
 
     def handle_hello(self, peer: Peer, msg: Message, now: float) -> None:
-        self.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
+        known = self.clients.get(peer.route)
+        if known is None or known.user != peer.user:  # a reconnecting client keeps its clusters
+            self.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
+        self.client_liveness.touch(peer.route, now)
         self._send(CLIENT, peer.route, reply(msg, "WELCOME", {
             "sid": self.scheduler_id, **self.policy.to_map(),
             "nodes": [n.public() for n in self.nodes.values()],
@@ -105,10 +139,13 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         if cluster_id in self.clusters:
             raise ProtocolError(f"cluster {cluster_id} is already open", ILLEGAL_STATE)
         options = {k: v for k, v in msg.fields.items() if k not in ("cluster_id", "kind")}
+        if self.options.cleanup_nodes:
+            options["cleanup"] = True
         cluster = ClusterRecord(cluster_id, peer.route, peer.user, str(msg.fields["kind"]),
                                 options, list(msg.labels), list(msg.frames))
         self.clusters[cluster_id] = cluster
         client.clusters.add(cluster_id)
+        self.persist.append(("cluster", cluster))
         self._send(CLIENT, peer.route, reply(msg, "OK", {"cluster_id": cluster_id}))
         for node in self.nodes.values():
             self._offer(cluster, node)
@@ -134,6 +171,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 self._recover(cluster, job, now)
             else:
                 self._enqueue(cluster, job)
+            self.persist.append(("job", job))
+        self._send(CLIENT, peer.route, reply(msg, "OK"))  # after the shell journaled them
 
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
         for job_id in msg.fields["job_ids"]:
@@ -159,7 +198,9 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             if self.clusters[job.cluster_id].user != peer.user:
                 continue
             del self.jobs[job_id]
+            self._unacked.pop(job_id, None)
             self.clusters[job.cluster_id].jobs.discard(job_id)
+            self.persist.append(("drop_job", job_id))
             if job.result_node:
                 per_node.setdefault(job.result_node, []).append(job_id)
         for node_id, ids in per_node.items():
@@ -178,6 +219,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             if node.setup.pop(cluster.cluster_id, None) is not None:
                 self._send(NODE, node.route, new_message("TEARDOWN", {"cluster_id": cluster.cluster_id}))
         del self.clusters[cluster.cluster_id]
+        self.persist.append(("drop_cluster", cluster.cluster_id))
         client = self.clients.get(peer.route)
         if client:
             client.clusters.discard(cluster.cluster_id)
@@ -196,6 +238,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         if peer.kind == NODE:
             node = self.node_by_route.get(peer.route)
+            if node is None:  # e.g. this scheduler restarted: the node must register again
+                raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
             avail = msg.get("avail")
             if node is not None and isinstance(avail, dict):
                 self.nodes[node].info["avail"] = avail
@@ -214,6 +258,9 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         cpus = int(msg.fields["cpus"])
         if not 0 < cpus <= 4096 or not node_id:
             raise ProtocolError("READY: bad node id or cpu count")
+        known = self.nodes.get(node_id)
+        if known is not None and known.user != peer.user:
+            raise ProtocolError("that node id belongs to another key", ILLEGAL_STATE)
         previous = self.node_by_route.get(peer.route)
         if previous is not None and previous != node_id:  # one connection, one node
             self._node_lost(previous, "another node id on the same connection")
@@ -246,7 +293,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                         and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
                     self._reconcile(cluster, node, entry[0], entry[1], running, now)
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-            "event": "initialized", "cluster_id": cluster.cluster_id, "node": node.public()}))
+            "event": "initialized", "cluster_id": cluster.cluster_id,
+            "node": self._node_info(node, cluster.cluster_id)}))
         self._dirty = True
 
     def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
@@ -323,19 +371,47 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                     progressed.append(node)
             hungry = progressed
 
+    def _pinned_for(self, cluster: ClusterRecord, node: NodeRecord) -> JobQueue | None:
+        return cluster.pinned.get(node.node_id) or cluster.pinned.get(node.name) \
+            or cluster.pinned.get(node.ip_addr)
+
+    def _candidates(self, node: NodeRecord) -> list[ClusterRecord]:
+        """The clusters that may give ``node`` a job now, in the policy's order."""
+        ready = [self.clusters[cid] for cid, state in node.setup.items()
+                 if state == TAKES_JOBS and self.clusters[cid].queued > 0]
+        if not ready:
+            return []
+        owner = self._exclusive_owner()
+        if owner is not None:  # an exclusive cluster runs alone, on nodes free of others' jobs
+            others = any((j := self.jobs.get(i)) and j.cluster_id != owner.cluster_id
+                         for i in node.inflight)
+            return [owner] if owner in ready and not others else []
+        policy = self.options.policy
+        if policy == "fair":
+            return sorted(ready, key=lambda c: c.served)
+        if policy == "early":
+            return sorted(ready, key=lambda c: c.created)
+
+        def head(cluster: ClusterRecord) -> tuple[int, int]:
+            pinned = self._pinned_for(cluster, node)
+            heads = [h for h in (cluster.queue.head(self.jobs),
+                                 pinned.head(self.jobs) if pinned else None) if h is not None]
+            return min(heads) if heads else (1 << 62, 1 << 62)
+        return sorted(ready, key=head)
+
+    def _exclusive_owner(self) -> ClusterRecord | None:
+        active = [c for c in self.clusters.values() if c.exclusive and c.jobs
+                  and any(self.jobs[j].state is not JobState.DONE for j in c.jobs)]
+        return min(active, key=lambda c: c.created) if active else None
+
     def _assign_one(self, node: NodeRecord) -> bool:
-        for cluster_id, state in node.setup.items():
-            if state != TAKES_JOBS:
-                continue
-            cluster = self.clusters[cluster_id]
-            if cluster.queued == 0:
-                continue
+        for cluster in self._candidates(node):
+            cluster_id = cluster.cluster_id
             limit = node.cluster_cpus.get(cluster_id, node.cpus)
-            if limit < node.cpus and self._busy_for(node, cluster_id) >= limit + self.prefetch:
-                continue
+            if limit < node.cpus and self._busy_for(node, cluster_id) >= limit:
+                continue  # a cluster limited to part of a node gets no prefetch: exact CPUs
             job = None
-            pinned = cluster.pinned.get(node.node_id) or cluster.pinned.get(node.name) \
-                or cluster.pinned.get(node.ip_addr)
+            pinned = self._pinned_for(cluster, node)
             if pinned is not None:
                 job = pinned.pop(self.jobs)
             if job is None:
@@ -343,6 +419,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             if job is None:
                 continue
             cluster.queued -= 1
+            cluster.served = next_seq()
             job.state = JobState.DISPATCHED
             job.attempt += 1
             job.node_id = node.node_id

@@ -24,12 +24,12 @@ class FaultHandling(SchedulerState):
     def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
         """A job of a crashed client: claim it where a node has it, else wait, then run it."""
         job.recovered = True
+        job.state = JobState.ADOPTING  # never queued: claiming it must not count it out
         reported = cluster.reported.pop(job.job_id, None)
         node = self.nodes.get(reported[0]) if reported else None
         if reported is not None and node is not None:
             self._claim(job, node, reported[1], reported[2])
         else:
-            job.state = JobState.ADOPTING
             self._adopting[job.job_id] = now + self.adopt_grace
 
     def _reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,

@@ -48,6 +48,7 @@ class JobRecord:
     node_id: str | None = None
     result_node: str | None = None
     recovered: bool = False  # resubmitted by a recovering client: run it if nobody has it
+    result: Any = None  # the final JOB_RESULT message, kept until the client acknowledges it
 
 
 class JobQueue:
@@ -74,6 +75,16 @@ class JobQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
+    def head(self, jobs: dict[str, JobRecord]) -> tuple[int, int] | None:
+        """(-priority, submission order) of the next job, for the "fifo" policy."""
+        while self._heap:
+            key, seq, job_id = self._heap[0]
+            job = jobs.get(job_id)
+            if job is not None and job.state is JobState.QUEUED:
+                return key, seq
+            heapq.heappop(self._heap)
+        return None
+
 
 @dataclass(slots=True)
 class ClusterRecord:
@@ -88,6 +99,8 @@ class ClusterRecord:
     pinned: dict[str, JobQueue] = field(default_factory=dict)
     jobs: set[str] = field(default_factory=set)
     queued: int = 0
+    created: int = field(default_factory=lambda: next_seq())  # for the "early" policy
+    served: int = 0  # when it last got a job dispatched, for the "fair" policy
     # jobs nodes reported before the recovering client resubmitted them:
     # job id -> (node id, attempt, running, report time)
     reported: dict[str, tuple[str, int, bool, float]] = field(default_factory=dict)
@@ -95,6 +108,10 @@ class ClusterRecord:
     @property
     def recovering(self) -> bool:
         return bool(self.options.get("recover"))
+
+    @property
+    def exclusive(self) -> bool:
+        return bool(self.options.get("exclusive"))
 
     @property
     def reentrant(self) -> bool:

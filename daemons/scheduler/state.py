@@ -44,6 +44,19 @@ class Send:
     msg: Message
 
 
+POLICIES = ("fifo", "fair", "early")
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """How a scheduler shares its nodes (``gridlib scheduler`` options)."""
+
+    policy: str = "fifo"  #: fifo: earliest job first; fair: least recently served cluster; early: oldest cluster
+    cooperative: bool = True  #: clients may change how many CPUs of a node they use
+    cleanup_nodes: bool = False  #: every cluster's files are removed from nodes at close
+    client_timeout: float = 3600.0  #: a silent client's clusters are closed after this long
+
+
 class SchedulerState:
     """Records of the grid and the outbox; see :class:`~.core.SchedulerCore`."""
 
@@ -53,8 +66,17 @@ class SchedulerState:
         liveness: LivenessPolicy | None = None,
         prefetch: int = 1,
         log: logging.Logger | None = None,
+        options: SchedulerOptions | None = None,
     ) -> None:
         self.scheduler_id = scheduler_id
+        self.options = options or SchedulerOptions()
+        if self.options.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        self.now = 0.0  # the time of the message or timer being handled
+        # durable-state changes for the shell's journal: ("cluster"|"job"|"drop_job"|"drop_cluster", ...)
+        self.persist: list[tuple[str, Any]] = []
+        self.client_liveness = LivenessTracker(liveness or LivenessPolicy())
+        self._unacked: dict[str, float] = {}  # job id -> when its result was (last) sent
         self.policy = liveness or LivenessPolicy()
         self.prefetch = prefetch
         self.log = log or logging.getLogger("gridlib.scheduler")
@@ -68,7 +90,7 @@ class SchedulerState:
         self.duplicates = 0
         self._dirty = False  # something may be dispatchable
         # forwarded message id -> (client route, client message id), for node answers
-        self.pending_replies: dict[bytes, tuple[Route, bytes]] = {}
+        self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
         self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
         self.adopt_grace = self.policy.interval * 3
 
@@ -110,5 +132,6 @@ class SchedulerState:
         job.frames = []  # the arguments are no longer needed
         fields["job_id"] = job.job_id
         fields.setdefault("attempts", job.attempt)
-        self._send(CLIENT, self.clusters[job.cluster_id].client,
-                   new_message("JOB_RESULT", fields, frames, labels))
+        job.result = new_message("JOB_RESULT", fields, frames, labels)
+        self._unacked[job.job_id] = self.now
+        self._send(CLIENT, self.clusters[job.cluster_id].client, job.result)

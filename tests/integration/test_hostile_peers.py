@@ -60,7 +60,7 @@ def test_unknown_key_is_refused_before_any_message_is_read(cluster: gridlib.JobC
     assert sock.poll(1500) == 0  # no answer: the handshake never completed
     assert wait_for(lambda: cluster._conn._zap.refused >= 1, 10)
     sock.close()
-    ctx.term()
+    ctx.destroy(linger=0)
     _still_works(cluster)
     assert not marker.exists()
     assert not any(n.name == "evil" for n in cluster.status().nodes)
@@ -79,7 +79,7 @@ def test_plaintext_peer_gets_nothing(cluster: gridlib.JobCluster, tmp_path: Path
     assert sock.poll(1000) == 0
     assert not marker.exists()
     sock.close()
-    ctx.term()
+    ctx.destroy(linger=0)
     _still_works(cluster)
 
 
@@ -107,7 +107,7 @@ def test_authenticated_garbage_gets_a_clear_error(cluster: gridlib.JobCluster, f
     assert reply.type == "ERROR" and reply.fields["code"] == code
     sock.send_multipart([b"", b"no", b"delimiter"])  # dropped silently (logged)
     sock.close()
-    ctx.term()
+    ctx.destroy(linger=0)
     _still_works(cluster)
 
 
@@ -125,7 +125,7 @@ def test_unknown_message_type_from_a_trusted_peer(cluster: gridlib.JobCluster) -
     reply = decode(split_envelope(sock.recv_multipart())[1])
     assert reply.type == "ERROR" and "unknown message type" in reply.fields["reason"]
     sock.close()
-    ctx.term()
+    ctx.destroy(linger=0)
     _still_works(cluster)
 
 
@@ -150,7 +150,7 @@ def test_node_survives_junk_beacons_and_ignores_untrusted_schedulers(node_daemon
     assert wait_for(logged, 30, interval=0.2)
     pub.send_multipart([BEACON_TOPIC, b"x" * 5000])  # over MAXMSGSIZE: libzmq drops the connection
     pub.close()
-    ctx.term()
+    ctx.destroy(linger=0)
     assert "scheduler=evil" not in node_daemon.log()  # it never dialed the untrusted scheduler
     with gridlib.JobCluster(lambda: "alive", nodes=[f"127.0.0.1:{node_daemon.port}"]) as cluster:
         assert cluster.submit()(timeout=60) == "alive"

@@ -106,6 +106,9 @@ def test_node_ignores_a_scheduler_it_does_not_trust(tmp_path: Path) -> None:
 def test_node_with_a_shared_secret(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text("correct horse battery staple")
+    refused = run("node", "--port", "0", "--secret-file", str(secret_file))  # 0644: refused
+    assert refused.returncode == 2 and "chmod 600" in refused.stderr
+    secret_file.chmod(0o600)
     port = free_port()
     proc, _ = start_node(tmp_path, port, "--secret-file", str(secret_file), "--cpus", "1")
     try:

@@ -99,7 +99,7 @@ def test_hostile_node_against_the_embedded_scheduler(node_daemon: NodeProcess) -
             if sock.poll(1000):
                 answer = decode(split_envelope(sock.recv_multipart())[1])
         sock.close(0)
-        ctx.term()
+        ctx.destroy(linger=0)
         assert answer is not None and answer.type == "STATUS"  # the scheduler still answers
         assert [cluster.submit(i)(timeout=60) for i in range(5)] == [1, 2, 3, 4, 5]
         assert sent >= 1000
@@ -160,7 +160,7 @@ def test_hostile_scheduler_against_a_node_daemon(tmp_path: Path) -> None:
         pub.close(0)
         server.close(0)
         zap.close()
-        ctx.term()
+        ctx.destroy(linger=0)
     try:
         with gridlib.JobCluster(lambda: "still serving", nodes=[f"127.0.0.1:{node.port}"]) as c:
             assert c.submit()(timeout=60) == "still serving"

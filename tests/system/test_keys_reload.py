@@ -64,6 +64,7 @@ def test_secrets_never_reach_the_logs(tmp_path: Path) -> None:
     secret = "very secret passphrase 123"
     secret_file = tmp_path / "secret"
     secret_file.write_text(secret)
+    secret_file.chmod(0o600)
     node = NodeProcess(free_port(), tmp_path, "--secret-file", str(secret_file), "--cpus", "1",
                        "--log-level", "debug")
     try:

@@ -138,7 +138,7 @@ class CurveServer:
         for sock in [*self.clients, self.router]:
             sock.close(0)
         self.zap.close()
-        self.context.term()
+        self.context.destroy(linger=0)
 
 
 @pytest.fixture

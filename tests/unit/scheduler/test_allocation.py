@@ -49,11 +49,14 @@ def test_per_cluster_cpus_limit_dispatch() -> None:
     grid.open()
     allocate(grid, "node-a", 1)
     grid.setup_ok(NODE_A)
-    out = grid.submit("j1", "j2", "j3", "j4")
-    assert assigned(out, NODE_A) == ["j1", "j2"]  # 1 CPU + 1 prefetch
+    out = grid.submit("j1", "j2", "j3", "j4", "j5")
+    assert assigned(out, NODE_A) == ["j1"]  # part of a node: exactly its CPUs, no prefetch
     out = control(grid, "node-a", "cpus", cpus=3)
     assert the(sent(out, "OK", ALICE)).fields["cpus"] == 3
-    assert assigned(out, NODE_A) == ["j3", "j4"]
+    assert assigned(out, NODE_A) == ["j2", "j3"]
+    out = control(grid, "node-a", "cpus", cpus=0)
+    grid.result(NODE_A, "j1")
+    assert not assigned(grid.tick())  # 0 CPUs: nothing new
 
 
 def test_deallocate_stops_new_jobs_and_allocate_resumes() -> None:

@@ -38,10 +38,25 @@ class Grid:
                 out += self.core.handle(self.clients[offer.route], new_message("NODE_ALLOCATE", {
                     "cluster_id": offer.msg.fields["cluster_id"], "node_id": node["node_id"],
                     "cpus": node["cpus"]}), self.now)
+        self.check_invariants()
         return out
 
     def tick(self) -> list[Send]:
-        return self.core.tick(self.now)
+        out = self.core.tick(self.now)
+        self.check_invariants()
+        return out
+
+    def check_invariants(self) -> None:
+        """Bookkeeping that must hold after every step."""
+        from gridlib.daemons.scheduler.records import JobState
+        for cluster in self.core.clusters.values():
+            queued = sum(1 for j in cluster.jobs if self.core.jobs[j].state is JobState.QUEUED)
+            assert cluster.queued == queued, (cluster.cluster_id, cluster.queued, queued)
+        for node in self.core.nodes.values():
+            for job_id, attempt in node.inflight.items():
+                job = self.core.jobs.get(job_id)
+                assert job is None or job.state is JobState.DONE or (
+                    job.node_id == node.node_id and job.attempt == attempt), (job_id, node.name)
 
     # -- conversations ----------------------------------------------------------------
     def hello(self, client: Peer = ALICE) -> list[Send]:
