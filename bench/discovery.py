@@ -18,12 +18,14 @@ a. Discovery: N nodes are started and left waiting. The figure is the time from
    forkserver then (cold). Later trials reuse the nodes (warm).
 b. Late node: a cluster announces to a free port where no node runs yet, and
    a job is pinned to that node's name (``cluster.submit_node(name, ...)``).
-   After ``settle`` seconds a node process is started on that port (Popen).
+   After ``settle`` seconds (plus a random 0-4 s, so that the start falls
+   anywhere in the 2 s beacon and reconnect cycles; ``--late-trials`` trials)
+   a node process is started on that port (Popen).
    The figure is the time from Popen until the pinned job's result is back
    at the client, split into: Popen -> node daemon ready (``event=node_started``
    in its log), -> ``NodeStatus.Initialized``, -> result. Run for a cluster
    created just before the node (beacons every 0.1 s for 3 s) and for one
-   that has announced for ``--settle`` s (beacons every heartbeat, 2 s, and
+   that has announced for ``--settle`` + 0-4 s (beacons every heartbeat, 2 s, and
    the beacon socket's reconnect interval backed off to 2 s).
 c. Dial-out node: ``gridlib node --port 0 --scheduler 127.0.0.1:P`` (no beacon
    port, as behind NAT) serves ``--clients`` clients one after another, each
@@ -44,6 +46,7 @@ import json
 import logging
 import os
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -202,7 +205,7 @@ def late_trial(procs: Nodes, settle: float, index: int) -> tuple[float, float, f
     try:
         with cluster_of([f"127.0.0.1:{port}"], status) as cluster:
             job = cluster.submit_node(name, "late")  # waits in the queue for that node
-            time.sleep(settle)
+            time.sleep(settle + (random.uniform(0.0, 4.0) if settle else 0.0))
             t0, wall0 = time.monotonic(), time.time()
             node = procs.start(name, port)  # Popen, then waits for event=node_started
             ready = _started_after(node, wall0)
@@ -304,7 +307,8 @@ def print_late(rows: list[LateNode]) -> None:
     print(f"{'cluster age s':>13}  {'node ready s':>12}  {'Initialized s':>13}  "
           f"{'result s (median)':>17}  {'min-max s':>11}  failed")
     for r in rows:
-        print(f"{r.settle:>13.1f}  {_fmt(r.started):>12}  {_fmt(r.initialized):>13}  "
+        age = f"{r.settle:.0f}-{r.settle + 4:.0f}" if r.settle else "0"
+        print(f"{age:>13}  {_fmt(r.started):>12}  {_fmt(r.initialized):>13}  "
               f"{_fmt(r.total):>17}  {_span(r.total):>11}  {r.failed}")
 
 
@@ -323,6 +327,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--trials", type=int, default=3, help="trials per figure (median reported)")
     p.add_argument("--sizes", default="3,20", help="node counts for part a (comma separated)")
+    p.add_argument("--late-trials", type=int, default=5, help="trials of part b, per row")
     p.add_argument("--settle", type=float, default=5.0,
                    help="seconds an established cluster announced before the late node starts")
     p.add_argument("--only", choices=("discovery", "late", "dialout"), help="run one part only")
@@ -352,8 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                 discovery.append(run_discovery(procs, size, args.trials))
             print_discovery(discovery)
         if args.only in (None, "late"):
-            late.append(run_late(procs, 0.0, args.trials, 0))
-            late.append(run_late(procs, args.settle, args.trials, 100))
+            random.seed(1)
+            late.append(run_late(procs, 0.0, args.late_trials, 0))
+            late.append(run_late(procs, args.settle, args.late_trials, 100))
             print_late(late)
         if args.only in (None, "dialout"):
             dialout = run_dialout(procs, args.trials, args.clients)

@@ -79,8 +79,15 @@ def start_nodes(count, workdir):
         cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
                "--port", str(port), "--cpus", "1", "--name", f"shard-node-{i}",
                "--dest-path-prefix", str(workdir / f"node-{i}"), "--log-level", "warning"]
-        nodes.append((subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL), port))
+        with open(workdir / f"node-{i}.log", "wb") as log:  # the daemons' logs
+            proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT)
+        nodes.append((proc, port))
     return nodes
+
+
+def node_logs(workdir):
+    return "".join(p.read_text() for p in sorted(workdir.glob("node-*.log")))
 
 
 def stop_nodes(nodes):
@@ -119,7 +126,8 @@ def main():
             with gridlib.JobCluster(power_sum, nodes=[allocator, *others], setup=setup,
                                     cluster_status=status) as cluster:
                 if not ready.wait(60):
-                    raise SystemExit(f"only {len(names)} of {len(nodes)} nodes joined")
+                    raise SystemExit(f"only {len(names)} of {len(nodes)} nodes joined; "
+                                     f"their logs:\n{node_logs(workdir)}")
                 jobs = [cluster.submit_node(name, power) for power in (1, 2, 3) for name in names]
                 partial = {}
                 for job in jobs:
