@@ -36,10 +36,10 @@ NUMBERS = list(range(1, 1001))
 class Shards(NodeAllocate):
     """Gives each node its own shard file and tells its setup which shard it has."""
 
-    def __init__(self, host, port=None, workdir=".", shards=2):
+    def __init__(self, host, port=None, workdir=".", shards=2, given=None):
         super().__init__(host, port)
         self.workdir, self.shards = Path(workdir), shards
-        self.given = {}  # node name -> shard number
+        self.given = {} if given is None else given  # node name -> shard number (shared)
 
     def allocate(self, cluster, ip_addr, name, cpus, avail_info=None, platform=""):
         # runs in the client, once per node offered to this cluster
@@ -109,10 +109,11 @@ def main():
         try:
             ports = [port for _, port in nodes]
             # A NodeAllocate names where to announce (host and port) and which nodes it
-            # decides for: those whose address or name matches its host (any port). So
-            # this one decides for both nodes on 127.0.0.1; the other address only adds
-            # a place to announce to.
-            allocator = Shards("127.0.0.1", ports[0], workdir=workdir, shards=len(nodes))
+            # decides for: those whose address or name matches its host and, when it has
+            # one, its port. One allocator per node here, sharing who got which shard.
+            given = {}
+            allocators = [Shards("127.0.0.1", port, workdir=workdir, shards=len(nodes), given=given)
+                          for port in ports]
             ready = threading.Event()
             names = []
 
@@ -122,8 +123,7 @@ def main():
                     if len(names) == len(nodes):
                         ready.set()
 
-            others = [f"127.0.0.1:{port}" for port in ports[1:]]
-            with gridlib.JobCluster(power_sum, nodes=[allocator, *others], setup=setup,
+            with gridlib.JobCluster(power_sum, nodes=allocators, setup=setup,
                                     cluster_status=status) as cluster:
                 if not ready.wait(60):
                     raise SystemExit(f"only {len(names)} of {len(nodes)} nodes joined; "
