@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 @pytest.mark.parametrize("name, expect", [
     ("sample.py", "speedup"),
     ("recover.py", "Finished"),
-    ("node_setup.py", " ok"),
+    ("node_setup.py", "(ok)"),
 ])
 def test_example_runs(name: str, expect: str, tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
