@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "JobCluster": "gridlib.cluster",
     "recover_jobs": "gridlib.recovery",
+    "SharedJobCluster": "gridlib.shared",
     "Job": "gridlib.job",
     "DispyJob": "gridlib.job",
     "JobStatus": "gridlib.job",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +51,7 @@ class ClientConnection:
         before_ack: Callable[[], None] | None = None,
         node_port: int = 0,
         max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+        resend_submits: bool = False,
     ) -> None:
         self.identity, self.on_message = identity, on_message
         self.embedded, self.host = embedded, host
@@ -58,6 +60,10 @@ class ClientConnection:
         self.before_ack = before_ack  # e.g. journal this turn's results first
         self.node_port = node_port  # the embedded scheduler's port for nodes (0: any free one)
         self.max_msg_size = max_msg_size
+        # submissions the scheduler has not acknowledged yet (a TCP scheduler may restart):
+        # message id -> (when sent, the message); sent again until acknowledged
+        self.resend_submits = resend_submits
+        self._unconfirmed: dict[bytes, tuple[float, Message]] = {}
         self.log = log or logging.getLogger("gridlib.client")
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
@@ -112,12 +118,22 @@ class ClientConnection:
         else:
             sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair,
                                        self.scheduler_key)
+            # a stable routing id: after a reconnect the scheduler still knows who we are
+            sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
             sock.connect(self.scheduler_endpoint)
         self.socket = sock
         self.reactor.add_reader(sock, self._on_readable)
         self.reactor.after_turn.append(self._flush_acks)
         # any message counts as a heartbeat; an idle client still says it is alive
-        self.reactor.call_every(self.policy.interval, lambda: self._send(new_message("HEARTBEAT")))
+        self.reactor.call_every(self.policy.interval, self._beat)
+
+    def _beat(self) -> None:
+        self._send(new_message("HEARTBEAT"))
+        late = time.monotonic() - self.policy.interval * 5
+        for mid, (sent, msg) in list(self._unconfirmed.items()):
+            if sent <= late:  # the scheduler may have restarted: job ids make this idempotent
+                del self._unconfirmed[mid]
+                self._send_submit_message(msg)
 
     def _close_sockets(self) -> None:
         if self.scheduler is not None:
@@ -195,7 +211,15 @@ class ClientConnection:
 
     def _send_submit(self, cluster_id: str, specs: list[dict[str, Any]], frames: list[Any],
                      labels: list[str]) -> None:
-        self._send(new_message("JOB_SUBMIT", {"cluster_id": cluster_id, "jobs": specs}, frames, labels))
+        self._send_submit_message(new_message("JOB_SUBMIT", {"cluster_id": cluster_id, "jobs": specs},
+                                              frames, labels))
+
+    def _send_submit_message(self, msg: Message) -> None:
+        if self.resend_submits:
+            fresh = new_message(msg.type, msg.fields, msg.frames, msg.labels)
+            self._unconfirmed[fresh.mid] = (time.monotonic(), fresh)
+            msg = fresh
+        self._send(msg)
 
     def _flush_acks(self) -> None:
         if self._acks:
@@ -226,6 +250,11 @@ class ClientConnection:
                 msg = decode(body)
             except ProtocolError as exc:
                 self.log.warning("event=bad_message reason=%r", exc.reason)
+                continue
+            if msg.ref and self._unconfirmed.pop(msg.ref, None) is not None:
+                if msg.type == "ERROR":
+                    self.log.warning("event=submit_refused code=%s reason=%r", msg.get("code"),
+                                     msg.get("reason"))
                 continue
             future = self._pending.pop(msg.ref, None) if msg.ref else None
             if future is not None:

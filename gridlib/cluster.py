@@ -148,27 +148,39 @@ class JobCluster(NodeControl):
             journal.add_cluster(self.cluster_id, kind, blob, files, options,
                                 None if nodes is None else _node_specs(nodes), node_port,
                                 scheduler_port)
-        # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
-        local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
-        bind = host or ("127.0.0.1" if local else "0.0.0.0")
         identity = resolve_identity(secret, keys)
         self._delivery = Delivery(log)
-        self._conn = ClientConnection(identity, self._on_message, embedded=True, host=bind,
-                                      liveness=LivenessPolicy(pulse_interval), log=log,
-                                      node_port=scheduler_port, max_msg_size=max_msg_size,
-                                      before_ack=self._journal_results if journal else None)
+        self._conn = self._connect(identity, targets, host, LivenessPolicy(pulse_interval),
+                                   scheduler_port, max_msg_size,
+                                   self._journal_results if journal else None)
         self._conn.start()
         try:
             self._open(kind, blob, files, {**options, "recover": cluster_id is not None})
-            if _wants_local_node(nodes, targets, node_port) and not node_listening("127.0.0.1", node_port):
-                service = self._conn.scheduler
-                self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
-                                             cpus=local_cpus, secret=secret,
-                                             keys=str(keys) if keys else None)
-            self._conn.call(lambda: self._conn.scheduler.announce_to(targets))
+            self._reach_nodes(nodes, targets, identity, secret, keys, local_cpus, node_port)
         except BaseException:
             self._shutdown_io()
             raise
+
+    def _connect(self, identity: Any, targets: list[tuple[str, int]], host: str | None,
+                 liveness: LivenessPolicy, scheduler_port: int, max_msg_size: int,
+                 before_ack: Callable[[], None] | None) -> ClientConnection:
+        """The I/O thread with the scheduler embedded (``SharedJobCluster`` dials one)."""
+        # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
+        local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
+        bind = host or ("127.0.0.1" if local else "0.0.0.0")
+        return ClientConnection(identity, self._on_message, embedded=True, host=bind,
+                                liveness=liveness, log=log, node_port=scheduler_port,
+                                max_msg_size=max_msg_size, before_ack=before_ack)
+
+    def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
+                     secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:
+        """Announce the embedded scheduler to the nodes; start a private node if wanted."""
+        if _wants_local_node(nodes, targets, node_port) and not node_listening("127.0.0.1", node_port):
+            service = self._conn.scheduler
+            self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
+                                         cpus=local_cpus, secret=secret,
+                                         keys=str(keys) if keys else None)
+        self._conn.call(lambda: self._conn.scheduler.announce_to(targets))
 
     # -- opening --------------------------------------------------------------
     def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],

@@ -43,6 +43,12 @@ def host_matches(pattern: str, ip_addr: str, name: str) -> bool:
         return False
 
 
+class _Refuse(NodeAllocate):
+    def allocate(self, cluster: Any, ip_addr: str, name: str, cpus: int,
+                 avail_info: Any = None, platform: str = "") -> int:
+        return 0
+
+
 class NodeControl:
     """Mixed into ``JobCluster``: node offers, events and operations."""
 
@@ -52,6 +58,7 @@ class NodeControl:
     _nodes: dict[str, Node]
     _allocations: list[NodeAllocate]
     _node_port: int
+    _only_listed: list[str] | None = None  # SharedJobCluster(nodes=...): use only these
 
     def _notify(self, status: Any, node: Node | None, job: Any) -> None:
         raise NotImplementedError
@@ -62,6 +69,9 @@ class NodeControl:
             if host_matches(allocation.host, ip_addr, name) and (
                     not allocation.port or allocation.port == port):
                 return allocation
+        if self._only_listed is not None and not any(
+                host_matches(p, ip_addr, name) for p in self._only_listed):
+            return _Refuse("*")  # a shared scheduler's node this cluster did not ask for
         return NodeAllocate("*")  # a node that dialed in: use all its CPUs
 
     def _offered(self, info: dict[str, Any]) -> None:

@@ -41,6 +41,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "NODE_ALLOCATE": {"cluster_id": (str,), "node_id": (str,), "cpus": (int,)},
     "NODE_CONTROL": {"cluster_id": (str,), "node": (str,), "op": (str,)},
     "FILE_PUT": {"cluster_id": (str,), "name": (str,)},
+    "DISCOVER": {"nodes": (list,)},
     # node <-> scheduler
     "READY": {"node_id": (str,), "name": (str,), "cpus": (int,)},
     "SETUP": {"cluster_id": (str,), "kind": (str,)},

@@ -121,3 +121,57 @@ class NodeProcess:
             except psutil.NoSuchProcess:
                 pass
         return alive
+
+
+class SchedulerProcess:
+    """A ``gridlib scheduler`` daemon as a real process on loopback; stopped by PID."""
+
+    def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None,
+                 journal: Path | None = None) -> None:
+        self.port, self.node_port = free_port(), free_port()
+        self.tmp, self.extra, self.nodes, self.journal = tmp, extra, nodes or [], journal
+        self.log_path = tmp / f"scheduler-{self.port}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self._start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _start(self) -> None:
+        cmd = [sys.executable, "-m", "gridlib.daemons.scheduler", "--host", "127.0.0.1",
+               "--port", str(self.port), "--node-port", str(self.node_port), "--log-level", "info",
+               *(a for n in self.nodes for a in ("--node", n)), *self.extra]
+        if self.journal is not None:
+            cmd += ["--journal", str(self.journal)]
+        starts = self.log().count("event=scheduler_started")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.pid = self.proc.pid
+        if not wait_for(lambda: self.log().count("event=scheduler_started") > starts
+                        or self.proc.poll() is not None, 30) or self.proc.poll() is not None:
+            raise RuntimeError("scheduler did not start:\n" + self.log())
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(15)
+
+    def restart(self) -> None:
+        if self.proc.poll() is None:
+            self.kill()
+        self._start()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()

@@ -208,6 +208,7 @@ class NodeService:
         parse_endpoint(endpoint)
         sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair, key,
                                    self.config.max_msg_size)
+        sock.setsockopt(zmq.ROUTING_ID, b"n" + uuid.uuid4().bytes)  # the same route after reconnects
         sock.connect(endpoint)
         link = SchedulerLink(sid, epoch, endpoint, key, sock, time.monotonic(), dial_out=dial_out)
         self.links[sid] = link

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gridlib.protocol.codec import Message, error_reply, new_message, reply
-from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
+from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import Liveness
 from gridlib.protocol.messages import opt
 
@@ -175,11 +175,12 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         self._send(CLIENT, peer.route, reply(msg, "OK"))  # after the shell journaled them
 
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
+        foreign = []
         for job_id in msg.fields["job_ids"]:
             job = self.jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None or self.clusters[job.cluster_id].user != peer.user:
-                continue
-            if job.state in (JobState.QUEUED, JobState.ADOPTING):
+                foreign.append(str(job_id))
+            elif job.state in (JobState.QUEUED, JobState.ADOPTING):
                 if job.state is JobState.QUEUED:
                     self.clusters[job.cluster_id].queued -= 1
                 self._adopting.pop(job.job_id, None)  # a node reporting it later is told to drop it
@@ -188,6 +189,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 job.state = JobState.CANCELLING
                 node = self.nodes[job.node_id]
                 self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+        if foreign:  # another client's jobs are not yours to cancel, nor to see
+            raise ProtocolError(f"no such job of yours: {', '.join(foreign[:5])}", NOT_FOUND)
 
     def handle_result_ack(self, peer: Peer, msg: Message, now: float) -> None:
         per_node: dict[str, list[str]] = {}

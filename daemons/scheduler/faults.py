@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from gridlib.protocol.codec import new_message
 
-from .records import ClusterRecord, JobRecord, JobState, NodeRecord
+from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord
 from .state import CLIENT, NODE, SchedulerState
 
 __all__ = ["FaultHandling"]
@@ -20,6 +20,26 @@ __all__ = ["FaultHandling"]
 
 class FaultHandling(SchedulerState):
     """Lost nodes, adoption of reported jobs, recovery of a crashed client's jobs."""
+
+    def restore(self, clusters: list[ClusterRecord], jobs: list[JobRecord], now: float) -> None:
+        """After a restart: the journaled clusters and jobs, each job waiting for a node
+        to report it (nodes reconnect first) before it is run again."""
+        grace = self.policy.interval * (self.policy.lost_after + 3)
+        for cluster in clusters:
+            self.clusters[cluster.cluster_id] = cluster
+            client = self.clients.setdefault(cluster.client, ClientRecord(
+                cluster.client, cluster.user, "restored"))
+            client.clusters.add(cluster.cluster_id)
+            self.client_liveness.touch(cluster.client, now)
+        for job in jobs:
+            owner = self.clusters.get(job.cluster_id)
+            if owner is None:
+                continue
+            self.jobs[job.job_id] = job
+            owner.jobs.add(job.job_id)
+            job.recovered, job.state = True, JobState.ADOPTING
+            self._adopting[job.job_id] = now + grace
+        self.log.info("event=journal_restored clusters=%d jobs=%d", len(clusters), len(self.jobs))
 
     def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
         """A job of a crashed client: claim it where a node has it, else wait, then run it."""

@@ -16,7 +16,8 @@ from typing import Any
 
 import zmq
 
-from gridlib.protocol.codec import decode, encode, error_reply, split_envelope
+from gridlib.protocol.addresses import expand_targets
+from gridlib.protocol.codec import decode, encode, error_reply, reply, split_envelope
 from gridlib.protocol.discovery import BeaconAnnouncer
 from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
@@ -33,6 +34,8 @@ from gridlib.protocol.sockets import (
 from gridlib.protocol.zap import ZapPolicy
 
 from .core import CLIENT, NODE, Peer, SchedulerCore, Send
+from .journal import SchedulerJournal
+from .state import SchedulerOptions
 
 __all__ = ["SchedulerService", "NODES_DOMAIN", "CLIENTS_DOMAIN"]
 
@@ -55,13 +58,21 @@ class SchedulerService:
         liveness: LivenessPolicy | None = None,
         log: logging.Logger | None = None,
         max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+        options: SchedulerOptions | None = None,
+        journal: SchedulerJournal | None = None,
     ) -> None:
         self.log = log or logging.getLogger("gridlib.scheduler")
         self.reactor, self.context, self.identity = reactor, context, identity
         self.policy = liveness or LivenessPolicy()
+        self.journal = journal
         self.scheduler_id = uuid.uuid4().hex
-        self.epoch = int(time.time())
-        self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log)
+        if journal is not None:  # the same id as before a restart: nodes know it
+            self.scheduler_id = journal.scheduler_id(self.scheduler_id)
+        self.epoch = time.time_ns() // 1000
+        self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log, options=options)
+        if journal is not None:
+            clusters, jobs = journal.load()
+            self.core.restore(clusters, jobs, time.monotonic())
         zap.allow(NODES_DOMAIN, identity.trusted_nodes)
         zap.allow(CLIENTS_DOMAIN, identity.trusted_clients)
         self.max_msg_size = max_msg_size
@@ -159,10 +170,28 @@ class SchedulerService:
         user = frame_user_id(frames[-1]) or ("local" if sock not in self._curve_sockets else "")
         if kind == CLIENT:
             self._client_socket_of[route] = sock
+            if msg.type == "DISCOVER":
+                self._discover(sock, route, msg)
+                return
         address = frame_property(frames[-1], "Peer-Address") if msg.type == "READY" else ""
         self.core.handle(Peer(kind, route, user, address), msg, time.monotonic(), flush=False)
 
+    def _discover(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
+        """A client asks the scheduler to announce itself to more nodes."""
+        try:
+            patterns = [str(p) for p in msg.fields["nodes"]]
+            targets = expand_targets(patterns, int(msg.get("port") or 51352))
+        except (ValueError, TypeError) as exc:
+            self._send(sock, route, error_reply(msg, 400, f"bad node address: {exc}"))
+            return
+        self.announce_to(targets)
+        self._send(sock, route, reply(msg, "OK", {"targets": len(targets)}))
+
     def _deliver(self, sends: list[Send]) -> None:
+        if self.core.persist:  # durable first: acknowledgements go out after the commit
+            if self.journal is not None:
+                self.journal.apply(self.core.persist)
+            self.core.persist.clear()
         for send in sends:
             if send.to == NODE:
                 self._send(self.node_socket, send.route, send.msg)

@@ -28,13 +28,15 @@ def test_allow_and_revoke_take_effect_on_sighup(tmp_path: Path) -> None:
     client_dir = os.environ["GRIDLIB_CONFIG_DIR"]
     node_public = keys("show", str(node_keys)).stdout.strip()
     # the client must trust the node too (it accepts results only from allowlisted nodes)
-    assert keys("allow", node_public, "--as", "node", "--name", "test-node", "--dir", client_dir).returncode == 0
+    # "--" ends the options: a Z85 key may start with "-"
+    assert keys("allow", "--as", "node", "--name", "test-node", "--dir", client_dir, "--",
+                node_public).returncode == 0
     try:
         with gridlib.JobCluster(lambda: "in", nodes=[f"127.0.0.1:{node.port}"], pulse_interval=0.5) as c:
             job = c.submit()
             assert wait_for(lambda: "event=beacon_untrusted_key" in node.log(), 30)
-            allowed = keys("allow", client_public, "--as", "client", "--name", "laptop",
-                           "--dir", str(node_keys))
+            allowed = keys("allow", "--as", "client", "--name", "laptop", "--dir", str(node_keys),
+                           "--", client_public)
             assert allowed.returncode == 0, allowed.stderr
             assert (node_keys / "clients" / "laptop.key").exists()
             os.kill(node.pid, signal.SIGHUP)

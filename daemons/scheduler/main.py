@@ -1,0 +1,87 @@
+"""``gridlib scheduler``: the shared scheduler daemon (DESIGN §3, §6).
+
+The same :class:`~.service.SchedulerService` as a ``JobCluster`` embeds,
+with clients on a CURVE TCP port (``gridlib.clients``), an optional journal,
+and allowlists reloaded on SIGHUP.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.selftest import prove_fails_closed
+from gridlib.protocol.zap import ZapHandler, ZapPolicy
+
+from .journal import SchedulerJournal
+from .service import CLIENTS_DOMAIN, NODES_DOMAIN, SchedulerService
+from .state import SchedulerOptions
+
+__all__ = ["SchedulerConfig", "run_scheduler"]
+
+
+@dataclass
+class SchedulerConfig:
+    host: str = "0.0.0.0"
+    client_port: int = 51350
+    node_port: int = 51351
+    node_targets: list[tuple[str, int]] = field(default_factory=list)
+    options: SchedulerOptions = field(default_factory=SchedulerOptions)
+    journal: str = ""
+    heartbeat: float = 2.0
+
+
+def run_scheduler(config: SchedulerConfig, identity: Identity,
+                  reload: Callable[[], Identity] | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; SIGHUP reloads the allowlists through ``reload``."""
+    log = logging.getLogger("gridlib.scheduler")
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    reactor = Reactor(log)
+    policy = ZapPolicy()
+    zap = ZapHandler(context, policy, log)
+    journal = SchedulerJournal(config.journal) if config.journal else None
+    try:
+        prove_fails_closed(context, zap, identity.keypair)
+        reactor.add_reader(zap.socket, zap.handle_ready)
+        service = SchedulerService(reactor, context, identity, policy, host=config.host,
+                                   node_port=config.node_port,
+                                   liveness=LivenessPolicy(config.heartbeat), log=log,
+                                   options=config.options, journal=journal)
+        service.bind_clients_tcp(config.host, config.client_port)
+        service.announce_to(config.node_targets)
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("event=signal signal=%s", signal.Signals(signum).name)
+            reactor.stop()
+
+        def on_hup(_signum: int, _frame: object) -> None:
+            if reload is not None:
+                def apply() -> None:
+                    fresh = reload()
+                    policy.allow(NODES_DOMAIN, fresh.trusted_nodes)
+                    policy.allow(CLIENTS_DOMAIN, fresh.trusted_clients)
+                    log.info("event=allowlist_reloaded")
+                reactor.call_soon_threadsafe(apply)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hup)
+        log.info("event=scheduler_started sid=%s clients=%s:%d nodes=%s:%d policy=%s journal=%s",
+                 service.scheduler_id, config.host, config.client_port, config.host,
+                 service.node_port, config.options.policy, config.journal or "-")
+        reactor.run()
+        service.close()
+    finally:
+        zap.close()
+        reactor.close()
+        context.destroy(linger=0)
+        if journal is not None:
+            journal.close()
+    return 0

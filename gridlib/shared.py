@@ -1,0 +1,84 @@
+"""``SharedJobCluster``: the JobCluster API against a ``gridlib scheduler`` daemon (DESIGN §3).
+
+Everything but the connection is JobCluster's: the client dials the shared
+scheduler's client port with CURVE (it never has to be reachable itself, so
+a client behind NAT works), submissions are sent again until the scheduler
+acknowledges them (it journals them first), and the scheduler resends
+results until the client acknowledges them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from gridlib.client_io import ClientConnection
+from gridlib.cluster import JobCluster, _node_specs
+from gridlib.protocol.addresses import split_host_port
+from gridlib.protocol.codec import new_message
+from gridlib.protocol.errors import ConnectionLost, GridError
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, tcp_endpoint
+
+__all__ = ["SharedJobCluster", "DEFAULT_SCHEDULER_PORT"]
+
+DEFAULT_SCHEDULER_PORT = 51350
+
+
+class SharedJobCluster(JobCluster):
+    """A cluster whose jobs a shared scheduler runs on the nodes it manages.
+
+    ``scheduler`` is ``"host[:port]"`` (client port, default 51350);
+    ``scheduler_key`` its public key (default: your own key, as when you run
+    the scheduler yourself or share a ``secret``); ``exclusive=True`` runs
+    this cluster alone.  ``nodes=`` limits the cluster to those of the
+    scheduler's nodes (and asks the scheduler to announce itself to them).
+    Every other option is JobCluster's.
+    """
+
+    def __init__(self, computation: Any, scheduler: str = "127.0.0.1", exclusive: bool = False,
+                 scheduler_key: str | bytes | None = None, nodes: Any = None, **options: Any) -> None:
+        try:
+            host, port = split_host_port(str(scheduler), DEFAULT_SCHEDULER_PORT)
+        except ValueError as exc:
+            raise GridError(f"bad scheduler address {scheduler!r}: {exc}") from None
+        self._scheduler_endpoint = tcp_endpoint(host, port)
+        self._scheduler_key = scheduler_key.encode() if isinstance(scheduler_key, str) else scheduler_key
+        self._exclusive = bool(exclusive)
+        self._only_listed = None if nodes is None else [
+            split_host_port(spec, 0)[0] for spec in _node_specs(nodes)]
+        super().__init__(computation, nodes=nodes, **options)
+
+    def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
+              options: dict[str, Any]) -> None:
+        try:
+            self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}), timeout=10.0)
+        except ConnectionLost:
+            raise ConnectionLost(
+                f"no answer from the scheduler at {self._scheduler_endpoint}: is it running, and "
+                f"is this client's key ({self._conn.identity.keypair.public.decode()}) on its "
+                f"allowlist (gridlib keys allow KEY --as client)?") from None
+        super()._open(kind, blob, files, {**options, "exclusive": self._exclusive})
+
+    def _connect(self, identity: Any, targets: list[tuple[str, int]], host: str | None,
+                 liveness: LivenessPolicy, scheduler_port: int, max_msg_size: int,
+                 before_ack: Callable[[], None] | None) -> ClientConnection:
+        return ClientConnection(identity, self._on_message, embedded=False,
+                                scheduler_endpoint=self._scheduler_endpoint,
+                                scheduler_key=self._scheduler_key or identity.keypair.public,
+                                liveness=liveness, before_ack=before_ack,
+                                max_msg_size=max_msg_size or DEFAULT_MAX_MSG_SIZE,
+                                resend_submits=True)
+
+    def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
+                     secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:
+        if nodes is not None and targets:
+            self.discover_nodes(nodes)
+
+    def discover_nodes(self, nodes: Any) -> None:
+        """Ask the shared scheduler to announce itself to more nodes."""
+        specs = _node_specs(nodes)
+        if self._only_listed is not None:
+            self._only_listed += [split_host_port(spec, 0)[0] for spec in specs]
+        self._conn.request(new_message("DISCOVER", {"nodes": specs, "port": self._node_port}))
