@@ -12,6 +12,8 @@ import pytest
     "gridlib.protocol.codec",
     "gridlib.daemons.scheduler.service",
     "gridlib.daemons.node.service",
+    "gridlib.daemons.scheduler.main",
+    "gridlib.daemons.relay.main",
     "gridlib.daemons.cli",
     "gridlib",
 ])
