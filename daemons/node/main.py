@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
 
 import zmq
@@ -11,6 +10,7 @@ import zmq
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 
+from ..signals import handle_signals
 from .service import NodeConfig, NodeService
 
 __all__ = ["run_node"]
@@ -27,17 +27,7 @@ def run_node(config: NodeConfig, identity: Identity,
     reactor = Reactor(log)
     node = NodeService(reactor, context, identity, config, log)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        reactor.call_soon_threadsafe(node.stop)
-
-    def on_hup(_signum: int, _frame: object) -> None:
-        if reload is not None:
-            reactor.call_soon_threadsafe(lambda: node.reload(reload()))
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hup)
+    handle_signals(reactor, node.stop, node.reload, reload, log)
     try:
         node.start()
         reactor.run()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
 
 import zmq
@@ -13,6 +12,7 @@ from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.selftest import prove_fails_closed
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
+from ..signals import handle_signals
 from .service import RelayConfig, RelayService
 
 __all__ = ["run_relay"]
@@ -30,17 +30,7 @@ def run_relay(config: RelayConfig, identity: Identity,
     reactor.add_reader(zap.socket, zap.handle_ready)
     relay = RelayService(reactor, context, identity, policy, config, log)
 
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("event=signal signal=%s", signal.Signals(signum).name)
-        reactor.call_soon_threadsafe(relay.stop)
-
-    def on_hup(_signum: int, _frame: object) -> None:
-        if reload is not None:
-            reactor.call_soon_threadsafe(lambda: relay.reload(reload()))
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_hup)
+    handle_signals(reactor, relay.stop, relay.reload, reload, log)
     try:
         relay.start()
         reactor.run()

@@ -8,7 +8,6 @@ and allowlists reloaded on SIGHUP.
 from __future__ import annotations
 
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +19,7 @@ from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.selftest import prove_fails_closed
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
+from ..signals import handle_signals
 from .journal import SchedulerJournal
 from .service import CLIENTS_DOMAIN, NODES_DOMAIN, SchedulerService
 from .state import SchedulerOptions
@@ -57,22 +57,12 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
         service.bind_clients_tcp(config.host, config.client_port)
         service.announce_to(config.node_targets)
 
-        def on_signal(signum: int, _frame: object) -> None:
-            log.info("event=signal signal=%s", signal.Signals(signum).name)
-            reactor.stop()
+        def apply(fresh: Identity) -> None:
+            policy.allow(NODES_DOMAIN, fresh.trusted_nodes)
+            policy.allow(CLIENTS_DOMAIN, fresh.trusted_clients)
+            log.info("event=allowlist_reloaded")
 
-        def on_hup(_signum: int, _frame: object) -> None:
-            if reload is not None:
-                def apply() -> None:
-                    fresh = reload()
-                    policy.allow(NODES_DOMAIN, fresh.trusted_nodes)
-                    policy.allow(CLIENTS_DOMAIN, fresh.trusted_clients)
-                    log.info("event=allowlist_reloaded")
-                reactor.call_soon_threadsafe(apply)
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGHUP, on_hup)
+        handle_signals(reactor, reactor.stop, apply, reload, log)
         log.info("event=scheduler_started sid=%s clients=%s:%d nodes=%s:%d policy=%s journal=%s",
                  service.scheduler_id, config.host, config.client_port, config.host,
                  service.node_port, config.options.policy, config.journal or "-")
