@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import NodeProcess, free_port
+from tests.helpers import LIVE, NodeProcess, free_port
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -19,6 +19,9 @@ def isolated_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     os.environ["GRIDLIB_CONFIG_DIR"] = str(path)
     os.environ.pop("GRIDLIB_SECRET", None)
     yield path
+    for daemon in LIVE:  # a test that failed before its own clean-up: stop what it started
+        if daemon.proc.poll() is None:
+            daemon.stop()
     if old is None:
         os.environ.pop("GRIDLIB_CONFIG_DIR", None)
     else:

@@ -29,6 +29,9 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool: 
     return bool(predicate())
 
 
+LIVE: list[NodeProcess | SchedulerProcess] = []  # stopped at the end of the session at the latest
+
+
 class NodeProcess:
     """A ``gridlib node`` daemon started as a real process; stopped by PID.
 
@@ -44,6 +47,7 @@ class NodeProcess:
         self._seen: dict[int, psutil.Process] = {}
         self.orphans: list[int] = []
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        LIVE.append(self)
         self._start()
 
     def _start(self) -> None:
@@ -132,6 +136,7 @@ class SchedulerProcess:
         self.tmp, self.extra, self.nodes, self.journal = tmp, extra, nodes or [], journal
         self.log_path = tmp / f"scheduler-{self.port}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        LIVE.append(self)
         self._start()
 
     @property

@@ -23,7 +23,6 @@ def keys(*args: str) -> subprocess.CompletedProcess[str]:
 def test_allow_and_revoke_take_effect_on_sighup(tmp_path: Path) -> None:
     node_keys = tmp_path / "node-keys"
     assert keys("generate", str(node_keys)).returncode == 0
-    node = NodeProcess(free_port(), tmp_path, "--keys", str(node_keys), "--cpus", "1")
     client_public = user_keypair().public.decode()  # what the test's clusters use
     client_dir = os.environ["GRIDLIB_CONFIG_DIR"]
     node_public = keys("show", str(node_keys)).stdout.strip()
@@ -31,6 +30,7 @@ def test_allow_and_revoke_take_effect_on_sighup(tmp_path: Path) -> None:
     # "--" ends the options: a Z85 key may start with "-"
     assert keys("allow", "--as", "node", "--name", "test-node", "--dir", client_dir, "--",
                 node_public).returncode == 0
+    node = NodeProcess(free_port(), tmp_path, "--keys", str(node_keys), "--cpus", "1")
     try:
         with gridlib.JobCluster(lambda: "in", nodes=[f"127.0.0.1:{node.port}"], pulse_interval=0.5) as c:
             job = c.submit()
