@@ -31,7 +31,9 @@ from .records import (
 )
 from .state import CLIENT, NODE, Peer, Send
 
-__all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE"]
+__all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE", "SHORT_JOB"]
+
+SHORT_JOB = 0.02  # seconds: below this average, nodes get a deeper prefetch
 
 
 def _valid_job_spec(spec: Any) -> dict[str, Any]:
@@ -357,20 +359,34 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             return
         node.inflight.pop(job_id, None)
         node.jobs_done += 1
+        start, end = msg.get("start_time"), msg.get("end_time")
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end >= start:
+            self.job_time = 0.9 * self.job_time + 0.1 * (end - start) \
+                if self.job_time != float("inf") else float(end - start)
         fields = {k: v for k, v in msg.fields.items() if k != "attempt"}
         fields.update(node=node.name, ip_addr=node.ip_addr, attempts=job.attempt)
         self._finish(job, fields, msg.frames, msg.labels, node.node_id)
         self._dirty = True
 
+    def _credit(self, node: NodeRecord) -> int:
+        """Jobs a node may hold: its CPUs plus a prefetch so no worker waits for the next job.
+
+        While jobs are short (the recent average is under SHORT_JOB seconds) a round trip
+        to the scheduler costs as much as a job, so the prefetch grows to CPUs + 2.
+        """
+        if self.job_time < SHORT_JOB:
+            return node.cpus + max(self.prefetch, node.cpus + 2)
+        return node.cpus + self.prefetch
+
     def dispatch(self) -> None:
         """Give queued jobs to nodes with credit, least loaded first."""
         hungry = [n for n in self.nodes.values()
-                  if not n.suspect and len(n.inflight) < n.cpus + self.prefetch]
+                  if not n.suspect and len(n.inflight) < self._credit(n)]
         while hungry:
             hungry.sort(key=lambda n: len(n.inflight) / n.cpus)
             progressed = []
             for node in hungry:
-                if self._assign_one(node) and len(node.inflight) < node.cpus + self.prefetch:
+                if self._assign_one(node) and len(node.inflight) < self._credit(node):
                     progressed.append(node)
             hungry = progressed
 

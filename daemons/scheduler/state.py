@@ -77,6 +77,7 @@ class SchedulerState:
         self.persist: list[tuple[str, Any]] = []
         self.client_liveness = LivenessTracker(liveness or LivenessPolicy())
         self._unacked: dict[str, float] = {}  # job id -> when its result was (last) sent
+        self.job_time = float("inf")  # recent average job run time (seconds), for the prefetch
         self.policy = liveness or LivenessPolicy()
         self.prefetch = prefetch
         self.log = log or logging.getLogger("gridlib.scheduler")

@@ -614,3 +614,14 @@ def test_duplicate_submit_of_a_job_id_is_idempotent(grid: Grid) -> None:
     assert grid.core.duplicates == 1
     assert len(sent(grid.result(NODE_A, "j1"), "JOB_RESULT", ALICE)) == 1
     assert assigned(grid.submit("j1")) == []
+
+
+def test_short_jobs_deepen_the_prefetch() -> None:
+    grid = Grid()
+    grid.running_cluster((NODE_A, 2))
+    out = grid.submit(*[f"j{i}" for i in range(10)])
+    assert len(assigned(out, NODE_A)) == 3  # 2 CPUs + 1 while nothing is known of the jobs
+    for i in range(3):
+        grid.send(NODE_A, "JOB_RESULT", {"job_id": f"j{i}", "status": "finished", "attempt": 1,
+                                         "start_time": 100.0, "end_time": 100.001})
+    assert len(grid.core.nodes["id-node-a"].inflight) == 6  # short jobs: 2 CPUs + 4
