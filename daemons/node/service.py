@@ -312,7 +312,13 @@ class NodeService:
                 self.executor.teardown(cluster.cluster_id)
                 self.spool.drop_cluster(cluster.cluster_id)
         elif t == "ERROR" and msg.get("code") == ILLEGAL_STATE and link.welcomed:
-            # the scheduler no longer knows us (it declared us lost): register again
+            # the scheduler no longer knows us (it declared us lost, or restarted): register
+            # again -- unless another link already serves that endpoint (a restarted scheduler
+            # with a new id): then this one is stale
+            if any(o is not link and o.welcomed and o.endpoint == link.endpoint
+                   for o in self.links.values()):
+                self._close_link(link, "superseded by a newer link to the same endpoint")
+                return
             self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, msg.get("reason"))
             link.welcomed = False
             link.backoff.reset()

@@ -71,6 +71,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 self._touch_node(peer, now)
             elif peer.route in self.clients:
                 self.client_liveness.touch(peer.route, now)
+                if not self.clients[peer.route].seen:
+                    self._client_back(self.clients[peer.route])
             handler(self, peer, msg, now)
         except ProtocolError as exc:
             self.log.warning("event=bad_message kind=%s type=%s reason=%r", peer.kind, msg.type, exc.reason)

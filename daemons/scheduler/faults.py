@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from gridlib.protocol.codec import new_message
 
-from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord
+from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord, advance_seq
 from .state import CLIENT, NODE, SchedulerState
 
 __all__ = ["FaultHandling"]
@@ -28,7 +28,7 @@ class FaultHandling(SchedulerState):
         for cluster in clusters:
             self.clusters[cluster.cluster_id] = cluster
             client = self.clients.setdefault(cluster.client, ClientRecord(
-                cluster.client, cluster.user, "restored"))
+                cluster.client, cluster.user, "restored", seen=False))
             client.clusters.add(cluster.cluster_id)
             self.client_liveness.touch(cluster.client, now)
         for job in jobs:
@@ -39,7 +39,17 @@ class FaultHandling(SchedulerState):
             owner.jobs.add(job.job_id)
             job.recovered, job.state = True, JobState.ADOPTING
             self._adopting[job.job_id] = now + grace
+        advance_seq(max([c.created for c in clusters] + [j.seq for j in jobs] + [0]))
         self.log.info("event=journal_restored clusters=%d jobs=%d", len(clusters), len(self.jobs))
+
+    def _client_back(self, client: ClientRecord) -> None:
+        """A restored client spoke: offer it again the nodes it could not hear about."""
+        client.seen = True
+        for cluster_id in client.clusters:
+            cluster = self.clusters.get(cluster_id)
+            for node in self.nodes.values():
+                if cluster is not None and node.setup.get(cluster_id) == "offered":
+                    self._offer(cluster, node)
 
     def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
         """A job of a crashed client: claim it where a node has it, else wait, then run it."""

@@ -33,6 +33,7 @@ class ClientRecord:
     user: str
     name: str
     clusters: set[str] = field(default_factory=set)
+    seen: bool = True  # False for a client restored from the journal until it speaks again
 
 
 @dataclass(slots=True)
@@ -154,3 +155,9 @@ _seq = itertools.count()
 
 def next_seq() -> int:
     return next(_seq)
+
+
+def advance_seq(past: int) -> None:
+    """Continue numbering after ``past`` (a restored journal's jobs and clusters keep theirs)."""
+    global _seq
+    _seq = itertools.count(max(next(_seq), past + 1))

@@ -95,6 +95,9 @@ class SchedulerState:
         self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
         self.adopt_grace = self.policy.interval * 3
 
+    def _offer(self, cluster: ClusterRecord, node: NodeRecord) -> None:
+        raise NotImplementedError  # allocation.NodeAllocation
+
     def _send(self, to: str, route: Route, msg: Message) -> None:
         self.out.append(Send(to, route, msg))
 

@@ -16,6 +16,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
     ("sample.py", "speedup"),
     ("recover.py", "Finished"),
     ("node_setup.py", "(ok)"),
+    ("shared_cluster.py", "urgent ran"),
 ])
 def test_example_runs(name: str, expect: str, tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
