@@ -52,12 +52,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gridlib  # noqa: E402
+from bench.harness import node_address as address
+from bench.harness import strays
 from gridlib import JobStatus, NodeStatus  # noqa: E402
 from gridlib.journal import Journal  # noqa: E402
 from tests.helpers import NodeProcess, free_port, wait_for  # noqa: E402
@@ -140,27 +140,7 @@ class Processes:
         return self.orphans
 
     def strays(self) -> list[str]:
-        """Processes still alive that belong to this run (its directory in argv or environment).
-
-        Forkservers and resource trackers do not name the directory on their
-        command line, but inherit ``GRIDLIB_CONFIG_DIR`` from their node.
-        """
-        found = []
-        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
-            if proc.pid == os.getpid() or proc.info.get("status") == psutil.STATUS_ZOMBIE:
-                continue
-            cmdline = " ".join(proc.info.get("cmdline") or [])
-            try:
-                env = proc.environ().get("GRIDLIB_CONFIG_DIR", "")
-            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
-                env = ""
-            if str(self.tmp) in cmdline or env.startswith(str(self.tmp)):
-                found.append(f"{proc.pid}: {cmdline[:120]}")
-        return found
-
-
-def address(node: NodeProcess) -> str:
-    return f"127.0.0.1:{node.port}"
+        return strays(self.tmp)
 
 
 def spread(values: list[float]) -> str:
