@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -32,7 +33,31 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool: 
 LIVE: list[NodeProcess | SchedulerProcess] = []  # stopped at the end of the session at the latest
 
 
-class NodeProcess:
+class _Daemon:
+    """A daemon process whose output goes to a log file we can read."""
+
+    log_path: Path
+    _log: Any
+    proc: subprocess.Popen[bytes]
+    pid: int
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _launch(self, cmd: list[str], started: str, what: str, env: dict[str, str] | None = None) -> None:
+        """Start ``cmd`` and wait (with a deadline) for one more ``started`` line in the log."""
+        starts = self.log().count(started)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.pid = self.proc.pid
+        ok = wait_for(lambda: self.log().count(started) > starts or self.proc.poll() is not None, 30)
+        if not ok or self.proc.poll() is not None:
+            raise RuntimeError(f"{what} did not start:\n" + self.log())
+
+
+class NodeProcess(_Daemon):
     """A ``gridlib node`` daemon started as a real process; stopped by PID.
 
     ``restart()`` starts it again with the same port and directory (so the
@@ -54,21 +79,8 @@ class NodeProcess:
         cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
                "--port", str(self.port), "--dest-path-prefix", str(self.prefix),
                "--log-level", "info", *self.extra]
-        starts = self.log().count("event=node_started")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, **(self.env or {})})
-        self.pid = self.proc.pid
+        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})})
         self._seen[self.pid] = psutil.Process(self.pid)
-        started = wait_for(lambda: self.log().count("event=node_started") > starts
-                           or self.proc.poll() is not None, 30)
-        if not started or self.proc.poll() is not None:
-            raise RuntimeError("node did not start:\n" + self.log())
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def track(self) -> None:
         """Remember the node's current descendants (workers, forkserver)."""
@@ -127,7 +139,7 @@ class NodeProcess:
         return alive
 
 
-class SchedulerProcess:
+class SchedulerProcess(_Daemon):
     """A ``gridlib scheduler`` daemon as a real process on loopback; stopped by PID."""
 
     def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None,
@@ -149,18 +161,7 @@ class SchedulerProcess:
                *(a for n in self.nodes for a in ("--node", n)), *self.extra]
         if self.journal is not None:
             cmd += ["--journal", str(self.journal)]
-        starts = self.log().count("event=scheduler_started")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        self.pid = self.proc.pid
-        if not wait_for(lambda: self.log().count("event=scheduler_started") > starts
-                        or self.proc.poll() is not None, 30) or self.proc.poll() is not None:
-            raise RuntimeError("scheduler did not start:\n" + self.log())
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        self._launch(cmd, "event=scheduler_started", "scheduler")
 
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)
