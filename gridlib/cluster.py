@@ -183,9 +183,12 @@ class JobCluster(NodeControl):
         self._conn.call(lambda: self._conn.scheduler.announce_to(targets))
 
     # -- opening --------------------------------------------------------------
+    def _hello(self) -> None:
+        self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}))
+
     def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
               options: dict[str, Any]) -> None:
-        self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}))
+        self._hello()
         fields = {"cluster_id": self.cluster_id, "kind": kind, **options,
                   "files": [{"name": name, "mode": mode} for name, _, mode in files]}
         frames = [blob, *(data for _, data, _ in files)]

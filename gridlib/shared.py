@@ -50,8 +50,7 @@ class SharedJobCluster(JobCluster):
             split_host_port(spec, 0)[0] for spec in _node_specs(nodes)]
         super().__init__(computation, nodes=nodes, **options)
 
-    def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
-              options: dict[str, Any]) -> None:
+    def _hello(self) -> None:
         try:
             self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}), timeout=10.0)
         except ConnectionLost:
@@ -59,6 +58,9 @@ class SharedJobCluster(JobCluster):
                 f"no answer from the scheduler at {self._scheduler_endpoint}: is it running, and "
                 f"is this client's key ({self._conn.identity.keypair.public.decode()}) on its "
                 f"allowlist (gridlib keys allow KEY --as client)?") from None
+
+    def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
+              options: dict[str, Any]) -> None:
         super()._open(kind, blob, files, {**options, "exclusive": self._exclusive})
 
     def _connect(self, identity: Any, targets: list[tuple[str, int]], host: str | None,
