@@ -50,7 +50,6 @@ import random
 import shutil
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -63,6 +62,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gridlib  # noqa: E402
+from bench.harness import isolated_run
 from gridlib import JobStatus, NodeStatus  # noqa: E402
 from tests.helpers import NodeProcess, free_port  # noqa: E402
 
@@ -340,9 +340,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.getLogger("gridlib").setLevel(logging.ERROR)
-    tmp = Path(tempfile.mkdtemp(prefix="gridlib-discovery-"))
-    os.environ["GRIDLIB_CONFIG_DIR"] = str(tmp / "config")  # a throwaway key for this run
-    os.environ.pop("GRIDLIB_SECRET", None)
+    tmp = isolated_run("gridlib-discovery-")
     procs = Nodes(tmp)
     print(f"gridlib discovery figures, {time.strftime('%Y-%m-%d %H:%M')}; Python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, load average "

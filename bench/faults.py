@@ -43,7 +43,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -56,8 +55,8 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gridlib  # noqa: E402
+from bench.harness import isolated_run, revision, strays
 from bench.harness import node_address as address
-from bench.harness import strays
 from gridlib import JobStatus, NodeStatus  # noqa: E402
 from gridlib.journal import Journal  # noqa: E402
 from tests.helpers import NodeProcess, free_port, wait_for  # noqa: E402
@@ -424,26 +423,11 @@ def run_parts(args: argparse.Namespace, procs: Processes) -> None:
         print_recovery(recovery(procs, args.recover_jobs, args.kill_after, 0.3))
 
 
-def revision() -> str:
-    """The repository's commit, "+changes" if the working tree differs (or "unknown")."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:  # node_lost warnings are the expected outcome here
         logging.getLogger("gridlib").setLevel(logging.ERROR)
-    tmp = Path(tempfile.mkdtemp(prefix="gridlib-faults-"))
-    os.environ["GRIDLIB_CONFIG_DIR"] = str(tmp / "config")  # a throwaway key for this run
-    os.environ.pop("GRIDLIB_SECRET", None)
+    tmp = isolated_run("gridlib-faults-")
     procs = Processes(tmp)
     print(f"gridlib fault figures, {time.strftime('%Y-%m-%d %H:%M')}; Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; heartbeat {PULSE} s; "

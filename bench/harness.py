@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import psutil
 
 from tests.helpers import NodeProcess
 
-__all__ = ["strays", "node_address"]
+__all__ = ["strays", "node_address", "revision", "isolated_run"]
+
+
+def revision() -> str:
+    """The repository's commit, "+changes" if the working tree differs (or "unknown")."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+changes" if dirty else "")
+
+
+def isolated_run(prefix: str) -> Path:
+    """A temporary directory for one run, with a throwaway key (never the user's own)."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ["GRIDLIB_CONFIG_DIR"] = str(tmp / "config")
+    os.environ.pop("GRIDLIB_SECRET", None)
+    return tmp
 
 
 def strays(tmp: Path) -> list[str]:

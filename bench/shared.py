@@ -56,9 +56,7 @@ import re
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -71,7 +69,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import gridlib  # noqa: E402
-from bench.harness import node_address, strays
+from bench.harness import isolated_run, node_address, revision, strays
 from gridlib import JobStatus  # noqa: E402
 from tests.helpers import NodeProcess, SchedulerProcess, free_port, wait_for  # noqa: E402
 
@@ -369,26 +367,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def revision() -> str:
-    """The repository's commit, "+changes" if the working tree differs (or "unknown")."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
-                              capture_output=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return head + ("+changes" if dirty else "")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.verbose:  # a killed scheduler makes the client warn; that is the point here
         logging.getLogger("gridlib").setLevel(logging.ERROR)
-    tmp = Path(tempfile.mkdtemp(prefix="gridlib-shared-"))
-    os.environ["GRIDLIB_CONFIG_DIR"] = str(tmp / "config")  # a throwaway key for this run
-    os.environ.pop("GRIDLIB_SECRET", None)
+    tmp = isolated_run("gridlib-shared-")
     procs = Processes(tmp)
     print(f"gridlib shared-scheduler figures, {time.strftime('%Y-%m-%d %H:%M')}; Python "
           f"{platform.python_version()}, {os.cpu_count()} CPUs, load average "

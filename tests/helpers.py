@@ -56,6 +56,28 @@ class _Daemon:
         if not ok or self.proc.poll() is not None:
             raise RuntimeError(f"{what} did not start:\n" + self.log())
 
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def restart(self) -> None:
+        """Kill it (as a crash would) if it runs, then start it again with the same options."""
+        if self.proc.poll() is None:
+            self.kill()
+        self._start()
+
+    def _terminate(self) -> None:
+        """SIGTERM, and SIGKILL after 15 s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
 
 class NodeProcess(_Daemon):
     """A ``gridlib node`` daemon started as a real process; stopped by PID.
@@ -99,11 +121,6 @@ class NodeProcess(_Daemon):
         self.signal(signal.SIGKILL)
         self.proc.wait(15)
 
-    def restart(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
-        self._start()
-
     def stop(self) -> None:
         """SIGTERM; then give every process it had 10 s to exit by itself.
 
@@ -111,13 +128,7 @@ class NodeProcess(_Daemon):
         and then killed, by PID, so that no test leaves processes behind.
         """
         self.track()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._terminate()
         wait_for(lambda: not self.leftovers(), 10, interval=0.05)
         self.orphans = self.leftovers()
         for pid in self.orphans:
@@ -167,17 +178,6 @@ class SchedulerProcess(_Daemon):
         os.kill(self.pid, signal.SIGKILL)
         self.proc.wait(15)
 
-    def restart(self) -> None:
-        if self.proc.poll() is None:
-            self.kill()
-        self._start()
-
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._terminate()
         self._log.close()
