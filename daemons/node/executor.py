@@ -34,6 +34,10 @@ __all__ = ["Assignment", "ClusterState", "JobExecutor"]
 Emit = Callable[[str, str, dict[str, Any], list[Any], list[str]], None]
 _MP = multiprocessing.get_context("forkserver")
 _MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.payload"])
+# A job still running this long after it started is announced (JOB_STARTED); a shorter
+# one is not: its result carries its start time, and the client, the scheduler and the
+# node are each spared a message per job.
+STARTED_DELAY = 0.01
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Assignment:
     timeout: float | None
     frames: list[Any]
     timer: Timer | None = None
+    started: Timer | None = None  # announces JOB_STARTED unless the job ends first
     outcome: dict[str, Any] | None = None  # set when we kill the worker on purpose
 
 
@@ -229,8 +234,14 @@ class JobExecutor:
         except OSError:
             return  # the worker died; its pipe's EOF handler reports the job
         job.frames = []
-        self.emit(job.link, "JOB_STARTED", {"job_id": job.job_id, "attempt": job.attempt,
-                                            "start_time": time.time()}, [], [])
+        start_time = time.time()
+
+        def announce() -> None:
+            job.started = None
+            if worker.job is job:
+                self.emit(job.link, "JOB_STARTED", {"job_id": job.job_id, "attempt": job.attempt,
+                                                    "start_time": start_time}, [], [])
+        job.started = self.reactor.call_later(STARTED_DELAY, announce)
         if job.timeout:
             def expire() -> None:
                 job.outcome = {"status": "terminated", "exception": {
@@ -249,9 +260,10 @@ class JobExecutor:
 
     @staticmethod
     def _cancel_timer(job: Assignment) -> None:
-        if job.timer is not None:
-            job.timer.cancel()
-            job.timer = None
+        for timer in (job.timer, job.started):
+            if timer is not None:
+                timer.cancel()
+        job.timer = job.started = None
 
     # -- worker processes -----------------------------------------------------
     def _spawn(self, cluster: ClusterState) -> None:
@@ -298,6 +310,10 @@ class JobExecutor:
             self._finish(job, fields, frames, labels)
             self._worker_idle(worker)
         elif kind in ("provisional", "file") and worker.job is not None:
+            started = worker.job.started
+            if started is not None:  # a job that reports is running: say so first
+                started.cancel()
+                started.fn()
             mtype = "JOB_PROVISIONAL" if kind == "provisional" else "JOB_FILE"
             labels = ["result"] * len(frames) if kind == "provisional" else ["file"]
             self.emit(worker.job.link, mtype, fields, frames, labels)

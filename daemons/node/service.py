@@ -301,9 +301,8 @@ class NodeService:
                 if isinstance(job_id, str):
                     self.executor.cancel(job_id, link.sid)
         elif t == "RESULT_ACK":
-            for job_id in msg.fields["job_ids"]:
-                if isinstance(job_id, str) and self._may_ack(job_id, link):
-                    self.spool.ack(job_id)
+            self.spool.ack_many([job_id for job_id in msg.fields["job_ids"]
+                                 if isinstance(job_id, str) and self._may_ack(job_id, link)])
         elif t == "FILE_PUT":
             self._handle_file_put(link, msg)
         elif t == "TEARDOWN":

@@ -1,17 +1,26 @@
-"""Results spooled on disk until the scheduler acknowledges them (DESIGN §6).
+"""Results kept on disk until the scheduler acknowledges them (DESIGN §6).
 
-A finished job's result is written (mode 0600) before it is sent and
-deleted on ``RESULT_ACK``.  A node that lost its scheduler, or that was
-restarted with the same ``--dest-path-prefix``, still has every
-unacknowledged result and sends it again when the cluster is set up anew.
-Files are written with a rename, so a crash leaves either the whole result
-or nothing; they are not fsynced (a machine crash may lose the last ones).
+A finished job's result is appended (mode 0600) to a log segment before it
+is sent; a ``RESULT_ACK`` appends a release record.  A node that lost its
+scheduler, or that was restarted with the same ``--dest-path-prefix``,
+replays the segments and still has every unacknowledged result, which it
+sends again when the cluster is set up anew.
+
+One ``write`` per result and per acknowledgement (no file created, renamed
+or removed per job) keeps the spool off the hot path.  A record is
+``[4-byte length][msgpack body]``; a torn last record (a crash mid-write)
+ends the replay of its segment.  A segment is removed once every result in
+it is released, and the current one is emptied whenever nothing is pending,
+so an idle node's spool is empty files.  Records are not fsynced: a machine
+crash may lose the last ones, and those jobs run again.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +29,9 @@ import msgpack
 
 __all__ = ["SpooledResult", "ResultSpool"]
 
+_LENGTH = struct.Struct("!I")
+_SEGMENT_BYTES = 64 << 20  # start a new segment past this size
+
 
 @dataclass
 class SpooledResult:
@@ -27,57 +39,159 @@ class SpooledResult:
     job_id: str
     fields: dict[str, Any]
     labels: list[str]
-    path: Path
+    segment: _Segment
+    offset: int  # of the record's body in the segment
+    size: int
 
     def frames(self) -> list[bytes]:
-        data = msgpack.unpackb(self.path.read_bytes(), raw=False)
-        return list(data["frames"])
+        body = os.pread(self.segment.fd, self.size, self.offset)
+        if len(body) != self.size:
+            raise ValueError("spool record truncated")
+        return list(msgpack.unpackb(body, raw=False)["frames"])
+
+
+class _Segment:
+    """One append-only log file and the number of results in it not yet released."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.fstat(self.fd).st_size
+        self.live = 0
+
+    def append(self, body: bytes) -> int:
+        """Write one record; returns the offset of its body."""
+        record = _LENGTH.pack(len(body)) + body
+        written = os.write(self.fd, record)
+        while written < len(record):  # regular files rarely write short, but may
+            written += os.write(self.fd, record[written:])
+        offset = self.size + _LENGTH.size
+        self.size += len(record)
+        return offset
+
+    def records(self) -> Iterable[tuple[int, bytes]]:
+        """(body offset, body) of every whole record, in order."""
+        data = os.pread(self.fd, self.size, 0)
+        at = 0
+        while at + _LENGTH.size <= len(data):
+            (length,) = _LENGTH.unpack_from(data, at)
+            if at + _LENGTH.size + length > len(data):
+                break
+            yield at + _LENGTH.size, data[at + _LENGTH.size:at + _LENGTH.size + length]
+            at += _LENGTH.size + length
+
+    def empty(self) -> None:
+        os.ftruncate(self.fd, 0)
+        self.size = 0
+
+    def close(self, remove: bool) -> None:
+        os.close(self.fd)
+        if remove:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
 
 
 class ResultSpool:
-    """One file per unacknowledged result, indexed in memory by job id."""
+    """Unacknowledged results in log segments, indexed in memory by job id."""
 
     def __init__(self, directory: Path, log: logging.Logger | None = None) -> None:
         self.directory = directory
         self.log = log or logging.getLogger("gridlib.node")
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._index: dict[str, SpooledResult] = {}
+        self._segments: list[_Segment] = []
+        self._current: _Segment | None = None  # none while replaying
         self._load()
+        number = max((int(s.path.stem) for s in self._segments), default=0) + 1
+        self._current = self._open(number)
 
+    # -- replay ----------------------------------------------------------------
     def _load(self) -> None:
-        for path in sorted(self.directory.glob("*.res")):
-            try:
-                data = msgpack.unpackb(path.read_bytes(), raw=False)
-                entry = SpooledResult(str(data["cluster_id"]), str(data["job_id"]),
-                                      dict(data["fields"]), list(data["labels"]), path)
-            except Exception as exc:  # a torn or foreign file: keep going without it
-                self.log.warning("event=spool_unreadable path=%s error=%s", path, exc)
+        for path in sorted(self.directory.glob("*.spool")):
+            if not path.stem.isdigit():
                 continue
-            self._index[entry.job_id] = entry
+            segment = _Segment(path)
+            self._segments.append(segment)
+            for offset, body in segment.records():
+                try:
+                    self._replay(segment, offset, body)
+                except Exception as exc:  # a foreign or damaged record: keep going without it
+                    self.log.warning("event=spool_unreadable path=%s error=%s", path, exc)
+        for segment in list(self._segments):
+            if not segment.live:
+                self._segments.remove(segment)
+                segment.close(remove=True)
         if self._index:
             self.log.info("event=spool_loaded results=%d", len(self._index))
 
+    def _replay(self, segment: _Segment, offset: int, body: bytes) -> None:
+        data = msgpack.unpackb(body, raw=False)
+        if data.get("op") == "ack":
+            for job_id in data["job_ids"]:
+                self._release(str(job_id))
+            return
+        entry = SpooledResult(str(data["cluster_id"]), str(data["job_id"]), dict(data["fields"]),
+                              list(data["labels"]), segment, offset, len(body))
+        self._release(entry.job_id)
+        self._index[entry.job_id] = entry
+        segment.live += 1
+
+    def _open(self, number: int) -> _Segment:
+        segment = _Segment(self.directory / f"{number:08d}.spool")
+        self._segments.append(segment)
+        return segment
+
+    # -- the node's side -------------------------------------------------------
     def put(self, cluster_id: str, job_id: str, fields: dict[str, Any], frames: list[Any],
             labels: list[str]) -> None:
-        name = "".join(c for c in job_id if c.isalnum() or c in "-_")[:128] or "job"
-        path = self.directory / f"{name}.res"
-        tmp = path.with_suffix(".tmp")
-        blob = msgpack.packb({"cluster_id": cluster_id, "job_id": job_id, "fields": fields,
-                              "labels": labels, "frames": [bytes(memoryview(f)) for f in frames]},
+        body = msgpack.packb({"cluster_id": cluster_id, "job_id": job_id, "fields": fields,
+                              "labels": labels, "frames": [memoryview(f) for f in frames]},
                              use_bin_type=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-        os.replace(tmp, path)
-        self._index[job_id] = SpooledResult(cluster_id, job_id, fields, labels, path)
+        segment = self._current
+        assert segment is not None  # set at the end of __init__
+        if segment.size > _SEGMENT_BYTES:
+            segment = self._current = self._open(int(segment.path.stem) + 1)
+        offset = segment.append(body)
+        self._release(job_id)  # a job run again replaces its earlier result
+        self._index[job_id] = SpooledResult(cluster_id, job_id, fields, labels, segment, offset,
+                                            len(body))
+        segment.live += 1
 
     def ack(self, job_id: str) -> None:
+        self.ack_many([job_id])
+
+    def ack_many(self, job_ids: Iterable[str]) -> None:
+        """Release results (one record for the lot); unknown ids are ignored."""
+        released = [job_id for job_id in job_ids if self._release(job_id)]
+        if not released:
+            return
+        current = self._current
+        assert current is not None
+        if not self._index:  # nothing pending: no segment needs its history
+            for segment in self._segments:
+                if segment is not current:
+                    segment.close(remove=True)
+            self._segments = [current]
+            current.empty()
+            return
+        try:
+            current.append(msgpack.packb({"op": "ack", "job_ids": released}))
+        except OSError as exc:  # replay would resend them; the scheduler ignores duplicates
+            self.log.warning("event=spool_ack_write_failed error=%s", exc)
+
+    def _release(self, job_id: str) -> bool:
         entry = self._index.pop(job_id, None)
-        if entry is not None:
-            try:
-                entry.path.unlink()
-            except FileNotFoundError:
-                pass
+        if entry is None:
+            return False
+        segment = entry.segment
+        segment.live -= 1
+        if (not segment.live and self._current is not None and segment is not self._current
+                and segment in self._segments):
+            self._segments.remove(segment)
+            segment.close(remove=True)
+        return True
 
     def get(self, job_id: str) -> SpooledResult | None:
         return self._index.get(job_id)
@@ -89,8 +203,12 @@ class ResultSpool:
         return [e for e in self._index.values() if e.cluster_id == cluster_id]
 
     def drop_cluster(self, cluster_id: str) -> None:
-        for entry in self.of_cluster(cluster_id):
-            self.ack(entry.job_id)
+        self.ack_many([e.job_id for e in self.of_cluster(cluster_id)])
+
+    def close(self) -> None:
+        for segment in self._segments:
+            segment.close(remove=False)
+        self._segments = []
 
     def __len__(self) -> int:
         return len(self._index)

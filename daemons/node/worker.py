@@ -41,17 +41,25 @@ class _Capture:
         sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), line_buffering=True)
 
     def reset(self) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
         for f in self.files:
-            f.seek(0)
-            f.truncate()
+            if os.lseek(f.fileno(), 0, os.SEEK_CUR):  # most jobs print nothing: no syscall more
+                os.ftruncate(f.fileno(), 0)
+                os.lseek(f.fileno(), 0, os.SEEK_SET)
 
     def read(self) -> list[bytes]:
+        """What the job wrote to fds 1 and 2 since ``reset``; the files are left empty."""
         sys.stdout.flush()
         sys.stderr.flush()
         out = []
         for f in self.files:
-            f.seek(0)
-            out.append(f.read())
+            fd = f.fileno()
+            size = os.lseek(fd, 0, os.SEEK_CUR)
+            out.append(os.pread(fd, size, 0) if size else b"")
+            if size:
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
         return out
 
 
