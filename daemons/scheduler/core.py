@@ -9,6 +9,7 @@ are carried through untouched.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,13 @@ from .records import (
 )
 from .state import CLIENT, NODE, Peer, Send
 
-__all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE", "SHORT_JOB"]
+__all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE", "PREFETCH_WORK", "PREFETCH_PER_CPU"]
 
-SHORT_JOB = 0.02  # seconds: below this average, nodes get a deeper prefetch
+# A node holds, beyond one job per CPU, about this many seconds of work per CPU (by the
+# recent average run time), so that no worker waits a round trip for its next job while
+# the work a node hoards -- and so the imbalance at the end of a run -- stays this small.
+PREFETCH_WORK = 0.005
+PREFETCH_PER_CPU = 16  # at most this many jobs per CPU waiting on a node
 
 
 def _valid_job_spec(spec: Any) -> dict[str, Any]:
@@ -373,12 +378,14 @@ class SchedulerCore(FaultHandling, NodeAllocation):
     def _credit(self, node: NodeRecord) -> int:
         """Jobs a node may hold: its CPUs plus a prefetch so no worker waits for the next job.
 
-        While jobs are short (the recent average is under SHORT_JOB seconds) a round trip
-        to the scheduler costs as much as a job, so the prefetch grows to CPUs + 2.
+        The prefetch is ``PREFETCH_WORK`` seconds of work per CPU at the recent average
+        job time (at least the configured ``prefetch``, at most ``PREFETCH_PER_CPU`` jobs
+        per CPU): deep for jobs shorter than a round trip, the minimum for long ones.
         """
-        if self.job_time < SHORT_JOB:
-            return node.cpus + max(self.prefetch, node.cpus + 2)
-        return node.cpus + self.prefetch
+        if self.job_time == float("inf"):
+            return node.cpus + self.prefetch
+        deep = math.ceil(node.cpus * PREFETCH_WORK / max(self.job_time, 1e-6))
+        return node.cpus + max(self.prefetch, min(deep, PREFETCH_PER_CPU * node.cpus))
 
     def dispatch(self) -> None:
         """Give queued jobs to nodes with credit, least loaded first."""

@@ -619,9 +619,23 @@ def test_duplicate_submit_of_a_job_id_is_idempotent(grid: Grid) -> None:
 def test_short_jobs_deepen_the_prefetch() -> None:
     grid = Grid()
     grid.running_cluster((NODE_A, 2))
-    out = grid.submit(*[f"j{i}" for i in range(10)])
+    out = grid.submit(*[f"j{i}" for i in range(100)])
     assert len(assigned(out, NODE_A)) == 3  # 2 CPUs + 1 while nothing is known of the jobs
     for i in range(3):
         grid.send(NODE_A, "JOB_RESULT", {"job_id": f"j{i}", "status": "finished", "attempt": 1,
                                          "start_time": 100.0, "end_time": 100.001})
-    assert len(grid.core.nodes["id-node-a"].inflight) == 6  # short jobs: 2 CPUs + 4
+    # 1 ms jobs: 2 CPUs + 5 ms of work per CPU (10 jobs)
+    assert len(grid.core.nodes["id-node-a"].inflight) == 12
+    for i in range(3, 15):
+        grid.send(NODE_A, "JOB_RESULT", {"job_id": f"j{i}", "status": "finished", "attempt": 1,
+                                         "start_time": 100.0, "end_time": 100.00001})
+    assert len(grid.core.nodes["id-node-a"].inflight) == 2 + 32  # capped: 16 per CPU
+
+
+def test_long_jobs_keep_the_minimum_prefetch() -> None:
+    grid = Grid()
+    grid.running_cluster((NODE_A, 2))
+    grid.submit(*[f"j{i}" for i in range(20)])
+    grid.send(NODE_A, "JOB_RESULT", {"job_id": "j0", "status": "finished", "attempt": 1,
+                                     "start_time": 100.0, "end_time": 101.0})
+    assert len(grid.core.nodes["id-node-a"].inflight) == 3  # 2 CPUs + 1
