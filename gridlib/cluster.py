@@ -126,6 +126,7 @@ class JobCluster(NodeControl):
         self.start_time = time.time()
         self._jobs: dict[str, Job] = {}
         self._nodes: dict[str, Node] = {}
+        self._node_names: dict[str, Node] = {}
         self._ids = itertools.count()
         self._cond = threading.Condition()
         self._unfinished = 0
@@ -137,6 +138,7 @@ class JobCluster(NodeControl):
                                          [nodes] if isinstance(nodes, NodeAllocate) else nodes)
                              if isinstance(n, NodeAllocate)]
         self._unjournaled: list[Message] = []
+        self._inbox: list[Message] = []  # this loop turn's messages for the delivery thread
         self.duplicates = 0
         kind, blob, files = packed
         self._kind = kind
@@ -153,6 +155,7 @@ class JobCluster(NodeControl):
         self._conn = self._connect(identity, targets, host, LivenessPolicy(pulse_interval),
                                    scheduler_port, max_msg_size,
                                    self._journal_results if journal else None)
+        self._conn.reactor.after_turn.append(self._post_inbox)
         self._conn.start()
         try:
             self._open(kind, blob, files, {**options, "recover": cluster_id is not None})
@@ -313,15 +316,34 @@ class JobCluster(NodeControl):
             if self._journal is not None:
                 self._unjournaled.append(msg)  # journaled before the ack goes (before_ack)
             self._conn.ack(str(msg.fields["job_id"]))
-            self._delivery.post(lambda: self._apply_result(msg))
-        elif msg.type == "JOB_EVENT":
-            self._delivery.post(lambda: self._apply_event(msg))
-        elif msg.type == "NODE_EVENT":
-            self._delivery.post(lambda: self._apply_node_event(msg))
-        elif msg.type == "JOB_FILE":
-            self._delivery.post(lambda: self._apply_file(msg))
+            self._inbox.append(msg)
+        elif msg.type in ("JOB_EVENT", "NODE_EVENT", "JOB_FILE"):
+            self._inbox.append(msg)
         elif msg.type == "ERROR":
             log.warning("event=scheduler_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+
+    def _post_inbox(self) -> None:
+        """I/O thread, once a loop turn: hand this turn's messages to the delivery thread at once."""
+        if self._inbox:
+            batch, self._inbox = self._inbox, []
+            self._delivery.post(lambda: self._apply_all(batch))
+
+    def _apply_all(self, batch: list[Message]) -> None:
+        for msg in batch:
+            try:
+                self._apply(msg)
+            except Exception:
+                log.exception("event=apply_failed type=%s", msg.type)
+
+    def _apply(self, msg: Message) -> None:
+        if msg.type == "JOB_RESULT":
+            self._apply_result(msg)
+        elif msg.type == "JOB_EVENT":
+            self._apply_event(msg)
+        elif msg.type == "NODE_EVENT":
+            self._apply_node_event(msg)
+        elif msg.type == "JOB_FILE":
+            self._apply_file(msg)
 
     # -- applying them (delivery thread) ---------------------------------------------
     def _notify(self, status: Any, node: Node | None, job: Job | None) -> None:
@@ -341,7 +363,7 @@ class JobCluster(NodeControl):
         except Exception as err:  # a malformed result must not leave the job hanging
             job.status = JobStatus.Terminated
             job.exception = f"ProtocolError: malformed result from the node: {err}"
-        node = next((n for n in self._nodes.values() if n.name == job.node), None)
+        node = self._node_names.get(job.node) if job.node else None
         if node is not None and job.start_time and job.end_time:
             node.jobs_done += 1
             node.cpu_time += max(0.0, job.end_time - job.start_time)
@@ -412,7 +434,7 @@ class JobCluster(NodeControl):
             job.status = JobStatus.Running
             job.start_time = msg.get("start_time") or time.time()
             job.node, job.ip_addr = msg.get("node"), msg.get("ip_addr")
-            node = next((n for n in self._nodes.values() if n.name == job.node), None)
+            node = self._node_names.get(job.node) if job.node else None
             if node is not None:
                 node.busy += 1
             self._notify(JobStatus.Running, node, job)

@@ -56,6 +56,7 @@ class NodeControl:
     cluster_id: str
     _conn: Any
     _nodes: dict[str, Node]
+    _node_names: dict[str, Node]  # the same nodes by name (results name their node)
     _allocations: list[NodeAllocate]
     _node_port: int
     _only_listed: list[str] | None = None  # SharedJobCluster(nodes=...): use only these
@@ -108,6 +109,7 @@ class NodeControl:
             node = Node(node_id, str(info.get("name")), str(info.get("ip_addr")), int(info.get("cpus") or 0))
             self._nodes[node_id] = node
         node.update(info, time.time())
+        self._node_names[node.name] = node
         if event == "initialized":
             node.status = NodeStatus.Initialized
             self._notify(NodeStatus.Initialized, node, None)
