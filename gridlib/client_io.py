@@ -1,8 +1,8 @@
 """The client's I/O thread (DESIGN §1.3, §3).
 
-One thread owns every socket of a cluster: a DEALER to the scheduler and,
-for a ``JobCluster``, the embedded scheduler itself on the same reactor
-(reached over ``inproc``).  User threads hand it work through thread-safe
+One thread owns every socket of a cluster: a DEALER to a scheduler daemon
+or, for a ``JobCluster``, the embedded scheduler itself on the same reactor,
+called directly (messages pass as objects, no socket in between).  User threads hand it work through thread-safe
 queues; submissions and acknowledgements are batched into one message per
 loop turn.  Nothing slow runs here: results are handed to the delivery
 thread still serialized.
@@ -68,7 +68,8 @@ class ClientConnection:
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
         self.scheduler: Any = None  # the embedded SchedulerService
-        self.socket: zmq.Socket[bytes] | None = None
+        self.socket: zmq.Socket[bytes] | None = None  # to a scheduler daemon
+        self._local_send: Callable[[Message], None] | None = None  # to the embedded one
         self._pending: dict[bytes, Future[Message]] = {}
         self._submits: deque[tuple[str, dict[str, Any], list[Any]]] = deque()
         self._acks: list[str] = []
@@ -111,18 +112,15 @@ class ClientConnection:
                                               host=self.host, node_port=self.node_port,
                                               max_msg_size=self.max_msg_size,
                                               liveness=self.policy, log=self.log)
-            endpoint = self.scheduler.bind_clients_inproc(f"gridlib-{uuid.uuid4().hex}")
-            sock = self.context.socket(zmq.DEALER)
-            sock.linger = 0
-            sock.connect(endpoint)
+            self._local_send = self.scheduler.attach_local_client(self._receive)
         else:
             sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair,
                                        self.scheduler_key)
             # a stable routing id: after a reconnect the scheduler still knows who we are
             sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
             sock.connect(self.scheduler_endpoint)
-        self.socket = sock
-        self.reactor.add_reader(sock, self._on_readable)
+            self.socket = sock
+            self.reactor.add_reader(sock, self._on_readable)
         self.reactor.after_turn.append(self._flush_acks)
         # any message counts as a heartbeat; an idle client still says it is alive
         self.reactor.call_every(self.policy.interval, self._beat)
@@ -229,6 +227,9 @@ class ClientConnection:
             self._send(new_message("RESULT_ACK", {"job_ids": acks}))
 
     def _send(self, msg: Message) -> None:
+        if self._local_send is not None:
+            self._local_send(msg)
+            return
         if self.socket is None:
             return
         try:
@@ -251,16 +252,20 @@ class ClientConnection:
             except ProtocolError as exc:
                 self.log.warning("event=bad_message reason=%r", exc.reason)
                 continue
-            if msg.ref and self._unconfirmed.pop(msg.ref, None) is not None:
-                if msg.type == "ERROR":
-                    self.log.warning("event=submit_refused code=%s reason=%r", msg.get("code"),
-                                     msg.get("reason"))
-                continue
-            future = self._pending.pop(msg.ref, None) if msg.ref else None
-            if future is not None:
-                future.set_result(msg)
-                continue
-            try:
-                self.on_message(msg)
-            except Exception:
-                self.log.exception("event=message_handler_failed type=%s", msg.type)
+            self._receive(msg)
+
+    def _receive(self, msg: Message) -> None:
+        """One message from the scheduler (I/O thread)."""
+        if msg.ref and self._unconfirmed.pop(msg.ref, None) is not None:
+            if msg.type == "ERROR":
+                self.log.warning("event=submit_refused code=%s reason=%r", msg.get("code"),
+                                 msg.get("reason"))
+            return
+        future = self._pending.pop(msg.ref, None) if msg.ref else None
+        if future is not None:
+            future.set_result(msg)
+            return
+        try:
+            self.on_message(msg)
+        except Exception:
+            self.log.exception("event=message_handler_failed type=%s", msg.type)

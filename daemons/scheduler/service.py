@@ -1,7 +1,8 @@
 """The scheduler's socket shell (DESIGN §3): sockets, beacons and timers around the core.
 
-The same class runs inside a ``JobCluster``'s I/O thread (clients over
-``inproc``) and as the ``gridlib scheduler`` daemon (clients over CURVE TCP).
+The same class runs inside a ``JobCluster``'s I/O thread (its one client
+attached on that thread, messages passed as objects) and as the
+``gridlib scheduler`` daemon (clients over CURVE TCP).
 It owns a ROUTER for nodes (CURVE server, ZAP domain ``gridlib.nodes``),
 ROUTERs for clients, and PUB sockets that announce the scheduler to the
 beacon port of every candidate node.
@@ -12,12 +13,14 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
 
 from gridlib.protocol.addresses import expand_targets
-from gridlib.protocol.codec import decode, encode, error_reply, reply, split_envelope
+from gridlib.protocol.codec import Message, decode, encode, error_reply, reply, split_envelope
 from gridlib.protocol.discovery import BeaconAnnouncer
 from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
@@ -42,6 +45,8 @@ __all__ = ["SchedulerService", "NODES_DOMAIN", "CLIENTS_DOMAIN"]
 NODES_DOMAIN = "gridlib.nodes"
 CLIENTS_DOMAIN = "gridlib.clients"
 _BATCH = 2000  # messages read from one socket per loop turn before others get a go
+LOCAL_ROUTE = (b"local",)  # the embedded scheduler's own client
+_LOCAL = object()  # stands for its socket
 
 
 class SchedulerService:
@@ -92,20 +97,36 @@ class SchedulerService:
         self.announcer = BeaconAnnouncer(reactor, context, self.scheduler_id, self.epoch,
                                          identity.keypair.public, self.policy.interval,
                                          self._endpoint_via, self.log)
+        self._local_client: Callable[[Message], None] | None = None
+        self._local_out: deque[Message] = deque()
+        self._delivering_local = False
         self._tick_timer = reactor.call_every(self.policy.interval, self._tick)
         # detection of a lost node is accurate to a quarter interval
         self._check_timer = reactor.call_every(self.policy.interval / 4, self._check)
         self.closed = False
 
     # -- endpoints ----------------------------------------------------------
-    def bind_clients_inproc(self, name: str) -> str:
-        """A client ROUTER on ``inproc://`` (the embedded scheduler's clients)."""
-        sock = self.context.socket(zmq.ROUTER)
-        sock.linger = 0
-        endpoint = f"inproc://{name}"
-        sock.bind(endpoint)
-        self._add_client_socket(sock)
-        return endpoint
+    def attach_local_client(self, on_message: Callable[[Message], None]) -> Callable[[Message], None]:
+        """The embedded scheduler's own client, on the same thread: no socket in between.
+
+        Messages pass as objects, both ways (the client is this process: user
+        ``"local"``, nothing to authenticate or decode).  Returns the function
+        the client sends with; ``on_message`` gets the scheduler's messages once
+        the turn's other sends are out.
+        """
+        self._local_client = on_message
+        self._client_socket_of[LOCAL_ROUTE] = _LOCAL
+
+        def send(msg: Message) -> None:
+            if self.closed:
+                return
+            if msg.type == "DISCOVER":
+                self._discover(_LOCAL, LOCAL_ROUTE, msg)
+            else:
+                self.core.handle(Peer(CLIENT, LOCAL_ROUTE, "local", ""), msg, time.monotonic(),
+                                 flush=False)
+            self._deliver(self.core.flush())
+        return send
 
     def bind_clients_tcp(self, host: str, port: int) -> int:
         """A CURVE client ROUTER on TCP (the shared scheduler daemon)."""
@@ -199,8 +220,19 @@ class SchedulerService:
                 sock = self._client_socket_of.get(send.route)
                 if sock is not None:
                     self._send(sock, send.route, send.msg)
+        if self._local_out and not self._delivering_local:
+            # after every other send, and never nested: the client may send from its handler
+            self._delivering_local = True
+            try:
+                while self._local_out and self._local_client is not None:
+                    self._local_client(self._local_out.popleft())
+            finally:
+                self._delivering_local = False
 
-    def _send(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
+    def _send(self, sock: Any, route: tuple[bytes, ...], msg: Any) -> None:
+        if sock is _LOCAL:
+            self._local_out.append(msg)
+            return
         try:
             sock.send_multipart([*route, b"", *encode(msg)], zmq.NOBLOCK, copy=False)
         except zmq.ZMQError as exc:  # peer gone, or its queue is full: liveness will tell
