@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 
@@ -30,6 +31,7 @@ def run_node(config: NodeConfig, identity: Identity,
     handle_signals(reactor, node.stop, node.reload, reload, log)
     try:
         node.start()
+        gc.freeze()  # start-up objects live forever: the collector need not scan them again
         reactor.run()
     finally:
         node.stop()

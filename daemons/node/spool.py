@@ -6,10 +6,10 @@ scheduler, or that was restarted with the same ``--dest-path-prefix``,
 replays the segments and still has every unacknowledged result, which it
 sends again when the cluster is set up anew.
 
-One ``write`` per result and per acknowledgement (no file created, renamed
-or removed per job) keeps the spool off the hot path.  A record is
-``[4-byte length][msgpack body]``; a torn last record (a crash mid-write)
-ends the replay of its segment.  A segment is removed once every result in
+One ``writev`` per result and per acknowledgement (no file created, renamed
+or removed per job, frames not copied first) keeps the spool off the hot
+path.  A record is ``[4-byte length][4-byte length][msgpack meta][frames]``;
+a torn last record (a crash mid-write) ends the replay of its segment.  A segment is removed once every result in
 it is released, and the current one is emptied whenever nothing is pending,
 so an idle node's spool is empty files.  Records are not fsynced: a machine
 crash may lose the last ones, and those jobs run again.
@@ -47,7 +47,23 @@ class SpooledResult:
         body = os.pread(self.segment.fd, self.size, self.offset)
         if len(body) != self.size:
             raise ValueError("spool record truncated")
-        return list(msgpack.unpackb(body, raw=False)["frames"])
+        meta, at = _meta(body)
+        frames = []
+        for length in meta["lengths"]:
+            frames.append(body[at:at + length])
+            at += length
+        return frames
+
+
+def _meta(body: bytes) -> tuple[dict[str, Any], int]:
+    """A record body's msgpack part and the offset of its frames."""
+    (size,) = _LENGTH.unpack_from(body)
+    return msgpack.unpackb(body[_LENGTH.size:_LENGTH.size + size], raw=False), _LENGTH.size + size
+
+
+def _body(meta: dict[str, Any], frames: list[memoryview]) -> list[Any]:
+    packed = msgpack.packb(meta, use_bin_type=True)
+    return [_LENGTH.pack(len(packed)), packed, *frames]
 
 
 class _Segment:
@@ -59,14 +75,20 @@ class _Segment:
         self.size = os.fstat(self.fd).st_size
         self.live = 0
 
-    def append(self, body: bytes) -> int:
-        """Write one record; returns the offset of its body."""
-        record = _LENGTH.pack(len(body)) + body
-        written = os.write(self.fd, record)
-        while written < len(record):  # regular files rarely write short, but may
-            written += os.write(self.fd, record[written:])
+    def append(self, parts: list[Any]) -> int:
+        """Write one record (its body in ``parts``, frames not copied); returns the body's offset."""
+        views = [memoryview(p).cast("B") for p in parts]
+        length = sum(v.nbytes for v in views)
+        pending = [memoryview(_LENGTH.pack(length)), *(v for v in views if v.nbytes)]
+        while pending:  # regular files rarely write short, but may
+            written = os.writev(self.fd, pending)
+            while pending and written >= pending[0].nbytes:
+                written -= pending[0].nbytes
+                pending.pop(0)
+            if pending and written:
+                pending[0] = pending[0][written:]
         offset = self.size + _LENGTH.size
-        self.size += len(record)
+        self.size += _LENGTH.size + length
         return offset
 
     def records(self) -> Iterable[tuple[int, bytes]]:
@@ -127,7 +149,7 @@ class ResultSpool:
             self.log.info("event=spool_loaded results=%d", len(self._index))
 
     def _replay(self, segment: _Segment, offset: int, body: bytes) -> None:
-        data = msgpack.unpackb(body, raw=False)
+        data, _ = _meta(body)
         if data.get("op") == "ack":
             for job_id in data["job_ids"]:
                 self._release(str(job_id))
@@ -146,9 +168,9 @@ class ResultSpool:
     # -- the node's side -------------------------------------------------------
     def put(self, cluster_id: str, job_id: str, fields: dict[str, Any], frames: list[Any],
             labels: list[str]) -> None:
-        body = msgpack.packb({"cluster_id": cluster_id, "job_id": job_id, "fields": fields,
-                              "labels": labels, "frames": [memoryview(f) for f in frames]},
-                             use_bin_type=True)
+        views = [memoryview(f).cast("B") for f in frames]
+        body = _body({"cluster_id": cluster_id, "job_id": job_id, "fields": fields,
+                      "labels": labels, "lengths": [v.nbytes for v in views]}, views)
         segment = self._current
         assert segment is not None  # set at the end of __init__
         if segment.size > _SEGMENT_BYTES:
@@ -156,7 +178,7 @@ class ResultSpool:
         offset = segment.append(body)
         self._release(job_id)  # a job run again replaces its earlier result
         self._index[job_id] = SpooledResult(cluster_id, job_id, fields, labels, segment, offset,
-                                            len(body))
+                                            sum(memoryview(p).nbytes for p in body))
         segment.live += 1
 
     def ack(self, job_id: str) -> None:
@@ -177,7 +199,7 @@ class ResultSpool:
             current.empty()
             return
         try:
-            current.append(msgpack.packb({"op": "ack", "job_ids": released}))
+            current.append(_body({"op": "ack", "job_ids": released}, []))
         except OSError as exc:  # replay would resend them; the scheduler ignores duplicates
             self.log.warning("event=spool_ack_write_failed error=%s", exc)
 

@@ -7,6 +7,7 @@ and allowlists reloaded on SIGHUP.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
         log.info("event=scheduler_started sid=%s clients=%s:%d nodes=%s:%d policy=%s journal=%s",
                  service.scheduler_id, config.host, config.client_port, config.host,
                  service.node_port, config.options.policy, config.journal or "-")
+        gc.freeze()  # start-up objects live forever: the collector need not scan them again
         reactor.run()
         service.close()
     finally:
