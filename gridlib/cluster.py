@@ -42,6 +42,13 @@ DEFAULT_NODE_PORT = 51352
 log = logging.getLogger("gridlib.client")
 
 
+def _light(msg: Message) -> bool:
+    """A message cheap to apply on the I/O thread: a result of < 64 KiB, a running event."""
+    if msg.type == "JOB_EVENT":
+        return msg.fields.get("event") == "running"
+    return msg.type == "JOB_RESULT" and sum(memoryview(f).nbytes for f in msg.frames) < 65536
+
+
 def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
     if nodes is None:
         return ["127.0.0.1"]
@@ -128,6 +135,8 @@ class JobCluster(NodeControl):
         self._nodes: dict[str, Node] = {}
         self._node_names: dict[str, Node] = {}
         self._ids = itertools.count()
+        self._uid_prefix = uuid.uuid4().hex[:16]  # fresh per cluster object, so also after recovery
+        self._uids = itertools.count()
         self._cond = threading.Condition()
         self._unfinished = 0
         self._closed = False
@@ -223,7 +232,7 @@ class JobCluster(NodeControl):
         if self._kind == "program" and kwargs:
             raise GridError("a program computation takes positional arguments only")
         frames = pack_args(args, kwargs)
-        uid = uuid.uuid4().hex
+        uid = f"{self._uid_prefix}{next(self._uids):x}"
         job = Job(next(self._ids) if job_id is None else job_id, uid, args, kwargs, time.time())
         limit = timeout if timeout is not None else self.timeout
         spec: dict[str, Any] = {"id": uid, "n": len(frames), "priority": int(priority)}
@@ -323,9 +332,19 @@ class JobCluster(NodeControl):
             log.warning("event=scheduler_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
 
     def _post_inbox(self) -> None:
-        """I/O thread, once a loop turn: hand this turn's messages to the delivery thread at once."""
-        if self._inbox:
-            batch, self._inbox = self._inbox, []
+        """I/O thread, once a loop turn: hand this turn's messages to the delivery thread at once.
+
+        Without callbacks there is no user code to keep off this thread: small results
+        (and running events) are applied here, saving a thread hand-off per turn -- as
+        long as the delivery thread has nothing earlier still to apply.
+        """
+        if not self._inbox:
+            return
+        batch, self._inbox = self._inbox, []
+        if (self.job_status is None and self.cluster_status is None and self._delivery.idle()
+                and all(_light(msg) for msg in batch)):
+            self._apply_all(batch)
+        else:
             self._delivery.post(lambda: self._apply_all(batch))
 
     def _apply_all(self, batch: list[Message]) -> None:

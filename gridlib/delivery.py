@@ -18,11 +18,19 @@ class Delivery:
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.log = log or logging.getLogger("gridlib.client")
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._backlog = 0  # posted and not yet finished
         self._thread = threading.Thread(target=self._run, name="gridlib-delivery", daemon=True)
         self._thread.start()
 
     def post(self, fn: Callable[[], None]) -> None:
+        with self._lock:
+            self._backlog += 1
         self._queue.put(fn)
+
+    def idle(self) -> bool:
+        """Whether everything posted so far has run (so work done elsewhere now stays in order)."""
+        return self._backlog == 0
 
     def _run(self) -> None:
         while True:
@@ -33,6 +41,9 @@ class Delivery:
                 item()  # type: ignore[operator]
             except Exception:
                 self.log.exception("event=callback_failed")
+            finally:
+                with self._lock:
+                    self._backlog -= 1
 
     def close(self, timeout: float = 30.0) -> None:
         """Finish what was posted, then stop (safe to call from the delivery thread)."""

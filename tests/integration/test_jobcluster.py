@@ -324,3 +324,45 @@ def test_await_job_wait_timeout_and_close_terminate(node_daemon: NodeProcess) ->
     assert slow.status == JobStatus.Cancelled
     with pytest.raises(gridlib.GridError):
         cluster.submit(1)
+
+
+def test_large_arguments_and_results_arrive_whole(node_daemon: NodeProcess) -> None:
+    """Frames past the node's shared-memory threshold (and empty ones) keep every byte."""
+    def echo(data, extra=b""):  # type: ignore[no-untyped-def]
+        import hashlib
+        print("x" * 300_000)  # large output too
+        return data + extra, hashlib.sha256(data).hexdigest()
+
+    import hashlib
+
+    blobs = [os.urandom(3 << 20), os.urandom(300_000), b""]
+    with cluster_for(node_daemon, echo) as cluster:
+        jobs = [cluster.submit(blob, extra=b"!") for blob in blobs]
+        for blob, job in zip(blobs, jobs, strict=True):
+            value, digest = job(timeout=120)
+            assert job.status == JobStatus.Finished, job.exception
+            assert value == blob + b"!" and digest == hashlib.sha256(blob).hexdigest()
+            assert job.stdout == "x" * 300_000 + "\n"
+
+
+def test_a_job_running_longer_than_the_started_delay_is_seen_running(
+        node_daemon: NodeProcess) -> None:
+    # (a job done within STARTED_DELAY goes straight to Finished, but on a loaded machine
+    # even sleep(0) may outlast it, so only the long job's events are certain)
+    events: list[tuple[object, object]] = []
+
+    def cluster_status(status, node, job):  # type: ignore[no-untyped-def]
+        if job is not None:
+            events.append((job.id, status))
+
+    def nap(seconds):  # type: ignore[no-untyped-def]
+        import time
+        time.sleep(seconds)
+        return seconds
+
+    with cluster_for(node_daemon, nap, cluster_status=cluster_status) as cluster:
+        assert cluster.submit_job_id("short", 0)(timeout=60) == 0
+        assert cluster.submit_job_id("long", 0.5)(timeout=60) == 0.5
+        assert wait_for(lambda: ("long", JobStatus.Finished) in events, 30)
+    assert [s for j, s in events if j == "short"][-1:] == [JobStatus.Finished]
+    assert [s for j, s in events if j == "long"] == [JobStatus.Running, JobStatus.Finished]
