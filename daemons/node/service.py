@@ -41,7 +41,7 @@ from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
 from gridlib.protocol.paths import write_file
-from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.reactor import Reactor, Timer
 from gridlib.protocol.sockets import (
     DEFAULT_MAX_MSG_SIZE,
     curve_client_socket,
@@ -56,6 +56,10 @@ __all__ = ["NodeConfig", "NodeService"]
 
 _MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
 _PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
+# A result sent over a live link is written to the spool only if it is still
+# unacknowledged this long after (acks take a millisecond or two): most never touch
+# the disk.  One sent while no link is up is written at once.
+SPOOL_GRACE = 0.05
 
 
 @dataclass
@@ -123,6 +127,7 @@ class NodeService:
         self.ip_addr = "" if config.host in ("0.0.0.0", "", "*", "::") else config.host
         self.links: dict[str, SchedulerLink] = {}
         self.spool = ResultSpool(self.prefix / "spool", self.log)
+        self._spool_timer: Timer | None = None
         self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
                                     self._emit, config.max_file_size, self.log)
         self.beacons: BeaconListener | None = None
@@ -175,6 +180,10 @@ class NodeService:
         for link in self.links.values():
             self._send(link, new_message("DISCONNECT"))
         self.executor.shutdown()
+        try:
+            self.spool.close()  # what is held is written
+        except OSError as exc:
+            self.log.error("event=spool_write_failed error=%s", exc)
         for link in self.links.values():
             self.reactor.remove_reader(link.socket)
             link.socket.close(0)
@@ -392,12 +401,33 @@ class NodeService:
                 self._setup_ok(link, str(fields["cluster_id"]))
             return
         if mtype == "JOB_RESULT":
-            try:  # durable before it is sent
-                self.spool.put(str(fields["cluster_id"]), str(fields["job_id"]), fields, frames, labels)
-            except OSError as exc:
-                self.log.error("event=spool_write_failed job=%s error=%s", fields["job_id"], exc)
+            cluster_id, job_id = str(fields["cluster_id"]), str(fields["job_id"])
+            if link is not None and link.welcomed:  # durable within SPOOL_GRACE, unless acked first
+                self.spool.hold(cluster_id, job_id, fields, frames, labels, time.monotonic())
+                if self._spool_timer is None:
+                    self._spool_timer = self.reactor.call_later(SPOOL_GRACE, self._write_held)
+            else:
+                self._spool_put(cluster_id, job_id, fields, frames, labels)
         if link is not None:
             self._send(link, new_message(mtype, fields, frames, labels))
+
+    def _spool_put(self, cluster_id: str, job_id: str, fields: dict[str, Any], frames: list[Any],
+                   labels: list[str]) -> None:
+        try:
+            self.spool.put(cluster_id, job_id, fields, frames, labels)
+        except OSError as exc:
+            self.log.error("event=spool_write_failed job=%s error=%s", job_id, exc)
+
+    def _write_held(self) -> None:
+        """Make durable the results still unacknowledged SPOOL_GRACE after they were sent."""
+        self._spool_timer = None
+        try:
+            left = self.spool.write_held(time.monotonic() - SPOOL_GRACE)
+        except OSError as exc:
+            self.log.error("event=spool_write_failed error=%s", exc)
+            left = len(self.spool)
+        if left:
+            self._spool_timer = self.reactor.call_later(SPOOL_GRACE / 2, self._write_held)
 
     def _send(self, link: SchedulerLink, msg: Message) -> None:
         try:

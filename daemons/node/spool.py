@@ -39,11 +39,15 @@ class SpooledResult:
     job_id: str
     fields: dict[str, Any]
     labels: list[str]
-    segment: _Segment
-    offset: int  # of the record's body in the segment
-    size: int
+    segment: _Segment | None  # None: held in memory, not written yet
+    offset: int = 0  # of the record's body in the segment
+    size: int = 0
+    held: list[Any] | None = None  # the frames, while held
+    since: float = 0.0  # when it was held
 
-    def frames(self) -> list[bytes]:
+    def frames(self) -> list[Any]:
+        if self.segment is None:
+            return list(self.held or [])
         body = os.pread(self.segment.fd, self.size, self.offset)
         if len(body) != self.size:
             raise ValueError("spool record truncated")
@@ -122,7 +126,8 @@ class ResultSpool:
         self.directory = directory
         self.log = log or logging.getLogger("gridlib.node")
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._index: dict[str, SpooledResult] = {}
+        self._index: dict[str, SpooledResult] = {}  # written
+        self._held: dict[str, SpooledResult] = {}  # in memory, oldest first
         self._segments: list[_Segment] = []
         self._current: _Segment | None = None  # none while replaying
         self._load()
@@ -181,6 +186,29 @@ class ResultSpool:
                                             sum(memoryview(p).nbytes for p in body))
         segment.live += 1
 
+    def hold(self, cluster_id: str, job_id: str, fields: dict[str, Any], frames: list[Any],
+             labels: list[str], now: float) -> None:
+        """Keep a result sent over a live link in memory; ``write_held`` makes it durable.
+
+        Most results are acknowledged within milliseconds and never touch the disk.
+        One the node loses before it is written is lost the way a job is when its
+        node dies: the scheduler runs it again (or, for a cluster that is not
+        reentrant, reports it abandoned).
+        """
+        self._release(job_id)
+        self._held[job_id] = SpooledResult(cluster_id, job_id, fields, labels, None,
+                                           held=list(frames), since=now)
+
+    def write_held(self, before: float | None = None) -> int:
+        """Write results held since ``before`` (all by default); returns how many are still held."""
+        while self._held:
+            entry = next(iter(self._held.values()))
+            if before is not None and entry.since > before:
+                break
+            del self._held[entry.job_id]
+            self.put(entry.cluster_id, entry.job_id, entry.fields, entry.held or [], entry.labels)
+        return len(self._held)
+
     def ack(self, job_id: str) -> None:
         self.ack_many([job_id])
 
@@ -204,6 +232,8 @@ class ResultSpool:
             self.log.warning("event=spool_ack_write_failed error=%s", exc)
 
     def _release(self, job_id: str) -> bool:
+        if self._held.pop(job_id, None) is not None:
+            return False  # nothing on disk to release
         entry = self._index.pop(job_id, None)
         if entry is None:
             return False
@@ -216,24 +246,26 @@ class ResultSpool:
         return True
 
     def get(self, job_id: str) -> SpooledResult | None:
-        return self._index.get(job_id)
+        return self._held.get(job_id) or self._index.get(job_id)
 
     def all(self) -> list[SpooledResult]:
-        return list(self._index.values())
+        return [*self._index.values(), *self._held.values()]
 
     def of_cluster(self, cluster_id: str) -> list[SpooledResult]:
-        return [e for e in self._index.values() if e.cluster_id == cluster_id]
+        return [e for e in self.all() if e.cluster_id == cluster_id]
 
     def drop_cluster(self, cluster_id: str) -> None:
         self.ack_many([e.job_id for e in self.of_cluster(cluster_id)])
 
     def close(self) -> None:
+        """Write what is held, then close the segments (the node is stopping)."""
+        self.write_held()
         for segment in self._segments:
             segment.close(remove=False)
         self._segments = []
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._index) + len(self._held)
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._index
+        return job_id in self._index or job_id in self._held

@@ -98,3 +98,27 @@ def test_old_segments_go_once_their_results_are_released(tmp_path: Path,
     spool.close()
     again = ResultSpool(tmp_path)
     assert [r.job_id for r in again.all()] == ["j9"]
+
+
+def test_held_results_touch_the_disk_only_if_unacknowledged_for_long(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path)
+    spool.hold("c1", "fast", {"job_id": "fast"}, [b"1"], ["result"], now=10.0)
+    spool.hold("c1", "slow", {"job_id": "slow"}, [memoryview(b"2")], ["result"], now=10.02)
+    assert len(spool) == 2 and "fast" in spool and spool.get("slow").frames() == [b"2"]
+    assert [r.job_id for r in spool.of_cluster("c1")] == ["fast", "slow"]
+    spool.ack("fast")  # acknowledged in time: never written
+    assert log_bytes(tmp_path) == 0
+    assert spool.write_held(before=10.01) == 1  # "slow" is not old enough yet
+    assert log_bytes(tmp_path) == 0
+    assert spool.write_held(before=10.05) == 0
+    assert log_bytes(tmp_path) > 0
+    spool.close()
+    again = ResultSpool(tmp_path)
+    assert [r.job_id for r in again.all()] == ["slow"] and again.get("slow").frames() == [b"2"]
+
+
+def test_closing_writes_what_is_held(tmp_path: Path) -> None:
+    spool = ResultSpool(tmp_path)
+    spool.hold("c1", "j1", {"job_id": "j1"}, [b"x"], ["result"], now=1.0)
+    spool.close()
+    assert [r.job_id for r in ResultSpool(tmp_path).all()] == ["j1"]
