@@ -27,7 +27,7 @@ from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.selftest import prove_fails_closed
-from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, curve_client_socket
+from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, curve_client_socket, recv_frames
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 __all__ = ["ClientConnection"]
@@ -243,7 +243,7 @@ class ClientConnection:
             return
         for _ in range(2000):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 break
             try:

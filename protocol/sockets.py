@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket as pysocket
+from typing import Any
 
 import zmq
 
 from .keys import KeyPair
 
 __all__ = [
+    "send_frames",
+    "recv_frames",
     "DEFAULT_MAX_MSG_SIZE",
     "curve_server_socket",
     "curve_client_socket",
@@ -123,3 +126,31 @@ def frame_property(frame: zmq.Frame, name: str) -> str:
 def frame_user_id(frame: zmq.Frame) -> str:
     """The ZAP ``User-Id`` of the peer that sent ``frame`` ("" when none)."""
     return frame_property(frame, "User-Id")
+
+
+# plain ints: pyzmq's Flag enums cost an enum operation per frame on the hot path
+_NOBLOCK = int(zmq.NOBLOCK)
+_NOBLOCK_MORE = int(zmq.NOBLOCK) | int(zmq.SNDMORE)
+
+
+def send_frames(sock: zmq.Socket[bytes], frames: list[Any]) -> None:
+    """``send_multipart(frames, NOBLOCK, copy=False)`` without the per-frame overhead.
+
+    libzmq queues a multipart message atomically: only the first frame can
+    raise ``zmq.Again`` (the peer's queue is full), and then nothing was sent.
+    """
+    send = sock.send
+    last = len(frames) - 1
+    for i, frame in enumerate(frames):
+        send(frame, _NOBLOCK_MORE if i < last else _NOBLOCK, copy=False)
+
+
+def recv_frames(sock: zmq.Socket[bytes]) -> list[zmq.Frame]:
+    """``recv_multipart(NOBLOCK, copy=False)``, reading ``more`` off each frame."""
+    recv = sock.recv
+    frame: zmq.Frame = recv(_NOBLOCK, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = recv(_NOBLOCK, copy=False)
+        frames.append(frame)
+    return frames

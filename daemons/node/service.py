@@ -47,6 +47,8 @@ from gridlib.protocol.sockets import (
     curve_client_socket,
     local_address_for,
     parse_endpoint,
+    recv_frames,
+    send_frames,
 )
 
 from .executor import Assignment, JobExecutor
@@ -277,7 +279,7 @@ class NodeService:
     def _on_link(self, link: SchedulerLink) -> None:
         for _ in range(1000):
             try:
-                frames = link.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(link.socket)
             except zmq.Again:
                 return
             link.last_heard = time.monotonic()
@@ -431,7 +433,7 @@ class NodeService:
 
     def _send(self, link: SchedulerLink, msg: Message) -> None:
         try:
-            link.socket.send_multipart([b"", *encode(msg)], zmq.NOBLOCK, copy=False)
+            send_frames(link.socket, [b"", *encode(msg)])
         except zmq.ZMQError as exc:
             self.log.debug("event=send_failed scheduler=%s type=%s error=%s", link.sid, msg.type, exc)
 

@@ -32,6 +32,8 @@ from gridlib.protocol.sockets import (
     frame_property,
     frame_user_id,
     local_address_for,
+    recv_frames,
+    send_frames,
     tcp_endpoint,
 )
 from gridlib.protocol.zap import ZapPolicy
@@ -169,7 +171,7 @@ class SchedulerService:
         core = self.core
         for _ in range(_BATCH):
             try:
-                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                frames = recv_frames(sock)
             except zmq.Again:
                 break
             self._handle_frames(sock, kind, frames)
@@ -234,7 +236,7 @@ class SchedulerService:
             self._local_out.append(msg)
             return
         try:
-            sock.send_multipart([*route, b"", *encode(msg)], zmq.NOBLOCK, copy=False)
+            send_frames(sock, [*route, b"", *encode(msg)])
         except zmq.ZMQError as exc:  # peer gone, or its queue is full: liveness will tell
             self.log.debug("event=send_failed type=%s error=%s", msg.type, exc)
 
