@@ -375,27 +375,34 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         self._finish(job, fields, msg.frames, msg.labels, node.node_id)
         self._dirty = True
 
-    def _credit(self, node: NodeRecord) -> int:
-        """Jobs a node may hold: its CPUs plus a prefetch so no worker waits for the next job.
+    def _credit_for(self, cpus: int) -> int:
+        """Jobs a node of ``cpus`` CPUs may hold: its CPUs plus a prefetch so no worker waits for the next job.
 
         The prefetch is ``PREFETCH_WORK`` seconds of work per CPU at the recent average
         job time (at least the configured ``prefetch``, at most ``PREFETCH_PER_CPU`` jobs
         per CPU): deep for jobs shorter than a round trip, the minimum for long ones.
         """
         if self.job_time == float("inf"):
-            return node.cpus + self.prefetch
-        deep = math.ceil(node.cpus * PREFETCH_WORK / max(self.job_time, 1e-6))
-        return node.cpus + max(self.prefetch, min(deep, PREFETCH_PER_CPU * node.cpus))
+            return cpus + self.prefetch
+        deep = math.ceil(cpus * PREFETCH_WORK / max(self.job_time, 1e-6))
+        return cpus + max(self.prefetch, min(deep, PREFETCH_PER_CPU * cpus))
 
     def dispatch(self) -> None:
         """Give queued jobs to nodes with credit, least loaded first."""
+        if not any(c.queued > 0 for c in self.clusters.values()):
+            return  # nothing to give: no node need be looked at
+        # credit by CPU count: the same for every node of a size (one scan, no call per node)
+        credit = {n.cpus: 0 for n in self.nodes.values()}
+        for cpus in credit:
+            credit[cpus] = self._credit_for(cpus)
         hungry = [n for n in self.nodes.values()
-                  if not n.suspect and len(n.inflight) < self._credit(n)]
+                  if len(n.inflight) < credit[n.cpus] and not n.suspect]
         while hungry:
-            hungry.sort(key=lambda n: len(n.inflight) / n.cpus)
+            if len(hungry) > 1:
+                hungry.sort(key=lambda n: len(n.inflight) / n.cpus)
             progressed = []
             for node in hungry:
-                if self._assign_one(node) and len(node.inflight) < self._credit(node):
+                if self._assign_one(node) and len(node.inflight) < credit[node.cpus]:
                     progressed.append(node)
             hungry = progressed
 

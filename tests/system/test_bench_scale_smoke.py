@@ -1,0 +1,91 @@
+"""``bench/scale.py --quick`` runs to the end, prints its three tables and writes positive figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.helpers import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+SCALE = REPO / "bench" / "scale.py"
+HEADERS = ("completions | ", "nodes x 2 CPUs | ", "stub nodes x 2 CPUs | ")
+
+
+def _children_of(pid: int) -> list[psutil.Process]:
+    """Processes the bench started: its private node (``--parent-pid PID``) and its stub process."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        cmd = proc.info["cmdline"] or []
+        private_node = "--parent-pid" in cmd and cmd[cmd.index("--parent-pid") + 1:][:1] == [str(pid)]
+        stub = "--stub-nodes" in cmd and str(SCALE) in cmd and proc.info["ppid"] in (pid, 1)
+        if private_node or stub:
+            found.append(proc)
+    return found
+
+
+def _positive(figures: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        assert isinstance(figures[key], (int, float)) and figures[key] > 0, (key, figures)
+
+
+@pytest.mark.timeout(120)
+def test_scale_quick_prints_positive_figures(tmp_path: Path) -> None:
+    report = tmp_path / "scale.json"
+    proc = subprocess.Popen(
+        [sys.executable, str(SCALE), "--quick", "--json", str(report)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ), start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"scale --quick did not finish in 90 s\n{stdout}\n{stderr}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        gone = wait_for(lambda: not _children_of(proc.pid), timeout=15)
+        for child in _children_of(proc.pid):
+            child.kill()
+    assert gone, "the bench left its private node or its stub nodes running"
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    for header in HEADERS:
+        assert header in stdout, f"no table starting {header!r}:\n{stdout}"
+    assert "processes left over: none" in stdout, stdout
+
+    data = json.loads(report.read_text())
+    depth = data["queue_depth"]
+    assert depth["jobs"] == depth["finished"] == data["sizes"]["depth_jobs"] == 2000
+    _positive(depth, "submit_s", "jobs_per_s", "warmup_jobs_per_s", "node_daemon_peak_rss_mb")
+    _positive(depth["rss_mb"], "before", "after_submit", "peak", "after_done")
+    assert len(depth["windows"]) == 10
+    for window in depth["windows"]:
+        _positive(window, "jobs_per_s", "cpu_us_per_job")
+
+    core = data["core"]
+    assert {(r["nodes"], r["batch"]) for r in core["sweep"]} == {
+        (n, b) for n in (1, 10, 100, 1000) for b in (1, 2000)}
+    for row in core["sweep"]:
+        _positive(row, "submit_us_per_job", "run_us_per_job", "steady_us_per_job", "drain_us_per_job",
+                  "steady_jobs", "drain_jobs")
+    for row in core["depth"]:
+        _positive(row, "submit_us_per_job", "run_us_per_job")
+    assert {r["jobs"] for r in core["depth"]} == set(data["sizes"]["core_depths"])
+    _positive(core, "bytes_per_queued_job")
+
+    sockets = data["sockets"]
+    assert [r["nodes"] for r in sockets] == [1, 10]
+    for row in sockets:
+        assert row["finished"] == row["jobs"] and row["nodes_used"] == row["nodes"], row
+        _positive(row, "jobs_per_s", "client_cpu_us_per_job", "stub_cpu_us_per_job")
