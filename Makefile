@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench clean
+.PHONY: demo test lint unit bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench.py
+
+# gridlib against dask, Ray, ipyparallel and dispy, which live in .venv-peers only (never
+# gridlib's dependencies); BENCH_PEERS_ARGS="--quick --repeat 1" for a short run.
+bench-peers:
+	bash bench/peers_env.sh $(PYTHON)
+	mkdir -p bench/results
+	.venv-peers/bin/python bench/bench.py --peers --repeat 3 $(BENCH_PEERS_ARGS) --json bench/results/peers.json
+	.venv-peers/bin/python bench/plot.py bench/results/peers.json -o docs/benchmarks.png
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """gridlib against ``concurrent.futures.ProcessPoolExecutor``, both in the same run.
 
-Run: ``make bench`` (or ``.venv/bin/python bench/bench.py [--quick] [--repeat N] [--json PATH]``).
+Run: ``make bench`` (or ``.venv/bin/python bench/bench.py [--quick] [--repeat N] [--json PATH]``);
+``make bench-peers`` adds ``--peers``: dask, Ray, ipyparallel and dispy (``bench/peers.py``).
 
 Both systems get 2 worker processes on this machine and run the same
 module-level function, ``task``.  gridlib is a ``JobCluster`` with its
@@ -284,6 +285,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="runs per system; every figure is the median of the N runs (default 1)")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
+    p.add_argument("--peers", action="store_true",
+                   help="also measure dask, Ray, ipyparallel and dispy (bench/peers.py), each in "
+                        "a subprocess; `make bench-peers` installs them into .venv-peers")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
@@ -310,6 +314,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{sizes.payload_jobs} x {sizes.payload_bytes} B echoes, {sizes.cpu_jobs} CPU jobs of "
           f"{spin_turns} loop turns (~{sizes.cpu_job_seconds * 1e3:.0f} ms); {args.repeat} run(s)")
 
+    peer_runs = None
+    if args.peers:
+        from peers import PeerRuns  # bench/peers.py, beside this script
+
+        peer_runs = PeerRuns(sizes, spin_turns)
+        print(peer_runs.describe())
+
     makers: list[Callable[[], System]] = [GridlibSystem, ProcessPoolSystem]
     runs: dict[str, list[Figures]] = {"gridlib": [], "ProcessPool": []}
     for r in range(args.repeat):
@@ -320,15 +331,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[system.name].append(figures)
             print(f"run {r + 1}/{args.repeat} {system.name}: " + ", ".join(
                 f"{k}={fmt(v)}" for k, v in asdict(figures).items()), flush=True)
+        if peer_runs:
+            peer_runs.run_round(r, args.repeat)
 
     med = {name: median_figures(figs) for name, figs in runs.items()}
     ratio = {k: med["gridlib"][k] / med["ProcessPool"][k] for k in med["gridlib"]}
     rows = [row("gridlib", med["gridlib"]), row("ProcessPool", med["ProcessPool"]),
-            row("gridlib/ProcessPool", ratio)]
+            *(peer_runs.rows() if peer_runs else []), row("gridlib/ProcessPool", ratio)]
     what = f"median of {args.repeat} runs" if args.repeat > 1 else "1 run"
     print(f"\n{what}; MB/s counts bytes sent and received (1 MB = 10^6 B); "
           "ratio > 1: gridlib is larger (worse for startup and ms, better for the rest)")
     print(table(rows))
+    for line in peer_runs.not_measured_lines(len("gridlib/ProcessPool")) if peer_runs else []:
+        print(line)
 
     if args.json:
         report = {
@@ -344,6 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "median": med,
             "ratio_gridlib_over_processpool": ratio,
         }
+        if peer_runs:
+            report["peers"] = peer_runs.report(med["ProcessPool"])
         with open(args.json, "w") as out:
             json.dump(report, out, indent=2)
             out.write("\n")
