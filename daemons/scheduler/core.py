@@ -239,13 +239,41 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         self._dirty = True
 
     def handle_status(self, peer: Peer, msg: Message, now: float) -> None:
-        clusters = [
-            {"cluster_id": c.cluster_id, "queued": c.queued, "jobs": len(c.jobs)}
-            for c in self.clusters.values() if c.user == peer.user
-        ]
-        self._send(peer.kind, peer.route, reply(msg, "STATUS", {
-            "nodes": [n.public() for n in self.nodes.values()], "clusters": clusters,
-        }))
+        """Nodes and every cluster's job counts; job ids only of the asker's own clusters."""
+        self._send(peer.kind, peer.route, reply(msg, "STATUS", self.snapshot(now, peer.user)))
+
+    def snapshot(self, now: float, user: str | None = None) -> dict[str, Any]:
+        """The grid as status tools show it (``user``: whose running jobs to list; None: all).
+
+        ``nodes``: each node's public record plus ``last_heard`` (seconds ago),
+        ``suspect``, and ``running`` (job and cluster ids of its jobs in flight,
+        for clusters the asker may see).  ``clusters``: id, kind, ``mine``, and
+        jobs queued / running / done.  O(nodes + jobs in flight): for status
+        tools, not for the hot path.
+        """
+        def visible(cluster_id: str) -> bool:
+            cluster = self.clusters.get(cluster_id)
+            return cluster is not None and (user is None or cluster.user == user)
+
+        nodes = []
+        running: dict[str, int] = {}
+        for node in self.nodes.values():
+            jobs = []
+            for job_id in node.inflight:
+                job = self.jobs.get(job_id)
+                if job is None:
+                    continue
+                running[job.cluster_id] = running.get(job.cluster_id, 0) + 1
+                if visible(job.cluster_id):
+                    jobs.append({"job_id": job_id, "cluster_id": job.cluster_id,
+                                 "state": job.state.name.lower(), "attempt": job.attempt})
+            nodes.append({**node.public(), "last_heard": round(max(0.0, now - node.last_seen), 3),
+                          "suspect": node.suspect, "running": jobs})
+        clusters = [{"cluster_id": c.cluster_id, "kind": c.kind,
+                     "mine": user is None or c.user == user, "exclusive": c.exclusive,
+                     "queued": c.queued, "running": running.get(c.cluster_id, 0), "done": c.done}
+                    for c in self.clusters.values()]
+        return {"nodes": nodes, "clusters": clusters, "policy": self.options.policy}
 
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         if peer.kind == NODE:

@@ -102,6 +102,7 @@ class ClusterRecord:
     queued: int = 0
     created: int = field(default_factory=lambda: next_seq())  # for the "early" policy
     served: int = 0  # when it last got a job dispatched, for the "fair" policy
+    done: int = 0  # jobs that reached a final state (for status reports)
     # jobs nodes reported before the recovering client resubmitted them:
     # job id -> (node id, attempt, running, report time)
     reported: dict[str, tuple[str, int, bool, float]] = field(default_factory=dict)

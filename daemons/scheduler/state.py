@@ -132,6 +132,7 @@ class SchedulerState:
                 labels: list[str], node_id: str | None = None) -> None:
         """Deliver a job's one final result to its client and keep it until acked."""
         job.state = JobState.DONE
+        self.clusters[job.cluster_id].done += 1
         job.result_node = node_id
         job.frames = []  # the arguments are no longer needed
         fields["job_id"] = job.job_id

@@ -639,3 +639,30 @@ def test_long_jobs_keep_the_minimum_prefetch() -> None:
     grid.send(NODE_A, "JOB_RESULT", {"job_id": "j0", "status": "finished", "attempt": 1,
                                      "start_time": 100.0, "end_time": 101.0})
     assert len(grid.core.nodes["id-node-a"].inflight) == 3  # 2 CPUs + 1
+
+
+def test_status_counts_every_cluster_but_lists_only_the_askers_jobs() -> None:
+    grid = Grid()
+    grid.running_cluster((NODE_A, 2))
+    grid.hello(BOB)
+    grid.open("c2", client=BOB)
+    grid.setup_ok(NODE_A, "c2")
+    grid.submit("a1", "a2", "a3", "a4")
+    grid.submit("b1", client=BOB, cluster_id="c2")
+    grid.result(NODE_A, "a1")
+    grid.now += 2.5
+
+    answer = the(sent(grid.send(BOB, "STATUS"), "STATUS", BOB)).fields
+    (node,) = answer["nodes"]
+    assert node["name"] == "node-a" and node["cpus"] == 2 and node["jobs_done"] == 1
+    assert node["last_heard"] == 2.5 and node["suspect"] is False
+    counts = {c["cluster_id"]: (c["mine"], c["queued"], c["running"], c["done"])
+              for c in answer["clusters"]}
+    in_flight = node["busy"]
+    assert counts["c1"][0] is False and counts["c2"][0] is True
+    assert counts["c1"][1:] == (3 - (in_flight - counts["c2"][2]), in_flight - counts["c2"][2], 1)
+    assert sum(c[1] + c[2] for c in counts.values()) == 4  # 3 of alice's + bob's 1 not done
+    # Bob sees his own running jobs by id, never Alice's
+    assert {j["cluster_id"] for j in node["running"]} <= {"c2"}
+    everything = grid.core.snapshot(grid.now)  # the monitor of the scheduler itself sees all
+    assert len(everything["nodes"][0]["running"]) == in_flight
