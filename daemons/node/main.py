@@ -12,6 +12,7 @@ from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 
 from ..signals import handle_signals
+from .memory import retain_large_buffers
 from .service import NodeConfig, NodeService
 
 __all__ = ["run_node"]
@@ -24,6 +25,7 @@ def run_node(config: NodeConfig, identity: Identity,
     SIGHUP reloads the allowlists through ``reload`` (keys trusted from now on).
     """
     log = logging.getLogger("gridlib.node")
+    retain_large_buffers()
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     reactor = Reactor(log)
     node = NodeService(reactor, context, identity, config, log)

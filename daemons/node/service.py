@@ -59,9 +59,10 @@ __all__ = ["NodeConfig", "NodeService"]
 _MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
 _PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
 # A result sent over a live link is written to the spool only if it is still
-# unacknowledged this long after (acks take a millisecond or two): most never touch
-# the disk.  One sent while no link is up is written at once.
-SPOOL_GRACE = 0.05
+# unacknowledged this long after (acks take milliseconds), or when more than
+# spool.HELD_BYTES are held: most never touch the disk.  One sent while no link is
+# up is written at once, and so is everything held when the link is lost.
+SPOOL_GRACE = 1.0
 
 
 @dataclass
@@ -255,6 +256,7 @@ class NodeService:
         self._orphan(link.sid)
 
     def _orphan(self, sid: str) -> None:
+        self._write_all_held()  # its results may now wait for a long time: make them durable
         orphaned = self.executor.orphan(sid, time.monotonic())
         if orphaned:
             self.reactor.call_later(self.config.zombie_interval,
@@ -419,6 +421,12 @@ class NodeService:
             self.spool.put(cluster_id, job_id, fields, frames, labels)
         except OSError as exc:
             self.log.error("event=spool_write_failed job=%s error=%s", job_id, exc)
+
+    def _write_all_held(self) -> None:
+        try:
+            self.spool.write_held()
+        except OSError as exc:
+            self.log.error("event=spool_write_failed error=%s", exc)
 
     def _write_held(self) -> None:
         """Make durable the results still unacknowledged SPOOL_GRACE after they were sent."""

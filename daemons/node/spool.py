@@ -31,6 +31,7 @@ __all__ = ["SpooledResult", "ResultSpool"]
 
 _LENGTH = struct.Struct("!I")
 _SEGMENT_BYTES = 64 << 20  # start a new segment past this size
+HELD_BYTES = 64 << 20  # results held in memory beyond this are written, oldest first
 
 
 @dataclass
@@ -41,7 +42,7 @@ class SpooledResult:
     labels: list[str]
     segment: _Segment | None  # None: held in memory, not written yet
     offset: int = 0  # of the record's body in the segment
-    size: int = 0
+    size: int = 0  # of the record body; while held, of the frames
     held: list[Any] | None = None  # the frames, while held
     since: float = 0.0  # when it was held
 
@@ -128,6 +129,7 @@ class ResultSpool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._index: dict[str, SpooledResult] = {}  # written
         self._held: dict[str, SpooledResult] = {}  # in memory, oldest first
+        self._held_bytes = 0
         self._segments: list[_Segment] = []
         self._current: _Segment | None = None  # none while replaying
         self._load()
@@ -196,17 +198,24 @@ class ResultSpool:
         reentrant, reports it abandoned).
         """
         self._release(job_id)
-        self._held[job_id] = SpooledResult(cluster_id, job_id, fields, labels, None,
-                                           held=list(frames), since=now)
+        entry = SpooledResult(cluster_id, job_id, fields, labels, None, held=list(frames), since=now,
+                              size=sum(memoryview(f).nbytes for f in frames))
+        self._held[job_id] = entry
+        self._held_bytes += entry.size
+        while self._held_bytes > HELD_BYTES and len(self._held) > 1:  # memory is bounded too
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        entry = self._held.pop(next(iter(self._held)))
+        self._held_bytes -= entry.size
+        self.put(entry.cluster_id, entry.job_id, entry.fields, entry.held or [], entry.labels)
 
     def write_held(self, before: float | None = None) -> int:
         """Write results held since ``before`` (all by default); returns how many are still held."""
         while self._held:
-            entry = next(iter(self._held.values()))
-            if before is not None and entry.since > before:
+            if before is not None and next(iter(self._held.values())).since > before:
                 break
-            del self._held[entry.job_id]
-            self.put(entry.cluster_id, entry.job_id, entry.fields, entry.held or [], entry.labels)
+            self._write_oldest()
         return len(self._held)
 
     def ack(self, job_id: str) -> None:
@@ -232,7 +241,9 @@ class ResultSpool:
             self.log.warning("event=spool_ack_write_failed error=%s", exc)
 
     def _release(self, job_id: str) -> bool:
-        if self._held.pop(job_id, None) is not None:
+        held = self._held.pop(job_id, None)
+        if held is not None:
+            self._held_bytes -= held.size
             return False  # nothing on disk to release
         entry = self._index.pop(job_id, None)
         if entry is None:

@@ -26,6 +26,7 @@ from gridlib import jobctx
 from gridlib.payload import Computation, pack_value, unpack_args, unpack_computation
 
 from . import pipes
+from .memory import retain_large_buffers
 
 __all__ = ["worker_main"]
 
@@ -171,6 +172,7 @@ def _release_forkserver() -> None:
 
 def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
     """Entry point of a worker process."""
+    retain_large_buffers()
     _release_forkserver()
     die_with_parent()
     os.setsid()

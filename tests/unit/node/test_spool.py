@@ -122,3 +122,15 @@ def test_closing_writes_what_is_held(tmp_path: Path) -> None:
     spool.hold("c1", "j1", {"job_id": "j1"}, [b"x"], ["result"], now=1.0)
     spool.close()
     assert [r.job_id for r in ResultSpool(tmp_path).all()] == ["j1"]
+
+
+def test_held_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spool_module, "HELD_BYTES", 250)
+    spool = ResultSpool(tmp_path)
+    for i in range(5):
+        spool.hold("c1", f"j{i}", {"job_id": f"j{i}"}, [b"x" * 100], ["result"], now=float(i))
+    # the oldest went to disk; what is held fits the budget; nothing was lost
+    assert log_bytes(tmp_path) > 0
+    assert len(spool) == 5 and all(spool.get(f"j{i}").frames() == [b"x" * 100] for i in range(5))
+    spool.ack_many([f"j{i}" for i in range(5)])
+    assert len(spool) == 0 and log_bytes(tmp_path) == 0
