@@ -239,7 +239,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         self._dirty = True
 
     def handle_status(self, peer: Peer, msg: Message, now: float) -> None:
-        """Nodes and every cluster's job counts; job ids only of the asker's own clusters."""
+        """Nodes, the asker's clusters, other users' clusters as totals only."""
         self._send(peer.kind, peer.route, reply(msg, "STATUS", self.snapshot(now, peer.user)))
 
     def snapshot(self, now: float, user: str | None = None) -> dict[str, Any]:
@@ -247,9 +247,10 @@ class SchedulerCore(FaultHandling, NodeAllocation):
 
         ``nodes``: each node's public record plus ``last_heard`` (seconds ago),
         ``suspect``, and ``running`` (job and cluster ids of its jobs in flight,
-        for clusters the asker may see).  ``clusters``: id, kind, ``mine``, and
-        jobs queued / running / done.  O(nodes + jobs in flight): for status
-        tools, not for the hot path.
+        for clusters the asker may see).  ``clusters``: the asker's (id, kind,
+        jobs queued / running / done); ``others``: the same counts summed over
+        every other user's clusters, which are never named.  O(nodes + jobs in
+        flight): for status tools, not for the hot path.
         """
         def visible(cluster_id: str) -> bool:
             cluster = self.clusters.get(cluster_id)
@@ -269,11 +270,18 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                                  "state": job.state.name.lower(), "attempt": job.attempt})
             nodes.append({**node.public(), "last_heard": round(max(0.0, now - node.last_seen), 3),
                           "suspect": node.suspect, "running": jobs})
-        clusters = [{"cluster_id": c.cluster_id, "kind": c.kind,
-                     "mine": user is None or c.user == user, "exclusive": c.exclusive,
-                     "queued": c.queued, "running": running.get(c.cluster_id, 0), "done": c.done}
-                    for c in self.clusters.values()]
-        return {"nodes": nodes, "clusters": clusters, "policy": self.options.policy}
+        clusters, others = [], {"clusters": 0, "queued": 0, "running": 0, "done": 0}
+        for c in self.clusters.values():
+            counts = {"queued": c.queued, "running": running.get(c.cluster_id, 0), "done": c.done}
+            if visible(c.cluster_id):
+                clusters.append({"cluster_id": c.cluster_id, "kind": c.kind,
+                                 "exclusive": c.exclusive, **counts})
+            else:  # another user's: counted, never named
+                others["clusters"] += 1
+                for key, value in counts.items():
+                    others[key] += value
+        return {"nodes": nodes, "clusters": clusters, "others": others,
+                "policy": self.options.policy}
 
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         if peer.kind == NODE:

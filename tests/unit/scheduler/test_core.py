@@ -641,7 +641,7 @@ def test_long_jobs_keep_the_minimum_prefetch() -> None:
     assert len(grid.core.nodes["id-node-a"].inflight) == 3  # 2 CPUs + 1
 
 
-def test_status_counts_every_cluster_but_lists_only_the_askers_jobs() -> None:
+def test_status_names_only_the_askers_clusters_and_jobs() -> None:
     grid = Grid()
     grid.running_cluster((NODE_A, 2))
     grid.hello(BOB)
@@ -656,13 +656,13 @@ def test_status_counts_every_cluster_but_lists_only_the_askers_jobs() -> None:
     (node,) = answer["nodes"]
     assert node["name"] == "node-a" and node["cpus"] == 2 and node["jobs_done"] == 1
     assert node["last_heard"] == 2.5 and node["suspect"] is False
-    counts = {c["cluster_id"]: (c["mine"], c["queued"], c["running"], c["done"])
-              for c in answer["clusters"]}
-    in_flight = node["busy"]
-    assert counts["c1"][0] is False and counts["c2"][0] is True
-    assert counts["c1"][1:] == (3 - (in_flight - counts["c2"][2]), in_flight - counts["c2"][2], 1)
-    assert sum(c[1] + c[2] for c in counts.values()) == 4  # 3 of alice's + bob's 1 not done
-    # Bob sees his own running jobs by id, never Alice's
-    assert {j["cluster_id"] for j in node["running"]} <= {"c2"}
-    everything = grid.core.snapshot(grid.now)  # the monitor of the scheduler itself sees all
-    assert len(everything["nodes"][0]["running"]) == in_flight
+    (mine,) = answer["clusters"]
+    assert mine["cluster_id"] == "c2" and mine["queued"] + mine["running"] == 1
+    others = answer["others"]  # Alice's cluster: counted, not named
+    assert others["clusters"] == 1 and others["done"] == 1
+    assert others["queued"] + others["running"] == 3
+    assert node["busy"] == others["running"] + mine["running"]
+    assert {j["cluster_id"] for j in node["running"]} <= {"c2"}  # never Alice's job ids
+    everything = grid.core.snapshot(grid.now)  # the scheduler's own monitor sees all
+    assert len(everything["clusters"]) == 2 and everything["others"]["clusters"] == 0
+    assert len(everything["nodes"][0]["running"]) == node["busy"]
