@@ -1,0 +1,39 @@
+"""The ``gridlib`` command line (typer): daemons, tools and key management.
+
+One module per command (``node_cmd``, ``scheduler_cmd``, ``relay_cmd``,
+``keys_cmd``); this one assembles them.  Secrets never need to be on the
+command line: ``--secret-file`` or the ``GRIDLIB_SECRET`` environment variable
+carry a shared secret, ``--keys`` names a key directory.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .keys_cmd import keys_app
+from .node_cmd import node
+from .relay_cmd import relay
+from .scheduler_cmd import scheduler
+
+__all__ = ["app", "main", "node_main", "relay_main", "node", "scheduler", "relay"]
+
+app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_is_help=True,
+                  add_completion=False)
+app.command()(node)
+app.command()(scheduler)
+app.command()(relay)
+app.add_typer(keys_app, name="keys")
+
+
+def main() -> None:
+    app()
+
+
+def relay_main() -> None:
+    """Entry for ``python -m gridlib.daemons.relay``."""
+    typer.run(relay)
+
+
+def node_main() -> None:
+    """Entry for ``python -m gridlib.daemons.node``."""
+    typer.run(node)

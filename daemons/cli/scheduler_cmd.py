@@ -1,0 +1,58 @@
+"""``gridlib scheduler``: run a shared scheduler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from gridlib.protocol.errors import GridError
+from gridlib.protocol.keys import resolve_identity
+
+from .common import read_secret, setup_logging
+
+__all__ = ["scheduler"]
+
+
+def scheduler(
+    host: str = typer.Option("0.0.0.0", help="Interface for clients and nodes."),
+    port: int = typer.Option(51350, help="Port clients connect to."),
+    node_port: int = typer.Option(51351, help="Port nodes connect to."),
+    node: list[str] = typer.Option([], help="Nodes to announce this scheduler to (host, "
+                                           "a.b.c.*, CIDR, host:port); repeat the option."),
+    nodes_beacon_port: int = typer.Option(51352, help="The nodes' beacon port."),
+    policy: str = typer.Option("fifo", help="fifo: earliest job first; fair: least recently "
+                                            "served cluster; early: earliest cluster first."),
+    cooperative: bool = typer.Option(False, help="Let clients change how many node CPUs they use."),
+    cleanup_nodes: bool = typer.Option(False, help="Remove every cluster's files from nodes at close."),
+    journal: str = typer.Option("", help="SQLite journal: accepted jobs survive a restart."),
+    client_timeout: float = typer.Option(3600.0, help="Close a silent client's clusters after this."),
+    heartbeat: float = typer.Option(2.0, help="Heartbeat interval in seconds."),
+    keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/, nodes/)."),
+    secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    log_level: str = typer.Option("info", help="debug, info, warning or error."),
+) -> None:
+    """Run a shared scheduler: many client programs share the nodes."""
+    from gridlib.daemons.scheduler.main import SchedulerConfig, run_scheduler
+    from gridlib.daemons.scheduler.state import POLICIES, SchedulerOptions
+    from gridlib.protocol.addresses import expand_targets
+
+    setup_logging(log_level)
+    if policy not in POLICIES:
+        raise typer.BadParameter(f"--policy must be one of {', '.join(POLICIES)}")
+    try:
+        shared = read_secret(secret_file)
+        identity = resolve_identity(shared, keys)
+        try:
+            targets = expand_targets(node, nodes_beacon_port)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        options = SchedulerOptions(policy=policy, cooperative=cooperative,
+                                   cleanup_nodes=cleanup_nodes, client_timeout=client_timeout)
+        config = SchedulerConfig(host=host, client_port=port, node_port=node_port,
+                                 node_targets=targets, options=options, journal=journal,
+                                 heartbeat=heartbeat)
+        raise typer.Exit(run_scheduler(config, identity, lambda: resolve_identity(shared, keys)))
+    except GridError as exc:
+        typer.echo(f"gridlib scheduler: {exc}", err=True)
+        raise typer.Exit(2) from None
