@@ -88,6 +88,9 @@ class SchedulerCore(FaultHandling, NodeAllocation):
         if self._dirty:
             self._dirty = False
             self.dispatch()
+        if self._replies_after_dispatch:
+            self.out.extend(self._replies_after_dispatch)
+            self._replies_after_dispatch = []
         out, self.out = self.out, []
         return out
 
@@ -108,15 +111,25 @@ class SchedulerCore(FaultHandling, NodeAllocation):
 
     def _resend_results(self, now: float) -> None:
         """Results not acknowledged for 3 intervals are sent again (a client may have
-        reconnected, and a ROUTER drops what it sends to a peer that is away)."""
+        reconnected, and a ROUTER drops what it sends to a peer that is away).
+
+        ``_unacked`` is kept in send order, so a pass stops at the first result
+        that is not late.  A client that is not heard from gets nothing resent
+        (its results wait, rotating, until it speaks again).
+        """
         late = now - 3 * self.policy.interval
-        for job_id, sent in list(self._unacked.items()):
+        while self._unacked:
+            job_id, sent = next(iter(self._unacked.items()))
+            if sent > late:
+                break
+            del self._unacked[job_id]
             job = self.jobs.get(job_id)
             if job is None or job.result is None:
-                del self._unacked[job_id]
-            elif sent <= late:
-                self._unacked[job_id] = now
-                self._send(CLIENT, self.clusters[job.cluster_id].client, job.result)
+                continue
+            self._unacked[job_id] = now  # to the end: the dict stays in send order
+            client = self.clusters[job.cluster_id].client
+            if self.client_liveness.state(client, now) is Liveness.ALIVE:
+                self._send(CLIENT, client, job.result)
 
     def tick(self, now: float) -> list[Send]:
         """Once an interval: liveness, then heartbeats to every node and client."""
@@ -181,7 +194,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             else:
                 self._enqueue(cluster, job)
             self.persist.append(("job", job))
-        self._send(CLIENT, peer.route, reply(msg, "OK"))  # after the shell journaled them
+        # after the shell journaled them, and after this turn's dispatch: the jobs first
+        self._replies_after_dispatch.append(Send(CLIENT, peer.route, reply(msg, "OK")))
 
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
         foreign = []
@@ -511,6 +525,7 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 fake = new_message("CLUSTER_CLOSE", {"cluster_id": cluster_id})
                 self.handle_cluster_close(Peer(CLIENT, route, client.user), fake, 0.0)
         self.out = [s for s in self.out if not (s.to == CLIENT and s.route == route)]
+        self._replies_after_dispatch = [s for s in self._replies_after_dispatch if s.route != route]
 
     _client_handlers: dict[str, Callable[[SchedulerCore, Peer, Message, float], None]] = {}
     _node_handlers: dict[str, Callable[[SchedulerCore, Peer, Message, float], None]] = {}

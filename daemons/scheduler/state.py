@@ -88,6 +88,7 @@ class SchedulerState:
         self.jobs: dict[str, JobRecord] = {}
         self.node_liveness = LivenessTracker(self.policy)
         self.out: list[Send] = []
+        self._replies_after_dispatch: list[Send] = []  # JOB_SUBMIT's OKs: sent after the jobs
         self.duplicates = 0
         self._dirty = False  # something may be dispatchable
         # forwarded message id -> (client route, client message id), for node answers

@@ -666,3 +666,28 @@ def test_status_names_only_the_askers_clusters_and_jobs() -> None:
     everything = grid.core.snapshot(grid.now)  # the scheduler's own monitor sees all
     assert len(everything["clusters"]) == 2 and everything["others"]["clusters"] == 0
     assert len(everything["nodes"][0]["running"]) == node["busy"]
+
+
+def test_unacknowledged_results_are_resent_only_while_the_client_is_heard() -> None:
+    grid = Grid()
+    grid.running_cluster((NODE_A, 1))
+    grid.submit("j1")
+    first = sent(grid.result(NODE_A, "j1"), "JOB_RESULT", ALICE)
+    assert len(first) == 1
+    interval = grid.core.policy.interval
+
+    grid.now += 3 * interval + 0.1  # no ack, but Alice's heartbeats keep coming
+    grid.send(ALICE, "HEARTBEAT")
+    again = sent(grid.core.check(grid.now), "JOB_RESULT", ALICE)
+    assert [m.fields["job_id"] for m in again] == ["j1"]
+
+    grid.now += 20 * interval  # Alice falls silent: nothing is sent into the void
+    assert sent(grid.core.check(grid.now), "JOB_RESULT", ALICE) == []
+    grid.send(ALICE, "HEARTBEAT")  # she is back: the result comes within 3 intervals
+    grid.now += 3 * interval + 0.1
+    grid.send(ALICE, "HEARTBEAT")
+    assert [m.fields["job_id"] for m in sent(grid.core.check(grid.now), "JOB_RESULT", ALICE)] == ["j1"]
+    grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j1"]})
+    grid.now += 10 * interval
+    grid.send(ALICE, "HEARTBEAT")
+    assert sent(grid.core.check(grid.now), "JOB_RESULT", ALICE) == []
