@@ -13,7 +13,9 @@ import typer
 from .keys_cmd import keys_app
 from .node_cmd import node
 from .relay_cmd import relay
+from .run_cmd import run
 from .scheduler_cmd import scheduler
+from .status_cmd import status
 
 __all__ = ["app", "main", "node_main", "relay_main", "node", "scheduler", "relay"]
 
@@ -22,6 +24,8 @@ app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_
 app.command()(node)
 app.command()(scheduler)
 app.command()(relay)
+app.command()(run)
+app.command()(status)
 app.add_typer(keys_app, name="keys")
 
 
