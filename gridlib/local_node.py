@@ -47,7 +47,9 @@ class LocalNode:
             env["GRIDLIB_SECRET"] = secret  # never on the command line
         if keys:
             cmd += ["--keys", str(keys)]
-        self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
+        # its own session: a Ctrl-C meant for the client's terminal is not the node's to take
+        # (it still exits with the client: --parent-pid)
+        self.process = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self.process.pid
 
     def stop(self, timeout: float = 10.0) -> None:

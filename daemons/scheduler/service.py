@@ -48,6 +48,7 @@ NODES_DOMAIN = "gridlib.nodes"
 CLIENTS_DOMAIN = "gridlib.clients"
 _BATCH = 2000  # messages read from one socket per loop turn before others get a go
 LOCAL_ROUTE = (b"local",)  # the embedded scheduler's own client
+_ROUTES = 10_000  # client routes remembered before those of non-clients are dropped
 _LOCAL = object()  # stands for its socket
 
 
@@ -192,12 +193,20 @@ class SchedulerService:
         # inproc peers are this process's own client: no ZAP runs there
         user = frame_user_id(frames[-1]) or ("local" if sock not in self._curve_sockets else "")
         if kind == CLIENT:
+            if route not in self._client_socket_of and len(self._client_socket_of) > _ROUTES:
+                self._prune_routes()  # e.g. one-off `gridlib status` callers
             self._client_socket_of[route] = sock
             if msg.type == "DISCOVER":
                 self._discover(sock, route, msg)
                 return
         address = frame_property(frames[-1], "Peer-Address") if msg.type == "READY" else ""
         self.core.handle(Peer(kind, route, user, address), msg, time.monotonic(), flush=False)
+
+    def _prune_routes(self) -> None:
+        """Forget the routes of peers that are not (or no longer) the core's clients."""
+        known = set(self.core.clients)
+        self._client_socket_of = {r: s for r, s in self._client_socket_of.items()
+                                  if r in known or r == LOCAL_ROUTE}
 
     def _discover(self, sock: zmq.Socket[bytes], route: tuple[bytes, ...], msg: Any) -> None:
         """A client asks the scheduler to announce itself to more nodes."""
