@@ -15,11 +15,12 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from gridlib.client_io import ClientConnection
+from gridlib.completion import AsCompleted
 from gridlib.delivery import Delivery
 from gridlib.job import WIRE_STATUS, Job, JobStatus
 from gridlib.journal import Journal
@@ -34,12 +35,19 @@ from gridlib.protocol.keys import resolve_identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.paths import write_file
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE
-from gridlib.stats import format_status
+from gridlib.stats import ClusterReport, cluster_report, print_report
 
 __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
 
 DEFAULT_NODE_PORT = 51352
 log = logging.getLogger("gridlib.client")
+
+
+def _run_done(fn: Callable[[Job], None], job: Job) -> None:
+    try:
+        fn(job)
+    except Exception:
+        log.exception("event=done_callback_failed job=%s", job.id)
 
 
 def _light(msg: Message) -> bool:
@@ -61,6 +69,10 @@ def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
                 specs.append(f"{item.host}:{item.port}" if item.port else item.host)
         else:
             specs.append(str(item))
+    if not specs and nodes and all(isinstance(i, NodeAllocate) for i in nodes):
+        # only "*" rules (dispy's "any node" -- it broadcast to find them): there is no
+        # multicast here, so they apply to this host's node, as nodes=None would
+        return ["127.0.0.1"]
     return specs
 
 
@@ -220,6 +232,10 @@ class JobCluster(NodeControl):
         """Like :meth:`submit`, with your own ``job.id``."""
         return self.submit_job(args, kwargs, job_id=job_id)
 
+    def submit_job_id_node(self, job_id: Any, node: Node | str, *args: Any, **kwargs: Any) -> Job:
+        """:meth:`submit_node` with your own ``job.id`` (dispy's name)."""
+        return self.submit_job(args, kwargs, job_id=job_id, node=node)
+
     def submit_job(self, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None,
                    depends: Sequence[Any] = (), node: Node | str | None = None,
                    job_id: Any = None, timeout: float | None = None, priority: int = 0) -> Job:
@@ -251,6 +267,19 @@ class JobCluster(NodeControl):
             self._jobs[job.uid] = job
             self._unfinished += 1
         self._conn.submit(self.cluster_id, spec, frames)
+
+    def as_completed(self, jobs: Iterable[Job] | None = None,
+                     timeout: float | None = None) -> AsCompleted:
+        """Jobs as they finish: ``for job in ...`` in threads, ``async for job in ...`` in asyncio.
+
+        ``jobs`` defaults to every job of this cluster not final yet.  With
+        ``timeout``, ``TimeoutError`` comes once that many seconds have passed
+        and some are still unfinished.
+        """
+        if jobs is None:
+            with self._cond:
+                jobs = list(self._jobs.values())
+        return AsCompleted(jobs, timeout)
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued or running job (a running job's process is killed)."""
@@ -295,6 +324,10 @@ class JobCluster(NodeControl):
             self._local_node.stop()
         self._delivery.close()
 
+    def __call__(self, timeout: float | None = None) -> bool:
+        """dispy's ``cluster()``: :meth:`wait`."""
+        return self.wait(timeout)
+
     def __enter__(self) -> JobCluster:
         return self
 
@@ -303,7 +336,8 @@ class JobCluster(NodeControl):
 
     # -- status -----------------------------------------------------------------
     def status(self) -> ClusterStatus:
-        pending = sum(1 for j in list(self._jobs.values()) if j.status == JobStatus.Created)
+        """Nodes, and ``jobs_pending``: jobs submitted and not final yet (queued or running)."""
+        pending = sum(1 for j in list(self._jobs.values()) if not j.finished)
         return ClusterStatus(list(self._nodes.values()), pending)
 
     def node_jobs(self, node: Node | str) -> list[Job]:
@@ -313,9 +347,15 @@ class JobCluster(NodeControl):
                 if j.status in (JobStatus.Running, JobStatus.ProvisionalResult)
                 and name in (j.node, j.ip_addr)]
 
+    def report(self) -> ClusterReport:
+        """The ``print_status`` figures as data: per node jobs, seconds per job and node
+        time, then total job time, wall time, speedup and jobs done/pending."""
+        pending = sum(1 for j in list(self._jobs.values()) if not j.finished)
+        return cluster_report(list(self._nodes.values()), self.start_time, pending)
+
     def print_status(self) -> None:
-        """Print a table of nodes (jobs, CPU time) and the totals, speedup included."""
-        print(format_status(list(self._nodes.values()), self.start_time))
+        """Per-node table and totals (a ``rich`` table on a terminal); alias ``stats()``."""
+        print_report(self.report())
 
     stats = print_status
 
@@ -435,10 +475,12 @@ class JobCluster(NodeControl):
 
     def _complete(self, job: Job) -> None:
         with self._cond:
-            job._done.set()
+            later = job._set_done()
             self._unfinished -= 1
             self._cond.notify_all()
         self._jobs.pop(job.uid, None)
+        if later:  # user code: on the delivery thread, in order, never on the I/O thread
+            self._delivery.post(lambda: [_run_done(fn, job) for fn in later])
         if self.job_status is not None:
             try:
                 self.job_status(job)
@@ -466,6 +508,7 @@ class JobCluster(NodeControl):
             job.status = JobStatus.ProvisionalResult
             if self.job_status is not None:
                 self.job_status(job)
+            self._notify(JobStatus.ProvisionalResult, self._node_names.get(job.node or ""), job)
 
     def _apply_file(self, msg: Message) -> None:
         try:

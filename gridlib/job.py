@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 __all__ = ["JobStatus", "Job", "DispyJob", "FINAL_STATES"]
+
+log = logging.getLogger("gridlib.client")
+_CALLBACKS = threading.Lock()  # guards every job's done-callback list (short critical sections)
 
 
 class JobStatus(enum.IntEnum):
@@ -64,6 +68,7 @@ class Job:
         self.node: str | None = None
         self.attempts = 0
         self._done = threading.Event()
+        self._callbacks: list[tuple[Callable[[Job], None], bool]] | None = None
 
     @property
     def finished(self) -> bool:
@@ -77,14 +82,68 @@ class Job:
         """
         if not self._done.wait(timeout):
             raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
-        return self.result
+        return self.result if self.status == JobStatus.Finished else None
+
+    @property
+    def finish(self) -> threading.Event:
+        """dispy's ``job.finish``: an ``Event`` set once the job is final."""
+        return self._done
+
+    def add_done_callback(self, fn: Callable[[Job], None]) -> None:
+        """Call ``fn(job)`` once the job is final (at once, here, if it already is).
+
+        Like ``concurrent.futures.Future.add_done_callback``; ``fn`` runs on the
+        cluster's delivery thread, with the other callbacks, in order.
+        """
+        self._on_done(fn, inline=False)
+
+    def _on_done(self, fn: Callable[[Job], None], inline: bool) -> None:
+        """``inline``: run on whichever client thread completes the job (for short,
+        non-blocking internal hand-offs only: a queue put, ``call_soon_threadsafe``)."""
+        with _CALLBACKS:
+            if not self._done.is_set():
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append((fn, inline))
+                return
+        _run_callback(fn, self)
+
+    def _set_done(self) -> list[Callable[[Job], None]]:
+        """Mark final; runs the inline callbacks, returns the others for the delivery thread."""
+        with _CALLBACKS:
+            self._done.set()
+            callbacks, self._callbacks = self._callbacks or [], None
+        for fn, inline in callbacks:
+            if inline:
+                _run_callback(fn, self)
+        return [fn for fn, inline in callbacks if not inline]
 
     def __await__(self) -> Generator[Any, None, Any]:
+        """``await job``: its result (``None`` if it did not finish), without blocking the loop."""
         loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, self.__call__).__await__()
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(job: Job) -> None:
+            def set_result() -> None:
+                if not future.done():
+                    future.set_result(job.result)
+            try:
+                loop.call_soon_threadsafe(set_result)
+            except RuntimeError:  # the event loop is closed: nobody awaits any more
+                pass
+
+        self._on_done(settle, inline=True)
+        return future.__await__()
 
     def __repr__(self) -> str:
         return f"<Job id={self.id!r} status={self.status.name} node={self.node!r}>"
+
+
+def _run_callback(fn: Callable[[Job], None], job: Job) -> None:
+    try:
+        fn(job)
+    except Exception:
+        log.exception("event=done_callback_failed job=%s", job.id)
 
 
 DispyJob = Job

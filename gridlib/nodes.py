@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["NodeStatus", "NodeAvailInfo", "Node", "DispyNode", "NodeAllocate", "ClusterStatus"]
+__all__ = ["DispyNodeAvailInfo", "NodeStatus", "NodeAvailInfo", "Node", "DispyNode", "NodeAllocate", "ClusterStatus"]
 
 
 class NodeStatus(enum.IntEnum):
@@ -63,6 +63,7 @@ class Node:
 
 
 DispyNode = Node
+DispyNodeAvailInfo = NodeAvailInfo
 
 
 @dataclass

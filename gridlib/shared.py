@@ -39,6 +39,9 @@ class SharedJobCluster(JobCluster):
 
     def __init__(self, computation: Any, scheduler: str = "127.0.0.1", exclusive: bool = False,
                  scheduler_key: str | bytes | None = None, nodes: Any = None, **options: Any) -> None:
+        if "scheduler_host" in options:  # dispy's name; a port given as scheduler_port there
+            host, port = options.pop("scheduler_host"), options.pop("scheduler_port", None)
+            scheduler = f"{host}:{port}" if port else str(host)
         try:
             host, port = split_host_port(str(scheduler), DEFAULT_SCHEDULER_PORT)
         except ValueError as exc:

@@ -1,0 +1,83 @@
+"""The node side of ``GridExecutor``: run any function, shipped once per node.
+
+``GridExecutor``'s cluster has one computation, :func:`run_calls`; each job
+names the function to call by the SHA-256 of its dill pickle (``digest``) and
+carries the pickle itself (``blob``) only until the client has seen every node
+run it.  A worker keeps functions in memory and in the cluster's directory
+(``.gridlib-functions/<digest>``), so its sibling workers on the same node find
+them too.  A job whose function is in neither answers ``("missing", digest)``
+and the client sends it again with the pickle.
+
+Only a node's worker runs this module (it unpickles what its authenticated
+scheduler relayed, like any computation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import dill
+
+__all__ = ["run_calls", "describe_exception", "FUNCTION_DIR"]
+
+FUNCTION_DIR = ".gridlib-functions"
+_functions: dict[str, Callable[..., Any]] = {}
+
+
+def run_calls(digest: str, blob: bytes | None, calls: list[tuple[tuple[Any, ...], dict[str, Any]]]
+              ) -> tuple[str, Any]:
+    """Call the function ``digest`` names once per ``(args, kwargs)`` in ``calls``.
+
+    Returns ``("ok", [(True, value) | (False, exception info), ...])`` -- one
+    outcome per call, so that one call raising does not lose the others of
+    its chunk -- or ``("missing", digest)``.
+    """
+    fn = _function(digest, blob)
+    if fn is None:
+        return "missing", digest
+    outcomes: list[tuple[bool, Any]] = []
+    for args, kwargs in calls:
+        try:
+            outcomes.append((True, fn(*args, **kwargs)))
+        except Exception as exc:
+            outcomes.append((False, describe_exception(exc)))
+    return "ok", outcomes
+
+
+def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
+    fn = _functions.get(digest)
+    if fn is not None:
+        return fn
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError("a function digest is 64 lowercase hex digits")
+    path = Path(FUNCTION_DIR) / digest
+    if blob is None:
+        try:
+            blob = path.read_bytes()
+        except OSError:
+            return None
+    if hashlib.sha256(blob).hexdigest() != digest:
+        raise ValueError("the function's pickle does not match its digest")
+    fn = dill.loads(blob)
+    _functions[digest] = fn
+    if not path.exists():  # for the other workers of this node (written whole, then renamed)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        os.replace(tmp, path)
+    return fn
+
+
+def describe_exception(exc: BaseException) -> dict[str, Any]:
+    """Type, message, traceback and, when it pickles, the exception itself."""
+    try:
+        pickled: bytes | None = dill.dumps(exc)
+    except Exception:
+        pickled = None
+    return {"type": type(exc).__name__, "message": str(exc), "pickled": pickled,
+            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))}

@@ -1,0 +1,107 @@
+"""A joblib backend that runs ``Parallel`` batches on the grid (optional: needs joblib).
+
+    import gridlib, joblib
+    gridlib.register_joblib()
+    with joblib.parallel_config(backend="gridlib"):
+        squares = joblib.Parallel(n_jobs=-1)(joblib.delayed(f)(x) for x in xs)
+
+Batches go through a :class:`~gridlib.GridExecutor`.  By default one executor
+per process is started on first use (``nodes=None``: this host, a private node
+if none runs) and closed at exit; ``parallel_config(backend="gridlib",
+executor=ex)`` uses yours, and any other keyword (``nodes=``, ``secret=``,
+``scheduler=`` ...) configures the default one.  ``n_jobs=-1`` means every CPU
+of the cluster's nodes.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any
+
+from gridlib.executor import GridExecutor
+
+__all__ = ["register_joblib", "GridBackend"]
+
+_default: GridExecutor | None = None
+_default_lock = threading.Lock()
+
+
+def _default_executor(options: dict[str, Any]) -> GridExecutor:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = GridExecutor(**options)
+            atexit.register(_default.shutdown, wait=False, cancel_futures=True)
+        return _default
+
+
+def register_joblib() -> None:
+    """Make ``backend="gridlib"`` available to joblib (raises ImportError without joblib)."""
+    from joblib import register_parallel_backend
+
+    register_parallel_backend("gridlib", GridBackend)
+
+
+def _backend_base() -> type:
+    from joblib.parallel import ParallelBackendBase
+
+    return ParallelBackendBase  # type: ignore[no-any-return]
+
+
+class GridBackend(_backend_base()):  # type: ignore[misc]
+    """joblib's ``ParallelBackendBase`` over a ``GridExecutor``."""
+
+    supports_retrieve_callback = True
+    supports_timeout = True
+    default_n_jobs = -1
+
+    def __init__(self, executor: GridExecutor | None = None, nesting_level: int | None = None,
+                 inner_max_num_threads: int | None = None, **options: Any) -> None:
+        super().__init__(nesting_level=nesting_level, inner_max_num_threads=inner_max_num_threads)
+        self._executor = executor
+        self._options = options
+        self._futures: set[Future[Any]] = set()
+
+    @property
+    def executor(self) -> GridExecutor:
+        if self._executor is None:
+            self._executor = _default_executor(self._options)
+        return self._executor
+
+    def effective_n_jobs(self, n_jobs: int | None) -> int:
+        if n_jobs == 0:
+            raise ValueError("n_jobs == 0 in Parallel has no meaning")
+        if n_jobs is None or n_jobs < 0:
+            cpus = self._grid_cpus()
+            return max(1, cpus + 1 + n_jobs if n_jobs is not None and n_jobs < -1 else cpus)
+        return n_jobs
+
+    def _grid_cpus(self, wait: float = 10.0) -> int:
+        """CPUs of the cluster's nodes, waiting up to ``wait`` s for the first to set up."""
+        deadline, pause = time.monotonic() + wait, threading.Event()
+        while True:
+            cpus = sum(n.cpus for n in self.executor.cluster.status().nodes)
+            if cpus or time.monotonic() >= deadline:
+                return cpus
+            pause.wait(0.05)
+
+    def submit(self, func: Any, callback: Any = None) -> Future[Any]:
+        future = self.executor.submit(func)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
+        if callback is not None:
+            future.add_done_callback(callback)
+        return future
+
+    def retrieve_result_callback(self, future: Future[Any]) -> Any:
+        return future.result()
+
+    def retrieve_result(self, out: Future[Any], timeout: float | None = None) -> Any:
+        return out.result(timeout)
+
+    def abort_everything(self, ensure_ready: bool = True) -> None:
+        for future in list(self._futures):
+            future.cancel()
