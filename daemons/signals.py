@@ -1,7 +1,9 @@
 """How every daemon answers signals: SIGTERM/SIGINT stop it, SIGHUP reloads allowlists.
 
-The handlers only post work to the daemon's reactor; the work itself runs
-on the loop thread, like everything else.
+A daemon may give SIGINT a gentler meaning (``interrupt``): the node drains
+-- running jobs finish, no new ones start -- and exits then.  The handlers
+only post work to the daemon's reactor; the work itself runs on the loop
+thread, like everything else.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ __all__ = ["handle_signals"]
 
 def handle_signals(reactor: Reactor, stop: Callable[[], None],
                    reload: Callable[[Identity], None] | None,
-                   load_identity: Callable[[], Identity] | None, log: logging.Logger) -> None:
+                   load_identity: Callable[[], Identity] | None, log: logging.Logger,
+                   interrupt: Callable[[], None] | None = None) -> None:
+    """Install the handlers; ``interrupt`` (default: ``stop``) answers SIGINT."""
     def on_stop(signum: int, _frame: object) -> None:
         log.info("event=signal signal=%s", signal.Signals(signum).name)
-        reactor.call_soon_threadsafe(stop)
+        reactor.call_soon_threadsafe(interrupt if interrupt is not None and signum == signal.SIGINT
+                                     else stop)
 
     def on_hup(_signum: int, _frame: object) -> None:
         if reload is not None and load_identity is not None:

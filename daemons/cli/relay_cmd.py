@@ -10,6 +10,7 @@ from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
 from .common import read_secret, setup_logging
+from .config import config_options
 
 __all__ = ["relay"]
 
@@ -33,6 +34,7 @@ def _subnets(hosts: list[str]) -> list[str]:
     return nets
 
 
+@config_options
 def relay(
     host: list[str] = typer.Option(["0.0.0.0"], help="Interface(s) to hear schedulers' beacons on."),
     port: int = typer.Option(51352, help="Beacon port (schedulers list the relay like a node)."),
@@ -41,8 +43,10 @@ def relay(
     node_port: int = typer.Option(51352, help="The nodes' beacon port."),
     scheduler: str = typer.Option("", help="Also bridge this scheduler directly (HOST[:PORT])."),
     scheduler_key: str = typer.Option("", help="The scheduler's public key (Z85) for --scheduler."),
-    keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/, nodes/)."),
-    secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    keys: Path | None = typer.Option(None, envvar="GRIDLIB_KEYS",
+                                     help="Key directory (identity.key_secret, clients/, nodes/)."),
+    secret_file: Path | None = typer.Option(None, envvar="GRIDLIB_SECRET_FILE",
+                                            help="File (mode 0600) holding a shared secret."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
 ) -> None:
     """Run a relay: lets schedulers in one subnet use the nodes of another."""

@@ -85,11 +85,14 @@ class JobExecutor:
     """Clusters and their worker processes on one node."""
 
     def __init__(self, reactor: Reactor, cpus: int, prefix: Path, node_name: str, ip_addr: str,
-                 emit: Emit, max_file_size: int, log: logging.Logger | None = None) -> None:
+                 emit: Emit, max_file_size: int, log: logging.Logger | None = None,
+                 init: tuple[str, str] | None = None) -> None:
         self.reactor, self.cpus, self.prefix = reactor, cpus, prefix
         self.node_name, self.ip_addr, self.emit = node_name, ip_addr, emit
         self.max_file_size = max_file_size
         self.log = log or logging.getLogger("gridlib.node")
+        self.init = init  # the --init file (path, source), run in every worker
+        self.paused = False  # True: jobs wait, none starts (the node is draining or out of service)
         self.clusters: dict[str, ClusterState] = {}
         self._retired: dict[str, ClusterState] = {}  # torn down, workers still exiting
         self.running = 0
@@ -174,6 +177,27 @@ class JobExecutor:
         if cluster.options.get("cleanup", True):
             shutil.rmtree(cluster.directory, ignore_errors=True)
 
+    def leave(self, kill_running: bool) -> None:
+        """Tear every cluster down (the node leaves the grid); ``kill_running`` kills busy
+        workers at once instead of letting their jobs run on until the 5 s stop timeout.
+        Jobs still waiting are dropped without a result: the node's DISCONNECT settles them."""
+        for cluster in list(self.clusters.values()):
+            if kill_running:
+                for worker in cluster.workers:
+                    if worker.job is not None:
+                        self._kill(worker)
+            self.teardown(cluster.cluster_id)
+
+    def pause(self, paused: bool) -> None:
+        """Hold every job that has not started (True), or start them again (False)."""
+        self.paused = paused
+        if not paused:
+            self._start_jobs()
+
+    def quiet(self) -> bool:
+        """No cluster and no worker process left."""
+        return not self.clusters and not self._retired
+
     def orphan(self, link: str, now: float) -> list[tuple[str, float]]:
         """Mark the clusters of a lost scheduler link; returns (cluster id, since) pairs."""
         lost = [c for c in self.clusters.values() if c.link == link]
@@ -210,7 +234,7 @@ class JobExecutor:
                     return
 
     def _start_jobs(self) -> None:
-        while self._rr and self.running < self.cpus:
+        while self._rr and self.running < self.cpus and not self.paused:
             cluster_id = self._rr.popleft()
             cluster = self.clusters.get(cluster_id)
             if cluster is None or not cluster.pending:
@@ -274,7 +298,8 @@ class JobExecutor:
         child.close()
         worker = Worker(cluster, process, parent)
         cluster.workers.append(worker)
-        pipes.send(parent, "setup", {"setup_args": cluster.options.get("setup_args") or []},
+        pipes.send(parent, "setup", {"setup_args": cluster.options.get("setup_args") or [],
+                                     "init": list(self.init) if self.init else None},
                    [cluster.blob])
         self.reactor.add_reader(parent.fileno(), lambda: self._on_worker(worker))
 
@@ -331,6 +356,10 @@ class JobExecutor:
         self.reactor.remove_reader(worker.conn.fileno())
         worker.conn.close()
         worker.process.join(5)
+        try:  # what its jobs left running in its process group goes with it (the group id
+            os.killpg(worker.process.pid, signal.SIGKILL)  # is not reused while it has members)
+        except (ProcessLookupError, PermissionError, TypeError):
+            pass
         cluster = worker.cluster
         if worker in cluster.workers:
             cluster.workers.remove(worker)

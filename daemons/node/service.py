@@ -10,7 +10,7 @@ scheduler link carries heartbeats both ways; jobs run in the
 
 from __future__ import annotations
 
-import ipaddress
+import datetime as dt
 import logging
 import os
 import platform
@@ -18,11 +18,11 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
 import zmq
 
 from gridlib.protocol.beacon import Beacon
@@ -45,13 +45,16 @@ from gridlib.protocol.reactor import Reactor, Timer
 from gridlib.protocol.sockets import (
     DEFAULT_MAX_MSG_SIZE,
     curve_client_socket,
-    local_address_for,
     parse_endpoint,
     recv_frames,
     send_frames,
 )
 
 from .executor import Assignment, JobExecutor
+from .host_info import address_toward, available_resources
+from .lifecycle import NodeLifecycle
+from .prefix import load_node_id, prepare_prefix
+from .service_hours import ServiceHours
 from .spool import ResultSpool
 
 __all__ = ["NodeConfig", "NodeService"]
@@ -81,12 +84,20 @@ class NodeConfig:
     parent_pid: int = 0  # exit when this process is gone (a client's private node)
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # larger messages drop the connection
     trusted: frozenset[bytes] = field(default_factory=frozenset)
+    service_hours: ServiceHours | None = None  # None: always in service
+    clock: Callable[[], dt.datetime] = dt.datetime.now  # local time, for service_hours
+    serve: int = 0  # exit after this many clusters are done (0: never)
+    init: tuple[str, str] | None = None  # the --init file: (path, source)
 
     def effective_cpus(self) -> int:
         total = os.cpu_count() or 1
         if self.cpus > 0:
             return min(self.cpus, 4096)
         return max(1, total + self.cpus)
+
+    def prefix_path(self) -> Path:
+        """The node's state directory: --dest-path-prefix, or one per beacon port."""
+        return Path(self.dest_path_prefix or f"/tmp/gridlib-{os.getuid()}/node-{self.port}")
 
 
 @dataclass
@@ -118,35 +129,21 @@ class NodeService:
         self.trusted = config.trusted or identity.trusted_clients
         self.name = config.name or socket.gethostname()
         self.cpus = config.effective_cpus()
-        prefix = config.dest_path_prefix or f"/tmp/gridlib-{os.getuid()}/node-{config.port}"
-        self.prefix = Path(prefix)
-        self.prefix.mkdir(parents=True, exist_ok=True, mode=0o700)
-        info = self.prefix.stat()
-        if info.st_uid != os.getuid() or info.st_mode & 0o022:
-            raise ProtocolError(f"{self.prefix} must be owned by this user and not writable by "
-                                f"others (it holds spooled results and job files)")
-        self.node_id = self._load_node_id()
+        self.prefix = config.prefix_path()
+        prepare_prefix(self.prefix)
+        self.node_id = load_node_id(self.prefix)
         # bound to every interface: the scheduler takes the address it sees us connect from
         self.ip_addr = "" if config.host in ("0.0.0.0", "", "*", "::") else config.host
         self.links: dict[str, SchedulerLink] = {}
         self.spool = ResultSpool(self.prefix / "spool", self.log)
         self._spool_timer: Timer | None = None
         self.executor = JobExecutor(reactor, self.cpus, self.prefix, self.name, self.ip_addr,
-                                    self._emit, config.max_file_size, self.log)
+                                    self._emit, config.max_file_size, self.log, config.init)
+        self.lifecycle = NodeLifecycle(self, config.service_hours, config.clock, config.serve,
+                                       self.log)
         self.beacons: BeaconListener | None = None
         self.stopped = False
-
-    def _load_node_id(self) -> str:
-        path = self.prefix / "node_id"
-        try:
-            value = path.read_text().strip()
-            if value:
-                return value
-        except OSError:
-            pass
-        value = uuid.uuid4().hex
-        path.write_text(value)
-        return value
+        self._scheduler_key = b""
 
     # -- start and stop -------------------------------------------------------
     def start(self) -> None:
@@ -155,8 +152,9 @@ class NodeService:
                                           self.config.port, lambda: self.trusted,
                                           self._on_beacon, self.log)
         if self.config.scheduler:
-            key = self.config.scheduler_key or self._only_trusted_key()
-            self._open_link("dial-out", 0, self.config.scheduler, key, dial_out=True)
+            self._scheduler_key = self.config.scheduler_key or self._only_trusted_key()
+        if self.lifecycle.start():
+            self.rejoin()
         self.reactor.call_every(0.5, self._tick)
         if len(self.spool):  # results of an earlier run: kept until their cluster is set up again
             self.reactor.call_later(self.config.zombie_interval, self._expire_spool)
@@ -170,6 +168,32 @@ class NodeService:
             if link.key not in self.trusted and not link.dial_out:
                 self._close_link(link, "key revoked")
         self.log.info("event=allowlist_reloaded trusted=%d", len(self.trusted))
+
+    def rejoin(self) -> None:
+        """Back in the grid: dial the configured scheduler (beacons bring the others)."""
+        if self.config.scheduler and "dial-out" not in self.links:
+            self._open_link("dial-out", 0, self.config.scheduler, self._scheduler_key,
+                            dial_out=True)
+
+    def leave_grid(self, reason: str, kill: bool) -> None:
+        """Out of service: DISCONNECT every scheduler and tear every cluster down.
+
+        Unacknowledged results stay in the spool (sent again when their
+        cluster is set up here again); ``kill`` kills running jobs.
+        """
+        self._write_all_held()
+        for link in list(self.links.values()):
+            self.links.pop(link.sid, None)
+            self.reactor.remove_reader(link.socket)
+            self._send(link, new_message("DISCONNECT", {"reason": reason}))
+            link.socket.close(500)  # the DISCONNECT gets out in the background
+        self.executor.leave(kill)
+        self.log.info("event=left_grid reason=%r killed_jobs=%s", reason, kill)
+
+    def unacked_results(self) -> int:
+        """Results of clusters of live links not acknowledged yet."""
+        live = {c.cluster_id for c in self.executor.clusters.values() if c.link in self.links}
+        return sum(1 for r in self.spool.all() if r.cluster_id in live)
 
     def _only_trusted_key(self) -> bytes:
         if len(self.trusted) != 1:
@@ -189,7 +213,7 @@ class NodeService:
             self.log.error("event=spool_write_failed error=%s", exc)
         for link in self.links.values():
             self.reactor.remove_reader(link.socket)
-            link.socket.close(0)
+            link.socket.close(0 if self.config.parent_pid else 100)  # let DISCONNECT out
         if self.config.parent_pid:  # a client's private node: its files go with it
             shutil.rmtree(self.prefix, ignore_errors=True)
         if self.beacons is not None:
@@ -201,6 +225,8 @@ class NodeService:
         """A valid beacon naming a trusted key: dial that scheduler unless already linked."""
         now = time.monotonic()
         link = self.links.get(beacon.scheduler_id)
+        if not self.lifecycle.may_link(beacon.scheduler_id, link is not None):
+            return
         if link is not None and (link.epoch == beacon.epoch or self._link_alive(link, now)):
             return  # a live link is never disturbed by a beacon
         if link is None and self._unwelcomed() >= _MAX_PENDING_LINKS:
@@ -231,21 +257,11 @@ class NodeService:
     def _send_ready(self, link: SchedulerLink) -> None:
         self._send(link, new_message("READY", {
             "node_id": self.node_id, "name": self.name, "cpus": self.cpus,
-            "ip_addr": self.ip_addr or self._address_toward(link.endpoint),
+            "ip_addr": self.ip_addr or address_toward(link.endpoint),
             "platform": platform.platform(), "port": self.config.port,
             "pid": os.getpid(), "spooled": len(self.spool),
         }))
         link.next_ready = time.monotonic() + link.backoff.next()
-
-    @staticmethod
-    def _address_toward(endpoint: str) -> str:
-        """This host's address on the way to ``endpoint`` (what peers know us by)."""
-        try:
-            host = parse_endpoint(endpoint)[0]
-            ipaddress.ip_address(host)  # never resolve names from a beacon in the loop
-            return local_address_for(host)
-        except (OSError, ValueError):
-            return ""
 
     def _close_link(self, link: SchedulerLink, reason: str) -> None:
         self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
@@ -316,6 +332,7 @@ class NodeService:
         elif t == "RESULT_ACK":
             self.spool.ack_many([job_id for job_id in msg.fields["job_ids"]
                                  if isinstance(job_id, str) and self._may_ack(job_id, link)])
+            self.lifecycle.poke()
         elif t == "FILE_PUT":
             self._handle_file_put(link, msg)
         elif t == "TEARDOWN":
@@ -372,9 +389,15 @@ class NodeService:
 
     def _handle_setup(self, link: SchedulerLink, msg: Message) -> None:
         cluster_id = str(msg.fields["cluster_id"])
+        new = cluster_id not in self.executor.clusters
         try:
+            refusal = self.lifecycle.admit_cluster(cluster_id) if new else None
+            if refusal:
+                raise ProtocolError(refusal, ILLEGAL_STATE)
             ready = self.executor.setup(link.sid, link.key, cluster_id, dict(msg.fields),
                                         list(msg.frames), list(msg.labels))
+            if new:
+                self.lifecycle.cluster_added(cluster_id)
             if ready:
                 self._setup_ok(link, cluster_id)
         except (ProtocolError, OSError) as exc:
@@ -412,6 +435,7 @@ class NodeService:
                     self._spool_timer = self.reactor.call_later(SPOOL_GRACE, self._write_held)
             else:
                 self._spool_put(cluster_id, job_id, fields, frames, labels)
+            self.lifecycle.poke()
         if link is not None:
             self._send(link, new_message(mtype, fields, frames, labels))
 
@@ -452,6 +476,9 @@ class NodeService:
             self.log.warning("event=parent_gone parent_pid=%d", self.config.parent_pid)
             self.stop()
             return
+        self.lifecycle.tick()
+        if self.stopped:
+            return
         for link in list(self.links.values()):
             silent = now - link.last_heard
             if not link.welcomed:
@@ -471,15 +498,4 @@ class NodeService:
                 continue
             if now - link.last_beat >= link.interval:
                 link.last_beat = now
-                self._send(link, new_message("HEARTBEAT", {"avail": self._avail()}))
-
-    def _avail(self) -> dict[str, float]:
-        try:
-            return {
-                "cpu": 100.0 - psutil.cpu_percent(None),
-                "memory": float(psutil.virtual_memory().available),
-                "disk": float(psutil.disk_usage(str(self.prefix)).free),
-                "swap": float(psutil.swap_memory().percent),
-            }
-        except Exception:  # psutil may not read everything in a container
-            return {}
+                self._send(link, new_message("HEARTBEAT", {"avail": available_resources(self.prefix)}))

@@ -27,6 +27,7 @@ from gridlib.payload import Computation, pack_value, unpack_args, unpack_computa
 
 from . import pipes
 from .memory import retain_large_buffers
+from .node_init import run_close, run_init
 
 __all__ = ["worker_main"]
 
@@ -81,16 +82,17 @@ def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
     return new
 
 
-def _share_globals(comp: Computation) -> None:
+def _share_globals(comp: Computation, node_globals: dict[str, Any]) -> None:
     """Give setup, computation, cleanup and depends one global namespace.
 
     dill ships each function with just the globals it uses; dispy's promise is
     that names a ``setup`` declares ``global`` are visible to the computation,
-    so they must share a namespace on the node.
+    so they must share a namespace on the node.  It starts with the names of
+    the node's ``--init`` file; the functions' own globals win over those.
     """
     functions = [f for f in (comp.setup, comp.func, comp.cleanup, *comp.depends)
                  if isinstance(f, types.FunctionType)]
-    namespace: dict[str, Any] = {}
+    namespace: dict[str, Any] = {k: v for k, v in node_globals.items() if not k.startswith("__")}
     for fn in functions:
         namespace.update(fn.__globals__)
     comp.setup, comp.func, comp.cleanup = (_rebind(f, namespace) for f in (comp.setup, comp.func, comp.cleanup))
@@ -99,9 +101,9 @@ def _share_globals(comp: Computation) -> None:
         namespace.setdefault(getattr(dep, "__name__", repr(dep)), dep)
 
 
-def _run_setup(comp: Computation, setup_args: list[Any]) -> str | None:
+def _run_setup(comp: Computation, setup_args: list[Any], node_globals: dict[str, Any]) -> str | None:
     """Run the computation's setup; returns a reason when the node must not be used."""
-    _share_globals(comp)
+    _share_globals(comp, node_globals)
     if comp.func is not None:
         comp.func.__globals__.update(
             dispy_provisional_result=jobctx.provisional_result,
@@ -184,11 +186,13 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
     kind, fields, frames = pipes.recv(conn)
-    try:
-        comp = unpack_computation(frames[0])
-        reason = _run_setup(comp, list(fields.get("setup_args") or []))
-    except Exception as exc:
-        reason = f"cannot load the computation: {type(exc).__name__}: {exc}"
+    node_globals, reason = _node_globals(fields.get("init"))
+    if not reason:
+        try:
+            comp = unpack_computation(frames[0])
+            reason = _run_setup(comp, list(fields.get("setup_args") or []), node_globals)
+        except Exception as exc:
+            reason = f"cannot load the computation: {type(exc).__name__}: {exc}"
     if reason:
         pipes.send(conn, "setup_failed", {"reason": reason})
         return
@@ -207,6 +211,21 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
             comp.cleanup()
         except Exception:
             traceback.print_exc()
+    try:
+        run_close(node_globals)
+    except Exception:
+        traceback.print_exc()
+
+
+def _node_globals(init: Any) -> tuple[dict[str, Any], str | None]:
+    """Run the node's ``--init`` file (``[path, source]``); returns its names, or a failure reason."""
+    if not init:
+        return {}, None
+    path, source = str(init[0]), str(init[1])
+    try:
+        return run_init(path, source), None
+    except BaseException as exc:  # the file may raise anything, SystemExit included
+        return {}, f"--init {path} failed: {type(exc).__name__}: {exc}"
 
 
 def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], frames: list[bytes],

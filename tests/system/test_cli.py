@@ -123,3 +123,22 @@ def test_bad_option_is_a_clear_error() -> None:
     result = run("node", "--max-file-size", "lots")
     assert result.returncode != 0
     assert "not a size" in result.stderr
+
+
+def test_every_daemon_option_explains_itself() -> None:
+    import typer.main
+
+    from gridlib.daemons.cli import app
+
+    group = typer.main.get_command(app)
+    for name in ("node", "scheduler", "relay"):
+        command = group.commands[name]  # type: ignore[attr-defined]
+        options = [p for p in command.params
+                   if p.param_type_name == "option" and not getattr(p, "hidden", False)]
+        assert len(options) > 8
+        for param in options:
+            assert param.help and len(param.help) >= 15, f"gridlib {name} {param.opts}: no help"
+    node_help = run("node", "--help").stdout
+    for option in ("--service-start", "--serve", "--init", "--clean", "--daemon", "--config",
+                   "--save-config", "GRIDLIB_KEYS"):
+        assert option in node_help
