@@ -15,6 +15,8 @@ _EXPORTS = {
     "JobCluster": "gridlib.cluster",
     "recover_jobs": "gridlib.recovery",
     "SharedJobCluster": "gridlib.shared",
+    "HTTPServer": "gridlib.httpd",
+    "DispyHTTPServer": "gridlib.httpd",
     "GridExecutor": "gridlib.executor",
     "register_joblib": "gridlib.joblib_backend",
     "Job": "gridlib.job",

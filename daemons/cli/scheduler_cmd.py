@@ -10,10 +10,12 @@ from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
 from .common import read_secret, setup_logging
+from .config import config_options
 
 __all__ = ["scheduler"]
 
 
+@config_options
 def scheduler(
     host: str = typer.Option("0.0.0.0", help="Interface for clients and nodes."),
     port: int = typer.Option(51350, help="Port clients connect to."),
@@ -28,9 +30,16 @@ def scheduler(
     journal: str = typer.Option("", help="SQLite journal: accepted jobs survive a restart."),
     client_timeout: float = typer.Option(3600.0, help="Close a silent client's clusters after this."),
     heartbeat: float = typer.Option(2.0, help="Heartbeat interval in seconds."),
-    keys: Path | None = typer.Option(None, help="Key directory (identity.key_secret, clients/, nodes/)."),
-    secret_file: Path | None = typer.Option(None, help="File holding a shared secret."),
+    keys: Path | None = typer.Option(None, envvar="GRIDLIB_KEYS",
+                                     help="Key directory (identity.key_secret, clients/, nodes/)."),
+    secret_file: Path | None = typer.Option(None, envvar="GRIDLIB_SECRET_FILE",
+                                            help="File (mode 0600) holding a shared secret."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
+    httpd: bool = typer.Option(False, "--httpd", help="Serve the web monitor; its address, with "
+                                                      "the access token, is logged at start."),
+    http_port: int = typer.Option(8181, help="The web monitor's port (0: a free one)."),
+    http_host: str = typer.Option("127.0.0.1", help="The web monitor's interface (keep it on "
+                                                    "loopback; use ssh -L from elsewhere)."),
 ) -> None:
     """Run a shared scheduler: many client programs share the nodes."""
     from gridlib.daemons.scheduler.main import SchedulerConfig, run_scheduler
@@ -51,7 +60,8 @@ def scheduler(
                                    cleanup_nodes=cleanup_nodes, client_timeout=client_timeout)
         config = SchedulerConfig(host=host, client_port=port, node_port=node_port,
                                  node_targets=targets, options=options, journal=journal,
-                                 heartbeat=heartbeat)
+                                 heartbeat=heartbeat, httpd=httpd, http_host=http_host,
+                                 http_port=http_port)
         raise typer.Exit(run_scheduler(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib scheduler: {exc}", err=True)

@@ -203,17 +203,42 @@ class SchedulerCore(FaultHandling, NodeAllocation):
             job = self.jobs.get(job_id) if isinstance(job_id, str) else None
             if job is None or self.clusters[job.cluster_id].user != peer.user:
                 foreign.append(str(job_id))
-            elif job.state in (JobState.QUEUED, JobState.ADOPTING):
-                if job.state is JobState.QUEUED:
-                    self.clusters[job.cluster_id].queued -= 1
-                self._adopting.pop(job.job_id, None)  # a node reporting it later is told to drop it
-                self._finish(job, {"status": "cancelled"}, [], [])
-            elif job.state in (JobState.DISPATCHED, JobState.RUNNING) and job.node_id:
-                job.state = JobState.CANCELLING
-                node = self.nodes[job.node_id]
-                self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+            else:
+                self._cancel_job(job)
         if foreign:  # another client's jobs are not yours to cancel, nor to see
             raise ProtocolError(f"no such job of yours: {', '.join(foreign[:5])}", NOT_FOUND)
+
+    def _cancel_job(self, job: JobRecord) -> bool:
+        """Cancel one job: at once if queued, through its node if dispatched or running.
+
+        False if it is already final (its result stands); True if it is cancelled
+        or on its way to be.
+        """
+        if job.state in (JobState.QUEUED, JobState.ADOPTING):
+            if job.state is JobState.QUEUED:
+                self.clusters[job.cluster_id].queued -= 1
+            self._adopting.pop(job.job_id, None)  # a node reporting it later is told to drop it
+            self._finish(job, {"status": "cancelled"}, [], [])
+            return True
+        if job.state in (JobState.DISPATCHED, JobState.RUNNING) and job.node_id:
+            job.state = JobState.CANCELLING
+            node = self.nodes[job.node_id]
+            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job.job_id]}))
+            return True
+        return job.state is JobState.CANCELLING
+
+    def operator_cancel(self, job_ids: list[str], now: float) -> tuple[list[str], list[Send]]:
+        """The grid's operator (the scheduler's web monitor) cancels jobs of any user.
+
+        Returns the ids of the jobs cancelled or being cancelled (unknown and
+        final ones are left out) and the messages to send.  Each job's client
+        gets its ``cancelled`` result as if it had cancelled the job itself.
+        """
+        self.now = now
+        acted = [job_id for job_id in job_ids
+                 if (job := self.jobs.get(job_id)) is not None and self._cancel_job(job)]
+        self.log.info("event=operator_cancel jobs=%d cancelled=%d", len(job_ids), len(acted))
+        return acted, self.flush()
 
     def handle_result_ack(self, peer: Peer, msg: Message, now: float) -> None:
         per_node: dict[str, list[str]] = {}
@@ -282,7 +307,8 @@ class SchedulerCore(FaultHandling, NodeAllocation):
                 if visible(job.cluster_id):
                     jobs.append({"job_id": job_id, "cluster_id": job.cluster_id,
                                  "state": job.state.name.lower(), "attempt": job.attempt})
-            nodes.append({**node.public(), "last_heard": round(max(0.0, now - node.last_seen), 3),
+            heard = self.node_liveness.last(node.node_id) or node.last_seen
+            nodes.append({**node.public(), "last_heard": round(max(0.0, now - heard), 3),
                           "suspect": node.suspect, "running": jobs})
         clusters, others = [], {"clusters": 0, "queued": 0, "running": 0, "done": 0}
         for c in self.clusters.values():

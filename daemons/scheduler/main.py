@@ -11,6 +11,7 @@ import gc
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import zmq
 
@@ -37,6 +38,9 @@ class SchedulerConfig:
     options: SchedulerOptions = field(default_factory=SchedulerOptions)
     journal: str = ""
     heartbeat: float = 2.0
+    httpd: bool = False  #: serve the web monitor (docs/monitor.md)
+    http_host: str = "127.0.0.1"
+    http_port: int = 8181
 
 
 def run_scheduler(config: SchedulerConfig, identity: Identity,
@@ -48,6 +52,7 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
     policy = ZapPolicy()
     zap = ZapHandler(context, policy, log)
     journal = SchedulerJournal(config.journal) if config.journal else None
+    monitor: Any = None
     try:
         prove_fails_closed(context, zap, identity.keypair)
         reactor.add_reader(zap.socket, zap.handle_ready)
@@ -64,6 +69,8 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
             log.info("event=allowlist_reloaded")
 
         handle_signals(reactor, reactor.stop, apply, reload, log)
+        if config.httpd:
+            monitor = _start_monitor(service, config, log)
         log.info("event=scheduler_started sid=%s clients=%s:%d nodes=%s:%d policy=%s journal=%s",
                  service.scheduler_id, config.host, config.client_port, config.host,
                  service.node_port, config.options.policy, config.journal or "-")
@@ -71,9 +78,23 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
         reactor.run()
         service.close()
     finally:
+        if monitor is not None:
+            monitor.shutdown()
         zap.close()
         reactor.close()
         context.destroy(linger=0)
         if journal is not None:
             journal.close()
     return 0
+
+
+def _start_monitor(service: SchedulerService, config: SchedulerConfig,
+                   log: logging.Logger) -> Any:
+    """The web monitor on its own thread; the URL (with the token) goes to the log."""
+    from gridlib.httpd import HTTPServer  # only when asked for: the daemon needs no http.server
+
+    from .monitor import SchedulerSource
+
+    monitor = HTTPServer(SchedulerSource(service), host=config.http_host, port=config.http_port)
+    log.info("event=httpd_started url=%s", monitor.url)
+    return monitor
