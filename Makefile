@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit bench bench-peers clean
+.PHONY: demo examples test lint unit bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,13 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) examples/sample.py
+
+# every example, one after the other, on the embedded local grid; stops at the first failure
+examples: $(STAMP)
+	@for example in examples/*.py; do \
+		echo "=== $$example"; \
+		$(PY) $$example || { echo "=== $$example FAILED"; exit 1; }; \
+	done
 
 lint: $(STAMP)
 	$(PY) -m ruff check protocol gridlib daemons tests examples bench

@@ -134,13 +134,12 @@ def test_joblib_backend(node_daemon: NodeProcess) -> None:
     def triple(x):  # type: ignore[no-untyped-def]
         return 3 * x
 
-    with executor_for(node_daemon) as ex:
-        with joblib.parallel_config(backend="gridlib", executor=ex):
-            assert joblib.Parallel(n_jobs=-1)(joblib.delayed(triple)(x) for x in range(50)) \
-                == [3 * x for x in range(50)]
-            assert GridBackend(executor=ex).effective_n_jobs(-1) == 2  # the node's CPUs
-            with pytest.raises(ZeroDivisionError):
-                joblib.Parallel(n_jobs=2)(joblib.delayed(lambda x: 1 / x)(x) for x in (1, 0))
+    with executor_for(node_daemon) as ex, joblib.parallel_config(backend="gridlib", executor=ex):
+        assert joblib.Parallel(n_jobs=-1)(joblib.delayed(triple)(x) for x in range(50)) \
+            == [3 * x for x in range(50)]
+        assert GridBackend(executor=ex).effective_n_jobs(-1) == 2  # the node's CPUs
+        with pytest.raises(ZeroDivisionError):
+            joblib.Parallel(n_jobs=2)(joblib.delayed(lambda x: 1 / x)(x) for x in (1, 0))
 
 
 def test_executor_is_a_concurrent_futures_executor() -> None:

@@ -17,6 +17,20 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
     ("recover.py", "Finished"),
     ("node_setup.py", "(ok)"),
     ("shared_cluster.py", "urgent ran"),
+    # ports of the other examples of the dispy distribution (docs/porting-from-dispy.md)
+    ("obj_instances.py", "8 of 8 objects came back centred"),
+    ("bounded_submit.py", "60 jobs done (0 failed), at most 6 in flight"),
+    ("delegate.py", "6 of 6 delegated functions returned the expected value"),
+    ("job_scheduler.py", "8 checksums match"),
+    ("longrun.py", "jobs cancelled (ok)"),
+    ("node_shvars.py", "20 of 20 jobs updated a node's shared counter (ok)"),
+    ("node_update.py", "updated 1 of 1 nodes"),
+    ("provisional_results.py", "cancelled (ok)"),
+    ("replace_inmem.py", "after it ['dataset-1.bin'] (ok)"),
+    ("web_monitor.py", "8 listed as finished, stray job Cancelled"),
+    ("command_line.py", "2 jobs as JSON, all exit code 0"),
+    ("send_files.py", "(ok)"),
+    ("cloud_node.py", "6 jobs ran on a node that dialed in"),
 ])
 def test_example_runs(name: str, expect: str, tmp_path: Path) -> None:
     before = {p.pid for p in psutil.Process().children(recursive=True)}
