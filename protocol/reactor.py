@@ -79,6 +79,8 @@ class Reactor:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:
             pass  # the pipe is full, so a wake-up is already pending
+        except OSError:
+            pass  # closed: the loop is gone (e.g. a signal during shutdown), nothing will run
 
     # -- running ----------------------------------------------------------
     def _drain_posted(self) -> None:
@@ -136,5 +138,8 @@ class Reactor:
         self.call_soon_threadsafe(_stop)
 
     def close(self) -> None:
+        if self._wake_w < 0:
+            return
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self._wake_r = self._wake_w = -1  # never an fd number someone else may get next
