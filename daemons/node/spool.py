@@ -131,8 +131,9 @@ class ResultSpool:
         self._held: dict[str, SpooledResult] = {}  # in memory, oldest first
         self._held_bytes = 0
         self._segments: list[_Segment] = []
-        self._current: _Segment | None = None  # none while replaying
+        self._replaying = True
         self._load()
+        self._replaying = False
         number = max((int(s.path.stem) for s in self._segments), default=0) + 1
         self._current = self._open(number)
 
@@ -179,7 +180,6 @@ class ResultSpool:
         body = _body({"cluster_id": cluster_id, "job_id": job_id, "fields": fields,
                       "labels": labels, "lengths": [v.nbytes for v in views]}, views)
         segment = self._current
-        assert segment is not None  # set at the end of __init__
         if segment.size > _SEGMENT_BYTES:
             segment = self._current = self._open(int(segment.path.stem) + 1)
         offset = segment.append(body)
@@ -227,7 +227,6 @@ class ResultSpool:
         if not released:
             return
         current = self._current
-        assert current is not None
         if not self._index:  # nothing pending: no segment needs its history
             for segment in self._segments:
                 if segment is not current:
@@ -250,7 +249,7 @@ class ResultSpool:
             return False
         segment = entry.segment
         segment.live -= 1
-        if (not segment.live and self._current is not None and segment is not self._current
+        if (not segment.live and not self._replaying and segment is not self._current
                 and segment in self._segments):
             self._segments.remove(segment)
             segment.close(remove=True)
