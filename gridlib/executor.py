@@ -118,7 +118,7 @@ class GridExecutor(Executor):
 
     def _needs_pickle(self, digest: str) -> bool:
         """Until every node in the cluster ran this function, jobs carry its pickle."""
-        nodes = {n.name for n in self.cluster.status().nodes}
+        nodes = set(self.cluster._node_names)  # (not status(): that counts every job; this is per call)
         with self._lock:
             ran_on = self._ran_on.get(digest, set())
         return not nodes or not nodes <= ran_on
