@@ -146,10 +146,14 @@ class JobExecutor:
         jobs = [*(w.job for w in cluster.workers if w.job), *cluster.pending]
         return [[job.job_id, job.attempt] for job in jobs]
 
-    def teardown(self, cluster_id: str) -> None:
+    def teardown(self, cluster_id: str, keep_files: bool = False) -> None:
+        """Stop a cluster's workers; its directory goes with the last of them unless
+        ``keep_files`` (a resetup: the same cluster is set up again with those files)."""
         cluster = self.clusters.pop(cluster_id, None)
         if cluster is None:
             return
+        if keep_files:
+            cluster.options = {**cluster.options, "cleanup": False}
         for job in cluster.pending:
             self._cancel_timer(job)
         for worker in list(cluster.workers):

@@ -338,8 +338,10 @@ class NodeService:
         elif t == "TEARDOWN":
             cluster = self.executor.clusters.get(str(msg.fields["cluster_id"]))
             if cluster is not None and cluster.link == link.sid:
-                self.executor.teardown(cluster.cluster_id)
-                self.spool.drop_cluster(cluster.cluster_id)
+                resetup = msg.get("keep_files") is True  # set up again next: keep its files
+                self.executor.teardown(cluster.cluster_id, keep_files=resetup)
+                if not resetup:  # (a resetup's unacknowledged results are still acked later)
+                    self.spool.drop_cluster(cluster.cluster_id)
         elif t == "ERROR" and msg.get("code") == ILLEGAL_STATE and link.welcomed:
             # the scheduler no longer knows us (it declared us lost, or restarted): register
             # again -- unless another link already serves that endpoint (a restarted scheduler

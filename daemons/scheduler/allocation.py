@@ -114,7 +114,9 @@ class NodeAllocation(SchedulerState):
                 if state not in _DRAINING or self._busy_for(node, cid):
                     continue
                 cluster = self.clusters.get(cid)
-                self._send(NODE, node.route, new_message("TEARDOWN", {"cluster_id": cid}))
+                # a resetup keeps the cluster's files (depends, files sent since) for the new setup
+                self._send(NODE, node.route, new_message("TEARDOWN", {
+                    "cluster_id": cid, "keep_files": state == "resetup" and cluster is not None}))
                 if cluster is None:
                     continue
                 if state == "closing":

@@ -87,7 +87,9 @@ def test_resetup_sets_the_node_up_again_once_idle() -> None:
     grid.running_cluster((NODE_A, 1))
     control(grid, "node-a", "resetup")
     out = grid.tick()
-    assert the(sent(out, "TEARDOWN", NODE_A)) and the(sent(out, "SETUP", NODE_A))
+    teardown = the(sent(out, "TEARDOWN", NODE_A))
+    assert teardown.fields["keep_files"] is True  # the node keeps the files for the new setup
+    assert the(sent(out, "SETUP", NODE_A))
     grid.submit("j1")
     assert not assigned(grid.tick())  # not before SETUP_OK
     assert assigned(grid.setup_ok(NODE_A), NODE_A) == ["j1"]
