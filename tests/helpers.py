@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,35 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool: 
             return True
         time.sleep(interval)
     return bool(predicate())
+
+
+def run_script(args: list[str], timeout: float,
+               leftovers: Callable[[int], list[psutil.Process]]) -> tuple[int, str, str, bool]:
+    """Run ``python ARGS`` in its own session; (exit status, stdout, stderr, nothing left).
+
+    Past ``timeout`` its whole process group is killed and the test fails.
+    ``leftovers(pid)`` names processes the script should have stopped (e.g. its
+    private node): they get 15 s to go by themselves, then are killed by PID.
+    """
+    import pytest
+
+    proc = subprocess.Popen([sys.executable, *args], cwd=Path(__file__).resolve().parents[1],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ), start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{args[0]} did not finish in {timeout} s\n{stdout}\n{stderr}")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        gone = wait_for(lambda: not leftovers(proc.pid), timeout=15)
+        for stray in leftovers(proc.pid):
+            stray.kill()
+    return proc.returncode, stdout, stderr, gone
 
 
 LIVE: list[NodeProcess | SchedulerProcess] = []  # stopped at the end of the session at the latest

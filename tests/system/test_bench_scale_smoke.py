@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import run_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = REPO / "bench" / "scale.py"
@@ -40,26 +36,10 @@ def _positive(figures: dict[str, Any], *keys: str) -> None:
 @pytest.mark.timeout(120)
 def test_scale_quick_prints_positive_figures(tmp_path: Path) -> None:
     report = tmp_path / "scale.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(SCALE), "--quick", "--json", str(report)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ), start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=90)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"scale --quick did not finish in 90 s\n{stdout}\n{stderr}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        gone = wait_for(lambda: not _children_of(proc.pid), timeout=15)
-        for child in _children_of(proc.pid):
-            child.kill()
+    returncode, stdout, stderr, gone = run_script([str(SCALE), "--quick", "--json", str(report)],
+                                                  90, _children_of)
     assert gone, "the bench left its private node or its stub nodes running"
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
     for header in HEADERS:
         assert header in stdout, f"no table starting {header!r}:\n{stdout}"
     assert "processes left over: none" in stdout, stdout

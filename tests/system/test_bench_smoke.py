@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import run_script
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "bench.py"
@@ -43,27 +39,10 @@ def _private_nodes_of(pid: int) -> list[psutil.Process]:
 @pytest.mark.timeout(240)
 def test_bench_quick_prints_positive_figures(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
-    proc = subprocess.Popen(
-        [sys.executable, str(BENCH), "--quick", "--json", str(report)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ), start_new_session=True,
-    )
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        stdout, stderr = proc.communicate()
-        pytest.fail(f"bench --quick did not finish in 180 s\n{stdout}\n{stderr}")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        # the private node notices its parent is gone by itself; make sure, then clean up
-        gone = wait_for(lambda: not _private_nodes_of(proc.pid), timeout=15)
-        for node in _private_nodes_of(proc.pid):
-            node.kill()
+    returncode, stdout, stderr, gone = run_script([str(BENCH), "--quick", "--json", str(report)],
+                                                  180, _private_nodes_of)
     assert gone, "the bench left its private gridlib node running"
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout}\n{stderr}"
+    assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
 
     rows = _table_rows(stdout)
     assert set(rows) == set(SYSTEMS), f"no table row for both systems:\n{stdout}"
