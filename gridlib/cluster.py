@@ -22,7 +22,7 @@ from typing import Any
 from gridlib.client_io import ClientConnection
 from gridlib.completion import AsCompleted
 from gridlib.delivery import Delivery
-from gridlib.job import WIRE_STATUS, Job, JobStatus
+from gridlib.job import WIRE_STATUS, Job, JobStatus, run_callback
 from gridlib.journal import Journal
 from gridlib.local_node import LocalNode, node_listening
 from gridlib.node_control import NodeControl
@@ -41,13 +41,6 @@ __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
 
 DEFAULT_NODE_PORT = 51352
 log = logging.getLogger("gridlib.client")
-
-
-def _run_done(fn: Callable[[Job], None], job: Job) -> None:
-    try:
-        fn(job)
-    except Exception:
-        log.exception("event=done_callback_failed job=%s", job.id)
 
 
 def _light(msg: Message) -> bool:
@@ -480,7 +473,7 @@ class JobCluster(NodeControl):
             self._cond.notify_all()
         self._jobs.pop(job.uid, None)
         if later:  # user code: on the delivery thread, in order, never on the I/O thread
-            self._delivery.post(lambda: [_run_done(fn, job) for fn in later])
+            self._delivery.post(lambda: [run_callback(fn, job) for fn in later])
         if self.job_status is not None:
             try:
                 self.job_status(job)

@@ -62,7 +62,8 @@ class GridExecutor(Executor):
                                       local_cpus=max_workers or 0, **options)
         self._lock = threading.Lock()
         self._shutdown = False
-        self._pending: dict[Job, tuple[str, bytes, list[Call], Future[Any]]] = {}
+        # job -> (digest, pickle, calls, one call or a map chunk, its future)
+        self._pending: dict[Job, tuple[str, bytes, list[Call], bool, Future[Any]]] = {}
         self._pickled: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
         self._ran_on: OrderedDict[str, set[str]] = OrderedDict()  # digest -> nodes that have it
 
@@ -133,9 +134,8 @@ class GridExecutor(Executor):
         job = self.cluster.submit(digest, pickle if with_pickle or self._needs_pickle(digest)
                                   else None, calls)
         with self._lock:
-            self._pending[job] = (digest, pickle, calls, future)
+            self._pending[job] = (digest, pickle, calls, single, future)
         future.add_done_callback(lambda f: f.cancelled() and self.cluster.cancel(job))
-        future._gridlib_single = single  # type: ignore[attr-defined]
         job.add_done_callback(self._job_done)
         return future
 
@@ -150,13 +150,13 @@ class GridExecutor(Executor):
         """Delivery thread: settle the future of a finished job (or send it again)."""
         with self._lock:
             entry = self._pending.pop(job, None)
-        if entry is None or entry[3].done():
+        if entry is None or entry[4].done():
             return
-        digest, pickle, calls, future = entry
+        digest, pickle, calls, single, future = entry
         if job.status == JobStatus.Finished and isinstance(job.result, tuple):
             kind, value = job.result
             if kind == "missing":  # a node without the function: once more, with it
-                self._submit((digest, pickle), calls, future._gridlib_single, future,
+                self._submit((digest, pickle), calls, single, future,
                              with_pickle=True)
                 return
             if job.node:
@@ -164,7 +164,7 @@ class GridExecutor(Executor):
             if not future.set_running_or_notify_cancel():
                 return
             outcomes = [(ok, v if ok else _remote_error(v, job.node)) for ok, v in value]
-            if future._gridlib_single:
+            if single:
                 ok, v = outcomes[0]
                 future.set_result(v) if ok else future.set_exception(v)
             else:

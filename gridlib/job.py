@@ -106,7 +106,7 @@ class Job:
                     self._callbacks = []
                 self._callbacks.append((fn, inline))
                 return
-        _run_callback(fn, self)
+        run_callback(fn, self)
 
     def _set_done(self) -> list[Callable[[Job], None]]:
         """Mark final; runs the inline callbacks, returns the others for the delivery thread."""
@@ -115,7 +115,7 @@ class Job:
             callbacks, self._callbacks = self._callbacks or [], None
         for fn, inline in callbacks:
             if inline:
-                _run_callback(fn, self)
+                run_callback(fn, self)
         return [fn for fn, inline in callbacks if not inline]
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -139,7 +139,8 @@ class Job:
         return f"<Job id={self.id!r} status={self.status.name} node={self.node!r}>"
 
 
-def _run_callback(fn: Callable[[Job], None], job: Job) -> None:
+def run_callback(fn: Callable[[Job], None], job: Job) -> None:
+    """Call a done-callback; one that raises is logged, never propagated."""
     try:
         fn(job)
     except Exception:

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from gridlib.nodes import Node
 
-__all__ = ["NodeReport", "ClusterReport", "cluster_report", "format_status", "print_report"]
+__all__ = ["NodeReport", "ClusterReport", "cluster_report", "print_report"]
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,6 @@ def cluster_report(nodes: Sequence[Node], start_time: float, pending: int = 0) -
     total = sum(r.node_time for r in rows)
     wall = max(time.time() - start_time, 1e-9)
     return ClusterReport(rows, sum(r.jobs_done for r in rows), pending, total, wall, total / wall)
-
-
-def format_status(nodes: Sequence[Node], start_time: float) -> str:
-    """dispy's status table: one row a node, then totals and the speedup."""
-    return str(cluster_report(nodes, start_time))
 
 
 def print_report(report: ClusterReport, out: TextIO | None = None) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-__all__ = ["send", "recv", "SHARED_MIN"]
+__all__ = ["send", "recv", "write_all", "SHARED_MIN"]
 
 _LENGTH = struct.Struct("!I")
 SHARED_MIN = 256 * 1024 if hasattr(os, "memfd_create") else 1 << 62
@@ -44,7 +44,7 @@ def send(conn: Connection, kind: str, fields: dict[str, Any] | None = None,
         return
     fd = os.memfd_create("gridlib-frames", os.MFD_CLOEXEC)
     try:
-        _write_all(fd, views)
+        write_all(fd, views)
         conn.send_bytes(_LENGTH.pack(len(header)) + header)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=conn.fileno()) as sock:
             try:
@@ -80,7 +80,8 @@ def recv(conn: Connection) -> tuple[str, dict[str, Any], list[memoryview]]:
     return kind, fields, frames
 
 
-def _write_all(fd: int, views: list[memoryview]) -> None:
+def write_all(fd: int, views: list[memoryview]) -> None:
+    """``writev`` until every buffer is written (a file or memfd may take fewer bytes)."""
     pending = [v for v in views if v.nbytes]
     while pending:
         written = os.writev(fd, pending)

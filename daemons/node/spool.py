@@ -27,6 +27,8 @@ from typing import Any
 
 import msgpack
 
+from .pipes import write_all
+
 __all__ = ["SpooledResult", "ResultSpool"]
 
 _LENGTH = struct.Struct("!I")
@@ -84,14 +86,7 @@ class _Segment:
         """Write one record (its body in ``parts``, frames not copied); returns the body's offset."""
         views = [memoryview(p).cast("B") for p in parts]
         length = sum(v.nbytes for v in views)
-        pending = [memoryview(_LENGTH.pack(length)), *(v for v in views if v.nbytes)]
-        while pending:  # regular files rarely write short, but may
-            written = os.writev(self.fd, pending)
-            while pending and written >= pending[0].nbytes:
-                written -= pending[0].nbytes
-                pending.pop(0)
-            if pending and written:
-                pending[0] = pending[0][written:]
+        write_all(self.fd, [memoryview(_LENGTH.pack(length)), *views])
         offset = self.size + _LENGTH.size
         self.size += _LENGTH.size + length
         return offset
