@@ -29,6 +29,7 @@ __all__ = [
     "MINOR_VERSION",
     "MAX_HEADER_BYTES",
     "MAX_FRAMES",
+    "DEFAULT_MAX_MSG_SIZE",
     "Message",
     "new_message",
     "reply",
@@ -43,6 +44,7 @@ MINOR_VERSION = 0
 SIGNATURE = b"GRID" + bytes([MAJOR_VERSION])
 MAX_HEADER_BYTES = 64 * 1024
 MAX_FRAMES = 1024
+DEFAULT_MAX_MSG_SIZE = 1 << 30  # 1 GiB: a larger message disconnects the peer (libzmq MAXMSGSIZE)
 _RESERVED = frozenset({"v", "t", "mid", "ref", "frames"})
 
 # Message ids: a random per-process prefix and a counter are unique enough

@@ -51,6 +51,7 @@ SCHEMAS: dict[str, dict[str, tuple[type, ...]]] = {
     "JOB_ASSIGN": {"cluster_id": (str,), "job_id": (str,), "attempt": (int,)},
     "JOB_STARTED": {"job_id": (str,), "attempt": (int,)},
     "JOB_PROVISIONAL": {"job_id": (str,), "attempt": (int,)},
+    "NODE_ALERT": {"reason": (str,)},
     "HEARTBEAT": {},
     "DISCONNECT": {},
 }

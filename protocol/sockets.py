@@ -13,6 +13,7 @@ from typing import Any
 
 import zmq
 
+from .codec import DEFAULT_MAX_MSG_SIZE
 from .keys import KeyPair
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "frame_user_id",
 ]
 
-DEFAULT_MAX_MSG_SIZE = 1 << 30  # 1 GiB: larger messages disconnect the peer
 
 
 def _common(sock: zmq.Socket[bytes], max_msg_size: int) -> None:

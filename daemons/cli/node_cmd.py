@@ -17,7 +17,7 @@ from .common import parse_size, read_secret, setup_logging
 from .config import config_options
 
 if TYPE_CHECKING:  # the daemon's modules are imported only when it runs
-    from gridlib.daemons.node.service import NodeConfig
+    from gridlib.daemons.node.config import NodeConfig
     from gridlib.daemons.node.service_hours import ServiceHours
 
 __all__ = ["node"]
@@ -110,8 +110,8 @@ def node(
 
 def _node_config(options: dict[str, Any], hours: ServiceHours | None) -> NodeConfig:
     """The NodeConfig of the command's options (paths made absolute, --init read and run once)."""
+    from gridlib.daemons.node.config import NodeConfig  # noqa: F811 (at run time)
     from gridlib.daemons.node.node_init import check_init, load_init
-    from gridlib.daemons.node.service import NodeConfig  # noqa: F811 (at run time)
     from gridlib.protocol.addresses import split_host_port
     from gridlib.protocol.sockets import tcp_endpoint
 

@@ -26,24 +26,53 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .service_hours import Phase, ServiceHours
 
-if TYPE_CHECKING:
-    from .service import NodeService
-
-__all__ = ["NodeLifecycle", "ACK_WAIT"]
+__all__ = ["NodeLifecycle", "ACK_WAIT", "LifecycleHost"]
 
 ACK_WAIT = 5.0  # seconds a drained node waits for the last acknowledgements before leaving
+
+
+class _Jobs(Protocol):
+    @property
+    def running(self) -> int: ...
+
+    def pause(self, paused: bool) -> None: ...
+
+    def quiet(self) -> bool: ...
+
+
+class LifecycleHost(Protocol):
+    """What the lifecycle needs of the node core it steers."""
+
+    @property
+    def jobs(self) -> _Jobs: ...
+
+    @property
+    def parent_pid(self) -> int: ...
+
+    @property
+    def stopped(self) -> bool: ...
+
+    @property
+    def now(self) -> float: ...
+
+    def leave_grid(self, reason: str, kill: bool) -> None: ...
+
+    def rejoin(self) -> None: ...
+
+    def unacked_results(self) -> int: ...
+
+    def stop(self) -> None: ...
 
 
 class NodeLifecycle:
     """Whether the node takes links, clusters and jobs now; drains and leaves."""
 
-    def __init__(self, node: NodeService, hours: ServiceHours | None,
+    def __init__(self, node: LifecycleHost, hours: ServiceHours | None,
                  clock: Callable[[], dt.datetime], serve: int, log: logging.Logger) -> None:
         self.node, self.hours, self.clock, self.serve, self.log = node, hours, clock, serve, log
         self.phase: Phase | None = None
@@ -55,6 +84,7 @@ class NodeLifecycle:
         self._reason = ""
         self._ack_deadline: float | None = None
         self._ignored: set[str] = set()  # schedulers whose beacons were ignored (logged once)
+        self._poked = False
 
     # -- questions the service asks ------------------------------------------
     def start(self) -> bool:
@@ -65,7 +95,7 @@ class NodeLifecycle:
         self.log.info("event=service_hours %s phase=%s", self.hours.describe(), self.phase.value)
         if self.phase is not Phase.SERVING:
             self.accepting, self.out = False, True
-            self.node.executor.pause(True)
+            self.node.jobs.pause(True)
             self.log.info("event=out_of_service next_start=%s", self.hours.next_start())
         return self.accepting
 
@@ -99,33 +129,40 @@ class NodeLifecycle:
     # -- events ---------------------------------------------------------------
     def interrupt(self) -> None:
         """SIGINT: drain, then exit; a second one (or a client's private node): stop now."""
-        if self.exit_requested or self.node.config.parent_pid:
+        if self.exit_requested or self.node.parent_pid:
             self.log.warning("event=stopping_now reason=interrupt")
             self.node.stop()
             return
         self.exit_requested = True
         self.log.warning("event=interrupted running=%d hint='running jobs finish, then the node "
                          "exits; interrupt again (or SIGTERM) to stop at once'",
-                         self.node.executor.running)
+                         self.node.jobs.running)
         if self.out:
             return  # tick() stops the node once its workers are gone
         if not self.draining:
             self._begin_drain("interrupted")
 
     def poke(self) -> None:
-        """A result was sent or acknowledged: a drain may be complete (checked outside the caller)."""
-        if self.draining:
-            self.node.reactor.call_later(0, self._check_drain)
+        """A result was sent or acknowledged: a drain may be complete (the core calls
+        :meth:`settle` once the event that poked is handled)."""
+        self._poked = self.draining
+
+    def settle(self) -> None:
+        if self._poked:
+            self._poked = False
+            self._check_drain()
 
     def tick(self) -> None:
         if self.hours is not None:
             self._follow_hours(self.hours)
         self._check_drain()
-        executor = self.node.executor
-        if self.exit_requested and self.out and executor.quiet():
+        jobs = self.node.jobs
+        if self.node.stopped:
+            return
+        if self.exit_requested and self.out and jobs.quiet():
             self.log.info("event=drained_exit")
             self.node.stop()
-        elif self._serve_full() and executor.quiet() and not self.node.stopped:
+        elif self._serve_full() and jobs.quiet():
             self.log.info("event=serve_done clusters=%d", len(self.served))
             self.node.stop()
 
@@ -149,16 +186,16 @@ class NodeLifecycle:
 
     def _begin_drain(self, reason: str) -> None:
         self.accepting, self.draining, self._reason = False, True, reason
-        self.node.executor.pause(True)
-        self.log.info("event=draining reason=%r running=%d", reason, self.node.executor.running)
+        self.node.jobs.pause(True)
+        self.log.info("event=draining reason=%r running=%d", reason, self.node.jobs.running)
         self._check_drain()
 
     def _check_drain(self) -> None:
-        if not self.draining or self.node.executor.running:
+        if not self.draining or self.node.jobs.running:
             return
         unacked = self.node.unacked_results()
         if unacked:
-            now = time.monotonic()
+            now = self.node.now
             if self._ack_deadline is None:
                 self._ack_deadline = now + ACK_WAIT
             if now < self._ack_deadline:
@@ -168,7 +205,7 @@ class NodeLifecycle:
 
     def _leave(self, reason: str, kill: bool) -> None:
         self.accepting, self.draining, self._ack_deadline = False, False, None
-        self.node.executor.pause(True)
+        self.node.jobs.pause(True)
         if not self.out:
             self.out = True
             self.node.leave_grid(reason, kill)
@@ -176,7 +213,7 @@ class NodeLifecycle:
     def _resume(self) -> None:
         self.accepting, self.draining, self._ack_deadline = True, False, None
         self._ignored.clear()
-        self.node.executor.pause(False)
+        self.node.jobs.pause(False)
         if self.out:
             self.out = False
             self.node.rejoin()

@@ -12,9 +12,10 @@ from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 
 from ..signals import handle_signals
+from .config import NodeConfig
 from .memory import retain_large_buffers
 from .prefix import PrefixLock
-from .service import NodeConfig, NodeService
+from .shell import NodeService
 
 __all__ = ["run_node"]
 
@@ -40,7 +41,7 @@ def run_node(config: NodeConfig, identity: Identity,
     try:
         node = NodeService(reactor, context, identity, config, log)
         handle_signals(reactor, node.stop, node.reload, reload, log,
-                       interrupt=node.lifecycle.interrupt)
+                       interrupt=node.interrupt)
         node.start()
         if started is not None:
             started("")

@@ -224,7 +224,8 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         if job.state in (JobState.DISPATCHED, JobState.RUNNING) and job.node_id:
             job.state = JobState.CANCELLING
             node = self.nodes[job.node_id]
-            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job.job_id]}))
+            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job.job_id],
+                                                                    "attempts": [job.attempt]}))
             return True
         return job.state is JobState.CANCELLING
 
@@ -310,7 +311,8 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         if node_id in self.nodes:
             # a node that registers again reports what it still holds in SETUP_OK
             self._node_lost(node_id, "node re-registered", adopt_until=now + self.adopt_grace)
-        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid") if k in msg.fields}
+        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size")
+                if k in msg.fields}
         ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
                           ip_addr, cpus, info, now)
@@ -318,7 +320,7 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         self.node_by_route[peer.route] = node_id
         self.node_liveness.touch(node_id, now)
         self._send(NODE, peer.route, reply(msg, "WELCOME", {
-            "sid": self.scheduler_id, **self.policy.to_map()}))
+            "sid": self.scheduler_id, **self.policy.to_map(), "max_msg_size": self.max_msg_size}))
         for cluster in self.clusters.values():
             self._offer(cluster, node)
         self.log.info("event=node_ready node=%s name=%s cpus=%d", node_id, node.name, cpus)
@@ -351,6 +353,24 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "setup_failed", "cluster_id": cluster.cluster_id, "node": node.public(),
             "reason": msg.fields["reason"]}))
+
+    def handle_node_alert(self, peer: Peer, msg: Message, now: float) -> None:
+        """A node reports trouble its clients should hear of (its spool cannot be written)."""
+        node = self._node_of(peer)
+        reason = str(msg.fields["reason"])[:2000]
+        self.log.warning("event=node_alert node=%s reason=%r", node.name, reason)
+        for cluster_id in node.setup:
+            cluster = self.clusters.get(cluster_id)
+            if cluster is not None:
+                self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                    "event": "alert", "cluster_id": cluster_id, "node": node.public(),
+                    "reason": reason}))
+
+    def goodbye(self) -> list[Send]:
+        """The scheduler closes: tell every node, so none waits for a heartbeat to know."""
+        for node in self.nodes.values():
+            self._send(NODE, node.route, new_message("DISCONNECT", {"reason": "the scheduler closed"}))
+        return self.flush()
 
     def _job_from_node(self, peer: Peer, msg: Message) -> tuple[NodeRecord, JobRecord | None]:
         node = self._node_of(peer)
@@ -532,6 +552,7 @@ SchedulerCore._node_handlers = {
     "READY": SchedulerCore.handle_ready,
     "SETUP_OK": SchedulerCore.handle_setup_ok,
     "SETUP_FAIL": SchedulerCore.handle_setup_fail,
+    "NODE_ALERT": SchedulerCore.handle_node_alert,
     "JOB_STARTED": SchedulerCore.handle_job_started,
     "JOB_PROVISIONAL": SchedulerCore.handle_job_provisional,
     "JOB_FILE": SchedulerCore.handle_job_file,

@@ -77,7 +77,8 @@ class SchedulerService:
         if journal is not None:  # the same id as before a restart: nodes know it
             self.scheduler_id = journal.scheduler_id(self.scheduler_id)
         self.epoch = time.time_ns() // 1000
-        self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log, options=options)
+        self.core = SchedulerCore(self.scheduler_id, self.policy, log=self.log, options=options,
+                                  max_msg_size=max_msg_size)
         if journal is not None:
             clusters, jobs = journal.load()
             self.core.restore(clusters, jobs, time.monotonic())
@@ -252,10 +253,15 @@ class SchedulerService:
     def close(self) -> None:
         if self.closed:
             return
+        for send in self.core.goodbye():
+            if send.to == NODE:
+                self._send(self.node_socket, send.route, send.msg)
         self.closed = True
         self.announcer.close()
         self._tick_timer.cancel()
         self._check_timer.cancel()
-        for sock in [self.node_socket, *self.client_sockets]:
+        self.reactor.remove_reader(self.node_socket)
+        self.node_socket.close(200)  # the DISCONNECTs get out
+        for sock in self.client_sockets:
             self.reactor.remove_reader(sock)
             sock.close(0)

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from gridlib.protocol.codec import Message, new_message
+from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, new_message
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import LivenessPolicy, LivenessTracker
 from gridlib.protocol.messages import opt
@@ -67,8 +67,10 @@ class SchedulerState:
         prefetch: int = 1,
         log: logging.Logger | None = None,
         options: SchedulerOptions | None = None,
+        max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
     ) -> None:
         self.scheduler_id = scheduler_id
+        self.max_msg_size = max_msg_size  # what nodes may send us (told them in WELCOME)
         self.options = options or SchedulerOptions()
         if self.options.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")

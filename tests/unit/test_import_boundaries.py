@@ -11,7 +11,7 @@ import pytest
 @pytest.mark.parametrize("module", [
     "gridlib.protocol.codec",
     "gridlib.daemons.scheduler.service",
-    "gridlib.daemons.node.service",
+    "gridlib.daemons.node.shell",
     "gridlib.daemons.scheduler.main",
     "gridlib.daemons.relay.main",
     "gridlib.daemons.cli",

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pytest
-
-from gridlib.daemons.node import lifecycle as lifecycle_module
 from gridlib.daemons.node.lifecycle import ACK_WAIT, NodeLifecycle
 from gridlib.daemons.node.service_hours import ServiceHours
 
@@ -29,27 +25,12 @@ class FakeExecutor:
 
 
 @dataclass
-class FakeReactor:
-    soon: list[Callable[[], None]] = field(default_factory=list)
-
-    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
-        self.soon.append(fn)
-
-    def run_soon(self) -> None:
-        while self.soon:
-            self.soon.pop(0)()
-
-
-@dataclass
-class FakeConfig:
-    parent_pid: int = 0
-
-
-@dataclass
 class FakeNode:
-    executor: FakeExecutor = field(default_factory=FakeExecutor)
-    reactor: FakeReactor = field(default_factory=FakeReactor)
-    config: FakeConfig = field(default_factory=FakeConfig)
+    """What a NodeLifecycle steers (the core's LifecycleHost), recording what it was told."""
+
+    jobs: FakeExecutor = field(default_factory=FakeExecutor)
+    parent_pid: int = 0
+    now: float = 0.0
     left: list[tuple[str, bool]] = field(default_factory=list)
     rejoined: int = 0
     unacked: int = 0
@@ -103,26 +84,26 @@ def test_started_outside_service_it_stays_out_until_start() -> None:
     clock = Clock("03:00")
     life, node = make(DAY, clock)
     assert life.start() is False
-    assert node.executor.paused and not node.left  # never joined: nothing to leave
+    assert node.jobs.paused and not node.left  # never joined: nothing to leave
     assert not life.may_link("s", known=False)
     assert "not in service" in (life.admit_cluster("c") or "")
     clock.set("08:00")
     life.tick()
-    assert node.rejoined == 1 and not node.executor.paused and life.may_link("s", known=False)
+    assert node.rejoined == 1 and not node.jobs.paused and life.may_link("s", known=False)
 
 
 def test_stop_drains_running_jobs_then_leaves_and_end_kills() -> None:
     clock = Clock("12:00")
     life, node = make(DAY, clock)
     life.start()
-    node.executor.running = 2
+    node.jobs.running = 2
     clock.set("17:00")
     life.tick()
-    assert life.draining and node.executor.paused and not node.left
+    assert life.draining and node.jobs.paused and not node.left
     assert not life.may_link("s", known=True)
-    node.executor.running = 0
+    node.jobs.running = 0
     life.poke()
-    node.reactor.run_soon()
+    life.settle()
     assert node.left == [("service stopped (--service-stop)", False)]
     clock.set("18:00")
     life.tick()
@@ -136,7 +117,7 @@ def test_end_during_a_drain_kills_the_running_jobs() -> None:
     clock = Clock("16:59")
     life, node = make(DAY, clock)
     life.start()
-    node.executor.running = 1
+    node.jobs.running = 1
     clock.set("17:30")
     life.tick()
     clock.set("18:00")
@@ -144,29 +125,29 @@ def test_end_during_a_drain_kills_the_running_jobs() -> None:
     assert node.left == [("service ended (--service-end)", True)] and not life.draining
 
 
-def test_a_drain_waits_for_acknowledgements_but_not_forever(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = [100.0]
-    monkeypatch.setattr(lifecycle_module.time, "monotonic", lambda: now[0])
+def test_a_drain_waits_for_acknowledgements_but_not_forever() -> None:
     life, node = make()
+    node.now = 100.0
     life.start()
     node.unacked = 1
-    node.executor.idle = False  # workers still running their cleanup
+    node.jobs.idle = False  # workers still running their cleanup
     life.interrupt()
     assert life.draining and not node.left
-    now[0] += ACK_WAIT / 2
+    node.now += ACK_WAIT / 2
     life.tick()
     assert not node.left
     node.unacked = 0
     life.tick()
     assert node.left and not node.stopped
-    node.executor.idle = True
+    node.jobs.idle = True
     life.tick()
     assert node.stopped
     life2, node2 = make()
+    node2.now = 100.0
     life2.start()
     node2.unacked = 3
     life2.interrupt()
-    now[0] += ACK_WAIT + 1
+    node2.now += ACK_WAIT + 1
     life2.tick()
     assert node2.left  # the spool keeps what was not acknowledged
 
@@ -174,7 +155,7 @@ def test_a_drain_waits_for_acknowledgements_but_not_forever(monkeypatch: pytest.
 def test_a_second_interrupt_stops_at_once() -> None:
     life, node = make()
     life.start()
-    node.executor.running = 1
+    node.jobs.running = 1
     life.interrupt()
     assert life.draining and not node.stopped
     life.interrupt()
@@ -183,7 +164,7 @@ def test_a_second_interrupt_stops_at_once() -> None:
 
 def test_a_private_node_stops_at_the_first_interrupt() -> None:
     life, node = make()
-    node.config.parent_pid = 1234
+    node.parent_pid = 1234
     life.start()
     life.interrupt()
     assert node.stopped
@@ -193,12 +174,12 @@ def test_an_interrupted_node_does_not_come_back_at_service_start() -> None:
     clock = Clock("03:00")
     life, node = make(DAY, clock)
     life.start()
-    node.executor.idle = False
+    node.jobs.idle = False
     life.interrupt()
     clock.set("09:00")
     life.tick()
     assert node.rejoined == 0 and not node.stopped
-    node.executor.idle = True
+    node.jobs.idle = True
     life.tick()
     assert node.stopped
 
@@ -213,9 +194,9 @@ def test_serve_takes_n_clusters_then_exits_when_they_are_gone() -> None:
     assert life.admit_cluster("a") is None  # set up again (resetup, reconnect): still one of the N
     life.cluster_added("a")
     assert not life.may_link("new", known=False) and life.may_link("old", known=True)
-    node.executor.idle = False
+    node.jobs.idle = False
     life.tick()
     assert not node.stopped
-    node.executor.idle = True
+    node.jobs.idle = True
     life.tick()
     assert node.stopped

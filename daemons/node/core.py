@@ -1,0 +1,719 @@
+"""The node's I/O-free core (docs/architecture.md §5).
+
+``NodeCore.handle(event, now) -> list[Effect]``: events in (a message on a
+scheduler link, a beacon, a worker's result or exit, a timer, a signal),
+effects out (send, dial, spawn or kill a worker, write the spool, set a
+timer).  There is no socket, process or file here; the shell
+(:mod:`.shell`) performs the effects.  Tests drive it with a fake clock
+(tests/unit/node/test_core.py), including the property that every request
+a scheduler sends gets exactly one answer:
+
+- ``READY`` (ours) is answered by ``WELCOME`` or retried with backoff;
+- ``SETUP`` -> one ``SETUP_OK`` or ``SETUP_FAIL`` (again for a repeated ``SETUP``);
+- ``JOB_ASSIGN`` -> one ``JOB_RESULT`` for that attempt, whatever happens to the job;
+- ``JOB_CANCEL`` -> the job's ``JOB_RESULT`` (``cancelled`` if it had not ended);
+- ``FILE_PUT`` -> ``OK`` or ``ERROR``.
+
+Links, the spool's index and the node's lifecycle live here; clusters,
+workers and jobs in :class:`~.jobs.JobRunner`; when the node takes work in
+:class:`~.lifecycle.NodeLifecycle`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, error_reply, new_message, reply
+from gridlib.protocol.errors import (
+    BAD_REQUEST,
+    ILLEGAL_STATE,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    ProtocolError,
+)
+from gridlib.protocol.liveness import Backoff
+from gridlib.protocol.messages import opt
+
+from .events import (
+    BeaconHeard,
+    CloseLink,
+    ClusterPrepared,
+    ClusterPrepareFailed,
+    Effect,
+    Event,
+    FileWritten,
+    Interrupt,
+    LinkMessage,
+    LinkOpened,
+    OpenLink,
+    Reload,
+    ResendSpooled,
+    Send,
+    SendHeartbeat,
+    SetTimer,
+    SpoolAck,
+    SpoolDropCluster,
+    SpoolFailed,
+    SpoolHold,
+    SpoolLoaded,
+    SpoolPut,
+    SpoolWriteHeld,
+    StopNode,
+    Terminate,
+    Tick,
+    TimerFired,
+    WorkerExited,
+    WorkerReady,
+    WorkerReport,
+    WorkerResult,
+    WorkerSetupFailed,
+    WriteClusterFile,
+)
+from .jobs import Assignment, ClusterPhase, ClusterState, JobRunner
+from .lifecycle import NodeLifecycle
+from .service_hours import ServiceHours
+
+__all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "MAX_PENDING_LINKS",
+           "PENDING_LINK_TIMEOUT", "HEADER_ALLOWANCE"]
+
+MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
+PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
+# A result sent over a live link is written to the spool only if it is still
+# unacknowledged this long after (acks take milliseconds): most never touch the disk.
+# One sent while no link is up is written at once, and so is everything held when the
+# link is lost.
+SPOOL_GRACE = 1.0
+HEADER_ALLOWANCE = 65536  # room left for a message's header within a size limit
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the node is (measured by the shell at start)."""
+
+    node_id: str
+    name: str
+    cpus: int
+    ip_addr: str = ""  # empty: the address each scheduler sees us connect from
+    port: int = 0
+    platform: str = ""
+    pid: int = 0
+    python: str = ""  # "3.11": clients must run the same minor version
+    protocol: str = ""  # "1.1": clients must speak the same protocol
+
+
+@dataclass(frozen=True)
+class NodeRules:
+    """How the node behaves (the ``gridlib node`` options the core needs)."""
+
+    trusted: frozenset[bytes] = frozenset()  # fixed allowlist (else the key files', reloadable)
+    scheduler: str = ""  # dial this scheduler directly (tcp://host:port)
+    scheduler_key: bytes = b""
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE
+    zombie_interval: float = 3600.0
+    parent_pid: int = 0
+    service_hours: ServiceHours | None = None
+    clock: Callable[[], dt.datetime] = dt.datetime.now
+    serve: int = 0
+    init: tuple[str, str] | None = None
+
+
+@dataclass
+class Link:
+    """One scheduler this node serves (or has dialed)."""
+
+    sid: str
+    epoch: int
+    endpoint: str
+    key: bytes
+    last_heard: float
+    interval: float = 2.0
+    lost_after: int = 5
+    welcomed: bool = False
+    dial_out: bool = False
+    backoff: Backoff = field(default_factory=Backoff)
+    next_ready: float = 0.0
+    last_beat: float = 0.0
+    ip_addr: str = ""  # this host's address toward the scheduler
+    max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
+
+
+@dataclass
+class Spooled:
+    cluster_id: str
+    attempt: int
+    held_since: float | None = None  # in memory since; None once on disk
+
+
+class NodeCore:
+    """Links, spool index and lifecycle; clusters and jobs in ``self.jobs``."""
+
+    def __init__(self, facts: NodeFacts, rules: NodeRules, trusted: frozenset[bytes] = frozenset(),
+                 log: logging.Logger | None = None, wall: Callable[[], float] = time.time) -> None:
+        self.facts, self.rules, self.wall = facts, rules, wall
+        self.log = log or logging.getLogger("gridlib.node")
+        self.trusted = rules.trusted or trusted  # the keys whose schedulers we serve
+        self.parent_pid = rules.parent_pid
+        self.now = 0.0
+        self.out: list[Effect] = []
+        self.links: dict[str, Link] = {}
+        self.spooled: dict[str, Spooled] = {}
+        self.jobs = JobRunner(facts.cpus, self.out, self, rules.init, self.log)
+        self.lifecycle = NodeLifecycle(self, rules.service_hours, rules.clock, rules.serve, self.log)
+        self.stopped = False
+        self._spool_timer = False
+        self._spool_expiry: float | None = None
+        self._scheduler_key = b""
+
+    # -- the one entry point ------------------------------------------------------------
+    def handle(self, event: Event, now: float) -> list[Effect]:
+        """Handle one event at monotonic time ``now``; returns (and clears) the effects."""
+        self.now = self.jobs.now = now
+        handler = _EVENT_HANDLERS[type(event)]
+        handler(self, event)
+        self.lifecycle.settle()
+        out = list(self.out)
+        self.out.clear()
+        return out
+
+    def start(self, now: float) -> list[Effect]:
+        """The node starts: dial the configured scheduler (beacons bring the others)."""
+        self.now = self.jobs.now = now
+        if self.rules.scheduler:
+            self._scheduler_key = self.rules.scheduler_key or self._only_trusted_key()
+        if self.lifecycle.start():
+            self.rejoin()
+        out = list(self.out)
+        self.out.clear()
+        return out
+
+    def _only_trusted_key(self) -> bytes:
+        if len(self.trusted) != 1:
+            raise ProtocolError("--scheduler needs --scheduler-key when several keys are trusted")
+        return next(iter(self.trusted))
+
+    # -- the lifecycle's handles ---------------------------------------------------------
+    def rejoin(self) -> None:
+        """Back in the grid: dial the configured scheduler."""
+        if self.rules.scheduler and "dial-out" not in self.links:
+            self._open_link("dial-out", 0, self.rules.scheduler, self._scheduler_key, dial_out=True)
+
+    def leave_grid(self, reason: str, kill: bool) -> None:
+        """Out of service: DISCONNECT every scheduler and tear every cluster down.
+
+        Unacknowledged results stay in the spool (sent again when their
+        cluster is set up here again); ``kill`` kills running jobs.
+        """
+        self._write_all_held()
+        for link in list(self.links.values()):
+            self.links.pop(link.sid, None)
+            self._send(link, new_message("DISCONNECT", {"reason": reason}))
+            self.out.append(CloseLink(link.sid, 500))  # the DISCONNECT gets out in the background
+        self.jobs.leave(kill)
+        self.log.info("event=left_grid reason=%r killed_jobs=%s", reason, kill)
+
+    def unacked_results(self) -> int:
+        """Results of clusters of live links not acknowledged yet."""
+        live = {c.cluster_id for c in self.jobs.clusters.values() if c.link in self.links}
+        return sum(1 for entry in self.spooled.values() if entry.cluster_id in live)
+
+    def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        for link in self.links.values():
+            self._send(link, new_message("DISCONNECT", {"reason": "the node is stopping"}))
+        self.jobs.kill_all()
+        for link in self.links.values():
+            self.out.append(CloseLink(link.sid, 0 if self.parent_pid else 100))
+        self.links.clear()
+        self.out.append(StopNode(remove_prefix=bool(self.parent_pid)))
+
+    # -- links ---------------------------------------------------------------------------
+    def _open_link(self, sid: str, epoch: int, endpoint: str, key: bytes, dial_out: bool = False) -> None:
+        self.links[sid] = Link(sid, epoch, endpoint, key, self.now, dial_out=dial_out)
+        self.out.append(OpenLink(sid, endpoint, key))
+        self.log.info("event=dialing scheduler=%s endpoint=%s", sid, endpoint)
+
+    def _send_ready(self, link: Link) -> None:
+        f = self.facts
+        self._send(link, new_message("READY", {
+            "node_id": f.node_id, "name": f.name, "cpus": f.cpus, "ip_addr": f.ip_addr or link.ip_addr,
+            "platform": f.platform, "port": f.port, "pid": f.pid, "spooled": len(self.spooled),
+            "python": f.python, "protocol": f.protocol, "max_msg_size": self.rules.max_msg_size,
+        }))
+        link.next_ready = self.now + link.backoff.next()
+
+    def _close_link(self, link: Link, reason: str, quiet: bool = False) -> None:
+        if quiet:
+            self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, reason)
+        else:
+            self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
+        self.links.pop(link.sid, None)
+        if not quiet:
+            self._send(link, new_message("DISCONNECT", {"reason": reason}))  # best effort
+        self.out.append(CloseLink(link.sid, 100))
+        self._orphan(link.sid)
+
+    def _orphan(self, sid: str) -> None:
+        self._write_all_held()  # its results may now wait for a long time: make them durable
+        self.jobs.orphan(sid, self.now)
+
+    def _link_alive(self, link: Link) -> bool:
+        return link.welcomed and self.now - link.last_heard < link.interval * link.lost_after
+
+    def _send(self, link: Link, msg: Message) -> None:
+        self.out.append(Send(link.sid, msg))
+
+    def _send_to(self, sid: str, msg: Message) -> None:
+        if sid in self.links:
+            self.out.append(Send(sid, msg))
+
+    # -- events --------------------------------------------------------------------------
+    def on_link_opened(self, event: LinkOpened) -> None:
+        link = self.links.get(event.sid)
+        if link is not None:
+            link.ip_addr = event.ip_addr
+            self._send_ready(link)
+
+    def on_beacon(self, event: BeaconHeard) -> None:
+        """A valid beacon naming a trusted key: dial that scheduler unless already linked."""
+        beacon = event.beacon
+        link = self.links.get(beacon.scheduler_id)
+        if not self.lifecycle.may_link(beacon.scheduler_id, link is not None):
+            return
+        if link is not None and (link.epoch == beacon.epoch or self._link_alive(link)):
+            return  # a live link is never disturbed by a beacon
+        if link is None and sum(1 for lk in self.links.values() if not lk.welcomed) >= MAX_PENDING_LINKS:
+            return  # bound what beacons can make us dial
+        if link is not None:
+            self._close_link(link, "scheduler restarted")
+        self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
+        self.links[beacon.scheduler_id].interval = beacon.heartbeat
+
+    def on_link_message(self, event: LinkMessage) -> None:
+        link = self.links.get(event.sid)
+        if link is None:
+            return  # a link closed meanwhile
+        link.last_heard = self.now
+        msg = event.msg
+        handler = _MESSAGE_HANDLERS.get(msg.type)
+        if handler is None:
+            self.log.warning("event=unexpected_message scheduler=%s type=%s", link.sid, msg.type)
+            return
+        try:
+            handler(self, link, msg)
+        except (ProtocolError, KeyError, TypeError, ValueError) as exc:
+            reason = exc.reason if isinstance(exc, ProtocolError) else f"{type(exc).__name__}: {exc}"
+            code = exc.code if isinstance(exc, ProtocolError) else BAD_REQUEST
+            self.log.warning("event=bad_message scheduler=%s type=%s reason=%r", link.sid, msg.type, reason)
+            if msg.type not in ("ERROR", "OK", "HEARTBEAT", "WELCOME", "RESULT_ACK", "DISCONNECT"):
+                self._send(link, error_reply(msg, code, reason))
+
+    def on_tick(self, event: Tick) -> None:
+        self.lifecycle.tick()
+        if self.stopped:
+            return
+        self._expire()
+        for link in list(self.links.values()):
+            silent = self.now - link.last_heard
+            if not link.welcomed:
+                if not link.dial_out and silent > PENDING_LINK_TIMEOUT:
+                    self._close_link(link, "no answer to READY")
+                elif self.now >= link.next_ready:
+                    self._send_ready(link)
+                continue
+            if silent > link.interval * link.lost_after:
+                if link.dial_out:  # keep dialing; the clusters wait zombie_interval for it
+                    self.log.warning("event=scheduler_silent scheduler=%s", link.sid)
+                    link.welcomed = False
+                    self._orphan(link.sid)
+                    self._send_ready(link)
+                else:
+                    self._close_link(link, "no heartbeat")
+                continue
+            if self.now - link.last_beat >= link.interval:
+                link.last_beat = self.now
+                self.out.append(SendHeartbeat(link.sid))
+
+    def _expire(self) -> None:
+        """Clusters orphaned for zombie_interval, and spooled results nobody came back for."""
+        for cluster in list(self.jobs.clusters.values()):
+            since = cluster.orphaned_since
+            if since is not None and self.now - since >= self.rules.zombie_interval:
+                self.log.warning("event=zombie_cluster_removed cluster=%s", cluster.cluster_id)
+                self.jobs.teardown(cluster.cluster_id)
+                self._drop_spooled(cluster.cluster_id)
+        if self._spool_expiry is not None and self.now >= self._spool_expiry:
+            self._spool_expiry = None
+            for cluster_id in {e.cluster_id for e in self.spooled.values()}:
+                if cluster_id not in self.jobs.clusters:
+                    self.log.warning("event=spool_expired cluster=%s", cluster_id)
+                    self._drop_spooled(cluster_id)
+
+    def on_timer(self, event: TimerFired) -> None:
+        if event.key == ("spool",):
+            self._write_held()
+        else:
+            self.jobs.timer(event.key)
+
+    def on_interrupt(self, event: Interrupt) -> None:
+        self.lifecycle.interrupt()
+
+    def on_terminate(self, event: Terminate) -> None:
+        self.log.warning("event=stopping reason=%r", event.reason)
+        self.stop()
+
+    def on_reload(self, event: Reload) -> None:
+        """New allowlists (SIGHUP): links to schedulers no longer trusted are closed."""
+        self.trusted = self.rules.trusted or event.trusted
+        for link in list(self.links.values()):
+            if link.key not in self.trusted and not link.dial_out:
+                self._close_link(link, "key revoked")
+        self.log.info("event=allowlist_reloaded trusted=%d", len(self.trusted))
+
+    def on_spool_loaded(self, event: SpoolLoaded) -> None:
+        for job_id, cluster_id, attempt in event.entries:
+            self.spooled[job_id] = Spooled(cluster_id, attempt)
+        if event.entries:  # results of an earlier run: kept until their cluster is set up again
+            self._spool_expiry = self.now + self.rules.zombie_interval
+
+    def on_spool_failed(self, event: SpoolFailed) -> None:
+        """The spool could not be written: the results are in memory only; say so to every
+        scheduler (whose clients log it), not only in this node's log."""
+        self.log.error("event=spool_write_failed error=%s", event.error)
+        text = (f"node {self.facts.name}: cannot write its result spool ({event.error}); "
+                "results not yet acknowledged are lost if this node dies: free disk space "
+                "under its --dest-path-prefix")
+        for link in self.links.values():
+            if link.welcomed:
+                self._send(link, new_message("NODE_ALERT", {"reason": text}))
+
+    def on_worker_ready(self, event: WorkerReady) -> None:
+        self.jobs.worker_ready(event.wid)
+
+    def on_worker_setup_failed(self, event: WorkerSetupFailed) -> None:
+        self.jobs.worker_setup_failed(event.wid, event.reason)
+
+    def on_worker_result(self, event: WorkerResult) -> None:
+        self.jobs.worker_result(event.wid, dict(event.fields), list(event.frames))
+
+    def on_worker_report(self, event: WorkerReport) -> None:
+        self.jobs.worker_report(event.wid, event.kind, dict(event.fields), list(event.frames))
+
+    def on_worker_exited(self, event: WorkerExited) -> None:
+        self.jobs.worker_exited(event.wid, event.exitcode, event.reason)
+
+    def on_cluster_prepared(self, event: ClusterPrepared) -> None:
+        self.jobs.prepared(event.cluster_id, event.directory)
+
+    def on_cluster_prepare_failed(self, event: ClusterPrepareFailed) -> None:
+        cluster = self.jobs.clusters.get(event.cluster_id)
+        if cluster is not None and cluster.phase is ClusterPhase.PREPARING:
+            self.log.warning("event=setup_refused cluster=%s reason=%r", event.cluster_id, event.reason)
+            self.jobs.fail(cluster, event.reason)
+
+    def on_file_written(self, event: FileWritten) -> None:
+        link = self.links.get(event.sid)
+        if link is None:
+            return
+        if event.code:
+            self._send(link, error_reply(event.request, event.code, event.reason))
+        else:
+            self._send(link, reply(event.request, "OK", {"name": event.request.fields.get("name"),
+                                                         "size": event.size}))
+
+    # -- messages from schedulers ----------------------------------------------------------
+    def on_welcome(self, link: Link, msg: Message) -> None:
+        if not link.welcomed:
+            self.log.info("event=linked scheduler=%s endpoint=%s", link.sid, link.endpoint)
+        link.welcomed = True
+        link.backoff.reset()
+        link.interval = float(opt(msg.fields, "heartbeat", (int, float), link.interval))
+        link.lost_after = int(opt(msg.fields, "lost_after", int, link.lost_after))
+        link.max_msg_size = int(opt(msg.fields, "max_msg_size", int, link.max_msg_size))
+
+    def on_setup(self, link: Link, msg: Message) -> None:
+        cluster_id = str(msg.fields["cluster_id"])
+        cluster = self.jobs.clusters.get(cluster_id)
+        try:
+            if cluster is not None:  # its scheduler reconnected, or asks again
+                if cluster.owner != link.key:
+                    raise ProtocolError("that cluster belongs to another scheduler key", UNAUTHORIZED)
+                self.jobs.adopt(cluster, link.sid)
+                cluster.answers_owed += 1
+                if cluster.phase in (ClusterPhase.READY, ClusterPhase.FAILED):
+                    self.setup_answer(cluster)
+                return
+            refusal = self.lifecycle.admit_cluster(cluster_id) or self._version_refusal(msg.fields)
+            if refusal:
+                raise ProtocolError(refusal, ILLEGAL_STATE)
+            files, blob = _setup_payload(msg)
+            self.jobs.setup(link.sid, link.key, cluster_id, dict(msg.fields), files, blob)
+            self.lifecycle.cluster_added(cluster_id)
+        except ProtocolError as exc:
+            self.log.warning("event=setup_refused cluster=%s reason=%r", cluster_id, exc.reason)
+            self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster_id, "reason": exc.reason}))
+
+    def _version_refusal(self, fields: dict[str, Any]) -> str | None:
+        theirs, ours = fields.get("python"), self.facts.python
+        if isinstance(theirs, str) and ours and theirs != ours:
+            return (f"version mismatch: the client runs Python {theirs}, this node ({self.facts.name}) "
+                    f"Python {ours}; code and data travel pickled, so the client and its nodes must "
+                    f"run the same Python minor version (start the node with python{theirs}, or the "
+                    f"client with python{ours})")
+        theirs, ours = fields.get("protocol"), self.facts.protocol
+        if isinstance(theirs, str) and ours and theirs != ours:
+            return (f"version mismatch: the client speaks gridlib protocol {theirs}, this node "
+                    f"({self.facts.name}) {ours}; install the same gridlib version on both")
+        return None
+
+    def on_job_assign(self, link: Link, msg: Message) -> None:
+        f = msg.fields
+        owner = self.jobs.clusters.get(str(f["cluster_id"]))
+        if owner is not None and owner.link != link.sid:
+            raise ProtocolError("JOB_ASSIGN for another scheduler's cluster", UNAUTHORIZED)
+        timeout = opt(f, "timeout", (int, float))
+        self.jobs.assign(Assignment(link.sid, str(f["cluster_id"]), str(f["job_id"]), int(f["attempt"]),
+                                    float(timeout) if timeout else None, list(msg.frames)))
+
+    def on_job_cancel(self, link: Link, msg: Message) -> None:
+        attempts = msg.get("attempts")
+        attempts = attempts if isinstance(attempts, list) else []
+        for i, job_id in enumerate(msg.fields["job_ids"]):
+            if not isinstance(job_id, str) or self.jobs.cancel(job_id, link.sid):
+                continue
+            attempt = attempts[i] if i < len(attempts) else None
+            if isinstance(attempt, int) and job_id not in self.spooled:
+                # not here (never arrived, or ended and acknowledged): the canceller still
+                # gets its one answer; a result already sent stands (it went first)
+                self._send(link, new_message("JOB_RESULT", {
+                    "job_id": job_id, "attempt": attempt, "status": "cancelled",
+                    "end_time": self.wall(), "reason": "the job was not on the node"}))
+
+    def on_result_ack(self, link: Link, msg: Message) -> None:
+        acked = [job_id for job_id in msg.fields["job_ids"]
+                 if isinstance(job_id, str) and self._may_ack(job_id, link)]
+        if acked:
+            for job_id in acked:
+                del self.spooled[job_id]
+            self.out.append(SpoolAck(acked))
+        self.lifecycle.poke()
+
+    def _may_ack(self, job_id: str, link: Link) -> bool:
+        """Only the scheduler that owns a result's cluster may release it."""
+        entry = self.spooled.get(job_id)
+        if entry is None:
+            return False
+        cluster = self.jobs.clusters.get(entry.cluster_id)
+        return cluster is None or cluster.link == link.sid
+
+    def on_file_put(self, link: Link, msg: Message) -> None:
+        """A file for a cluster's directory (``cluster.send_file``): written by the shell, answered."""
+        cluster = self.jobs.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None or cluster.link != link.sid or len(msg.frames) != 1 or not cluster.directory:
+            self._send(link, error_reply(msg, NOT_FOUND, "no such cluster on this node"))
+            return
+        mode = int(opt(msg.fields, "mode", int, 0o600))
+        self.out.append(WriteClusterFile(link.sid, msg, cluster.directory, str(msg.fields["name"]),
+                                         mode, msg.frames[0]))
+
+    def on_teardown(self, link: Link, msg: Message) -> None:
+        cluster = self.jobs.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is not None and cluster.link == link.sid:
+            resetup = msg.get("keep_files") is True  # set up again next: keep its files
+            self.jobs.teardown(cluster.cluster_id, keep_files=resetup)
+            if not resetup:  # (a resetup's unacknowledged results are still acked later)
+                self._drop_spooled(cluster.cluster_id)
+
+    def on_error(self, link: Link, msg: Message) -> None:
+        if msg.get("code") == ILLEGAL_STATE and link.welcomed:
+            # the scheduler no longer knows us (it declared us lost, or restarted): register
+            # again -- unless another link already serves that endpoint (a restarted scheduler
+            # with a new id): then this one is stale
+            if any(o is not link and o.welcomed and o.endpoint == link.endpoint
+                   for o in self.links.values()):
+                self._close_link(link, "superseded by a newer link to the same endpoint")
+                return
+            self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, msg.get("reason"))
+            link.welcomed = False
+            link.backoff.reset()
+            self._send_ready(link)
+            return
+        self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
+                         link.sid, msg.get("code"), msg.get("reason"))
+
+    def on_disconnect(self, link: Link, msg: Message) -> None:
+        """The scheduler said goodbye (its client closed): nothing is wrong."""
+        if link.dial_out:
+            link.welcomed = False  # it may come back: keep dialing
+            link.next_ready = self.now + link.backoff.next()
+            self._orphan(link.sid)
+            self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, msg.get("reason"))
+            return
+        self._close_link(link, str(msg.get("reason") or "the scheduler closed"), quiet=True)
+
+    def on_heartbeat(self, link: Link, msg: Message) -> None:
+        pass
+
+    # -- answers from the job runner ----------------------------------------------------------
+    def setup_answer(self, cluster: ClusterState) -> None:
+        """The one answer to a cluster's SETUP: ready (with what we hold for it) or failed."""
+        link = self.links.get(cluster.link)
+        if link is None:
+            return
+        owed, cluster.answers_owed = cluster.answers_owed, 0
+        if cluster.phase is ClusterPhase.FAILED:
+            for _ in range(owed):
+                self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster.cluster_id,
+                                                            "reason": cluster.fail_reason}))
+            return
+        if not owed:
+            return
+        spooled = [(job_id, e) for job_id, e in self.spooled.items() if e.cluster_id == cluster.cluster_id]
+        for _ in range(owed):
+            self._send(link, new_message("SETUP_OK", {
+                "cluster_id": cluster.cluster_id, "running": self.jobs.jobs_of(cluster.cluster_id),
+                "results": [[job_id, e.attempt] for job_id, e in spooled]}))
+        if spooled:
+            self.out.append(ResendSpooled(link.sid, [job_id for job_id, _ in spooled]))
+
+    def job_result(self, job: Assignment, fields: dict[str, Any], frames: list[Any],
+                   labels: list[str]) -> None:
+        """A job's one result: sent, and kept until acknowledged (held, or in the spool)."""
+        fields.setdefault("end_time", self.wall())
+        link = self.links.get(job.link)
+        limit = link.max_msg_size if link is not None else self.rules.max_msg_size
+        size = sum(memoryview(f).nbytes for f in frames)
+        if size + HEADER_ALLOWANCE > limit:
+            fields, frames, labels = _too_large(fields, size, limit), [], []
+        entry = Spooled(job.cluster_id, job.attempt)
+        if link is not None and link.welcomed:  # durable within SPOOL_GRACE, unless acked first
+            entry.held_since = self.now
+            self.out.append(SpoolHold(job.cluster_id, job.job_id, fields, frames, labels))
+            if not self._spool_timer:
+                self._spool_timer = True
+                self.out.append(SetTimer(("spool",), self.now + SPOOL_GRACE))
+        else:
+            self.out.append(SpoolPut(job.cluster_id, job.job_id, fields, frames, labels))
+        self.spooled[job.job_id] = entry
+        self.lifecycle.poke()
+        if link is not None:
+            self._send(link, new_message("JOB_RESULT", fields, frames, labels))
+
+    def job_report(self, job: Assignment, mtype: str, fields: dict[str, Any], frames: list[Any],
+                   labels: list[str]) -> None:
+        """JOB_STARTED, JOB_PROVISIONAL or JOB_FILE for a running job."""
+        link = self.links.get(job.link)
+        if link is None:
+            return
+        size = sum(memoryview(f).nbytes for f in frames)
+        if size + HEADER_ALLOWANCE > link.max_msg_size:
+            self.log.warning("event=report_too_large job=%s type=%s size=%d limit=%d",
+                             job.job_id, mtype, size, link.max_msg_size)
+            return
+        self._send(link, new_message(mtype, fields, frames, labels))
+
+    # -- the spool's index --------------------------------------------------------------------
+    def _write_all_held(self) -> None:
+        if any(e.held_since is not None for e in self.spooled.values()):
+            self.out.append(SpoolWriteHeld(None))
+            for entry in self.spooled.values():
+                entry.held_since = None
+
+    def _write_held(self) -> None:
+        """Make durable the results still unacknowledged SPOOL_GRACE after they were sent."""
+        self._spool_timer = False
+        before = self.now - SPOOL_GRACE
+        self.out.append(SpoolWriteHeld(before))
+        left = False
+        for entry in self.spooled.values():
+            if entry.held_since is not None:
+                if entry.held_since <= before:
+                    entry.held_since = None
+                else:
+                    left = True
+        if left:
+            self._spool_timer = True
+            self.out.append(SetTimer(("spool",), self.now + SPOOL_GRACE / 2))
+
+    def _drop_spooled(self, cluster_id: str) -> None:
+        dropped = [job_id for job_id, e in self.spooled.items() if e.cluster_id == cluster_id]
+        for job_id in dropped:
+            del self.spooled[job_id]
+        if dropped:
+            self.out.append(SpoolDropCluster(cluster_id))
+
+
+def _setup_payload(msg: Message) -> tuple[list[tuple[str, int, Any]], bytes]:
+    """The computation and the files of a SETUP, paired strictly: one file entry per file frame."""
+    specs = msg.get("files") or []
+    if not isinstance(specs, list):
+        raise ProtocolError("SETUP: files must be a list")
+    blob: bytes | None = None
+    datas = []
+    for label, frame in zip(msg.labels, msg.frames, strict=True):
+        if label == "computation" and blob is None:
+            blob = bytes(memoryview(frame))
+        elif label == "file":
+            datas.append(frame)
+        else:
+            raise ProtocolError(f"SETUP: unexpected frame {label!r}")
+    if blob is None or len(datas) != len(specs):
+        raise ProtocolError("SETUP: one computation frame and one file entry per file frame")
+    files = []
+    for spec, data in zip(specs, datas, strict=True):
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+            raise ProtocolError("SETUP: a file entry needs a name")
+        mode = spec.get("mode")
+        files.append((spec["name"], mode if isinstance(mode, int) else 0o600, data))
+    return files, blob
+
+
+def _too_large(fields: dict[str, Any], size: int, limit: int) -> dict[str, Any]:
+    message = (f"the job's result is {size} bytes, over the {limit}-byte message limit between "
+               f"this node and its scheduler (the client's max_msg_size=): return less (write it "
+               f"to a file and gridlib.send_file() it), or raise max_msg_size")
+    keep = {k: v for k, v in fields.items() if k in ("job_id", "attempt", "cluster_id", "start_time",
+                                                      "end_time")}
+    return {**keep, "status": "terminated",
+            "exception": {"type": "PayloadTooLarge", "message": message, "traceback": ""}}
+
+
+_EVENT_HANDLERS: dict[type, Callable[[NodeCore, Any], None]] = {
+    LinkMessage: NodeCore.on_link_message,
+    LinkOpened: NodeCore.on_link_opened,
+    BeaconHeard: NodeCore.on_beacon,
+    WorkerReady: NodeCore.on_worker_ready,
+    WorkerSetupFailed: NodeCore.on_worker_setup_failed,
+    WorkerResult: NodeCore.on_worker_result,
+    WorkerReport: NodeCore.on_worker_report,
+    WorkerExited: NodeCore.on_worker_exited,
+    TimerFired: NodeCore.on_timer,
+    Tick: NodeCore.on_tick,
+    Interrupt: NodeCore.on_interrupt,
+    Terminate: NodeCore.on_terminate,
+    Reload: NodeCore.on_reload,
+    SpoolLoaded: NodeCore.on_spool_loaded,
+    SpoolFailed: NodeCore.on_spool_failed,
+    ClusterPrepared: NodeCore.on_cluster_prepared,
+    ClusterPrepareFailed: NodeCore.on_cluster_prepare_failed,
+    FileWritten: NodeCore.on_file_written,
+}
+
+_MESSAGE_HANDLERS: dict[str, Callable[[NodeCore, Link, Message], None]] = {
+    "WELCOME": NodeCore.on_welcome,
+    "SETUP": NodeCore.on_setup,
+    "JOB_ASSIGN": NodeCore.on_job_assign,
+    "JOB_CANCEL": NodeCore.on_job_cancel,
+    "RESULT_ACK": NodeCore.on_result_ack,
+    "FILE_PUT": NodeCore.on_file_put,
+    "TEARDOWN": NodeCore.on_teardown,
+    "ERROR": NodeCore.on_error,
+    "DISCONNECT": NodeCore.on_disconnect,
+    "HEARTBEAT": NodeCore.on_heartbeat,
+}

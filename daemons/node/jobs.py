@@ -1,0 +1,463 @@
+"""The node's clusters, workers and jobs, as pure state (docs/architecture.md §5).
+
+At most ``cpus`` jobs run at once across all clusters.  A cluster's workers
+are started once its directory is prepared (setup runs once in each); a job
+goes to an idle worker of its cluster.  Cancel and timeout kill the worker's
+process group and a fresh worker replaces it.  Nothing here touches a
+process or a file: the runner appends effects (``SpawnWorker``,
+``WorkerSend``, ``KillWorker``, timers) to the core's outbox and reports
+answers through :class:`Answers`, which the core turns into messages.
+
+A cluster's phase on this node::
+
+    preparing (directory, files) -> starting (workers run setup) -> ready
+        |                               |-> failed (setup failed: every job here ends with its reason)
+        +-> (refused: the directory could not be made; the cluster is forgotten)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .events import (
+    CancelTimer,
+    Effect,
+    KillWorker,
+    PrepareCluster,
+    RemoveClusterDir,
+    SetTimer,
+    SpawnWorker,
+    WorkerSend,
+)
+
+__all__ = ["Answers", "Assignment", "ClusterPhase", "ClusterState", "JobRunner", "STARTED_DELAY",
+           "MAX_FAILED_STARTS", "STOP_GRACE"]
+
+# A job still running this long after it started is announced (JOB_STARTED); a shorter
+# one is not: its result carries its start time, and the client, the scheduler and the
+# node are each spared a message per job.
+STARTED_DELAY = 0.01
+MAX_FAILED_STARTS = 3  # workers in a row whose setup failed: the cluster has failed here
+STOP_GRACE = 5.0  # seconds a stopped worker has to run cleanup() before it is killed
+
+
+class ClusterPhase(enum.Enum):
+    PREPARING = "preparing"  #: its directory and files are being made
+    STARTING = "starting"  #: workers run setup; none is ready yet
+    READY = "ready"  #: a worker is ready: jobs run
+    FAILED = "failed"  #: setup failed; every job sent here ends with ``fail_reason``
+
+
+@dataclass(slots=True)
+class Assignment:
+    """A job given to this node by a scheduler."""
+
+    link: str
+    cluster_id: str
+    job_id: str
+    attempt: int
+    timeout: float | None
+    frames: list[Any]
+    outcome: dict[str, Any] | None = None  # set when the worker is killed on purpose
+    start_time: float = 0.0
+
+
+@dataclass(slots=True)
+class WorkerState:
+    wid: int
+    cluster_id: str
+    ready: bool = False
+    job: Assignment | None = None
+    stopping: bool = False
+    failed: bool = False  # its setup failed (it said so)
+
+
+@dataclass
+class ClusterState:
+    cluster_id: str
+    link: str
+    owner: bytes  # the Curve key of the scheduler that set it up
+    dest_path: str
+    blob: bytes
+    options: dict[str, Any]
+    directory: str = ""
+    phase: ClusterPhase = ClusterPhase.PREPARING
+    fail_reason: str = ""
+    workers: dict[int, WorkerState] = field(default_factory=dict)
+    idle: deque[int] = field(default_factory=deque)
+    pending: deque[Assignment] = field(default_factory=deque)
+    orphaned_since: float | None = None  # its scheduler link was lost at this time
+    failed_starts: int = 0
+    last_failure: str = ""  # why the latest worker could not start
+    answers_owed: int = 1  # SETUPs waiting for their SETUP_OK / SETUP_FAIL
+
+    @property
+    def cleanup(self) -> bool:
+        return bool(self.options.get("cleanup", True))
+
+    def wanted_workers(self, cpus: int) -> int:
+        wanted = self.options.get("cpus")
+        return min(cpus, wanted) if isinstance(wanted, int) and wanted > 0 else cpus
+
+
+class Answers(Protocol):
+    """How the runner reports to the node core (which owns the links)."""
+
+    def setup_answer(self, cluster: ClusterState) -> None: ...
+
+    def job_result(self, job: Assignment, fields: dict[str, Any], frames: list[Any],
+                   labels: list[str]) -> None: ...
+
+    def job_report(self, job: Assignment, mtype: str, fields: dict[str, Any], frames: list[Any],
+                   labels: list[str]) -> None: ...
+
+
+def _failure(kind: str, message: str) -> dict[str, Any]:
+    return {"status": "terminated", "exception": {"type": kind, "message": message, "traceback": ""}}
+
+
+class JobRunner:
+    """Clusters, their worker processes (as records) and their jobs on one node."""
+
+    def __init__(self, cpus: int, out: list[Effect], answers: Answers,
+                 init: tuple[str, str] | None = None, log: logging.Logger | None = None) -> None:
+        self.cpus, self.out, self.answers, self.init = cpus, out, answers, init
+        self.log = log or logging.getLogger("gridlib.node")
+        self.paused = False  # jobs wait, none starts (the node is draining or out of service)
+        self.clusters: dict[str, ClusterState] = {}
+        self.retired: dict[str, ClusterState] = {}  # torn down, workers still exiting
+        self.workers: dict[int, WorkerState] = {}
+        self.running = 0
+        self.now = 0.0
+        self._next_wid = 1
+        self._rr: deque[str] = deque()  # round robin over clusters with pending jobs
+
+    # -- clusters ---------------------------------------------------------------------
+    def setup(self, link: str, owner: bytes, cluster_id: str, fields: dict[str, Any],
+              files: list[tuple[str, int, Any]], blob: bytes) -> ClusterState:
+        """A new cluster: its directory is prepared first (``prepared``), then workers start."""
+        retired = self.retired.get(cluster_id)
+        if retired is not None:  # set up again (resetup): its old workers must not remove the files
+            retired.options = {**retired.options, "cleanup": False}
+        dest = str(fields.get("dest_path") or cluster_id)
+        cluster = ClusterState(cluster_id, link, owner, dest, blob, dict(fields))
+        self.clusters[cluster_id] = cluster
+        self.out.append(PrepareCluster(cluster_id, dest, files))
+        return cluster
+
+    def adopt(self, cluster: ClusterState, link: str) -> None:
+        """A cluster set up here before is claimed again (its scheduler reconnected)."""
+        cluster.link = link
+        cluster.orphaned_since = None
+        for job in self._jobs_of(cluster):
+            job.link = link
+
+    def prepared(self, cluster_id: str, directory: str) -> None:
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None or cluster.phase is not ClusterPhase.PREPARING:
+            return
+        cluster.directory = directory
+        cluster.phase = ClusterPhase.STARTING
+        for _ in range(cluster.wanted_workers(self.cpus)):
+            self._spawn(cluster)
+
+    def fail(self, cluster: ClusterState, reason: str) -> None:
+        """Setup cannot succeed here: answer SETUP_FAIL and end the jobs waiting with ``reason``."""
+        cluster.phase, cluster.fail_reason = ClusterPhase.FAILED, reason
+        self.answers.setup_answer(cluster)
+        while cluster.pending:
+            self._finish(cluster.pending.popleft(), _failure("SetupError", reason))
+        cluster.idle.clear()
+        for worker in list(cluster.workers.values()):
+            if worker.job is None:
+                self._stop_worker(worker)
+
+    def jobs_of(self, cluster_id: str) -> list[list[Any]]:
+        """[job id, attempt] of every job of the cluster running or waiting here."""
+        cluster = self.clusters.get(cluster_id)
+        return [[j.job_id, j.attempt] for j in self._jobs_of(cluster)] if cluster else []
+
+    @staticmethod
+    def _jobs_of(cluster: ClusterState) -> list[Assignment]:
+        return [*(w.job for w in cluster.workers.values() if w.job), *cluster.pending]
+
+    def teardown(self, cluster_id: str, keep_files: bool = False) -> None:
+        """Stop a cluster's workers; its directory goes with the last of them unless
+        ``keep_files`` (a resetup: the same cluster is set up again with those files)."""
+        cluster = self.clusters.pop(cluster_id, None)
+        if cluster is None:
+            return
+        if keep_files:
+            cluster.options = {**cluster.options, "cleanup": False}
+        cluster.pending.clear()  # their scheduler settles them (it asked for the teardown)
+        for worker in list(cluster.workers.values()):
+            if worker.job is not None:
+                self._job_off(worker)
+            self._stop_worker(worker)
+        self.retired[cluster_id] = cluster
+        self._remove_if_drained(cluster)
+        self._start_jobs()
+
+    def _stop_worker(self, worker: WorkerState) -> None:
+        if worker.stopping:
+            return
+        worker.stopping = True
+        if worker.ready:  # a graceful stop runs cleanup(); a kill follows if it hangs
+            self.out.append(WorkerSend(worker.wid, "stop"))
+            self.out.append(SetTimer(("kill", worker.wid), self.now + STOP_GRACE))
+        else:
+            self.out.append(KillWorker(worker.wid))
+
+    def _remove_if_drained(self, cluster: ClusterState) -> None:
+        if cluster.workers or self.retired.get(cluster.cluster_id) is not cluster:
+            return
+        del self.retired[cluster.cluster_id]
+        if cluster.cleanup and cluster.directory:
+            self.out.append(RemoveClusterDir(cluster.directory))
+
+    def leave(self, kill_running: bool) -> None:
+        """Tear every cluster down (the node leaves the grid); ``kill_running`` kills busy
+        workers at once instead of letting their jobs run on until the stop grace.
+        Jobs still waiting are dropped without a result: the node's DISCONNECT settles them."""
+        for cluster in list(self.clusters.values()):
+            if kill_running:
+                for worker in cluster.workers.values():
+                    if worker.job is not None:
+                        self.out.append(KillWorker(worker.wid))
+            self.teardown(cluster.cluster_id)
+
+    def kill_all(self) -> None:
+        """Every worker killed (the node stops now)."""
+        for wid in self.workers:
+            self.out.append(KillWorker(wid))
+
+    def pause(self, paused: bool) -> None:
+        """Hold every job that has not started (True), or start them again (False)."""
+        self.paused = paused
+        if not paused:
+            self._start_jobs()
+
+    def quiet(self) -> bool:
+        """No cluster and no worker process left."""
+        return not self.clusters and not self.retired
+
+    def orphan(self, link: str, now: float) -> list[ClusterState]:
+        """Mark the clusters of a lost scheduler link."""
+        lost = [c for c in self.clusters.values() if c.link == link]
+        for cluster in lost:
+            cluster.orphaned_since = now
+        return lost
+
+    # -- jobs -------------------------------------------------------------------------
+    def assign(self, job: Assignment) -> None:
+        cluster = self.clusters.get(job.cluster_id)
+        if cluster is None:
+            self._finish(job, _failure("SetupError", "the cluster is not set up on this node"))
+            return
+        if cluster.phase is ClusterPhase.FAILED:
+            self._finish(job, _failure("SetupError", cluster.fail_reason))
+            return
+        cluster.pending.append(job)
+        if job.cluster_id not in self._rr:
+            self._rr.append(job.cluster_id)
+        self._start_jobs()
+
+    def cancel(self, job_id: str, link: str) -> bool:
+        """Cancel a job of ``link``'s clusters; False if this node does not hold it."""
+        for cluster in self.clusters.values():
+            if cluster.link != link:
+                continue  # a scheduler cancels only its own clusters' jobs
+            for job in cluster.pending:
+                if job.job_id == job_id:
+                    cluster.pending.remove(job)
+                    self._finish(job, {"status": "cancelled"})
+                    return True
+            for worker in cluster.workers.values():
+                if worker.job is not None and worker.job.job_id == job_id:
+                    worker.job.outcome = {"status": "cancelled"}
+                    self.out.append(KillWorker(worker.wid))
+                    return True
+        return False
+
+    def _start_jobs(self) -> None:
+        while self._rr and self.running < self.cpus and not self.paused:
+            cluster_id = self._rr.popleft()
+            cluster = self.clusters.get(cluster_id)
+            if cluster is None or not cluster.pending:
+                continue
+            if not cluster.idle:
+                if (len(cluster.workers) < self.cpus and cluster.phase is not ClusterPhase.FAILED
+                        and cluster.phase is not ClusterPhase.PREPARING):
+                    self._spawn(cluster)
+                continue  # the cluster rejoins the rotation when a worker is ready
+            worker = self.workers[cluster.idle.popleft()]
+            self._run(worker, cluster.pending.popleft())
+            if cluster.pending:
+                self._rr.append(cluster_id)
+
+    def _run(self, worker: WorkerState, job: Assignment) -> None:
+        worker.job = job
+        self.running += 1
+        self.out.append(WorkerSend(worker.wid, "job", {"job_id": job.job_id, "attempt": job.attempt},
+                                   job.frames))
+        job.frames = []
+        job.start_time = self.now
+        self.out.append(SetTimer(("started", worker.wid, job.job_id), self.now + STARTED_DELAY))
+        if job.timeout:
+            self.out.append(SetTimer(("timeout", worker.wid, job.job_id), self.now + float(job.timeout)))
+
+    def _job_off(self, worker: WorkerState) -> Assignment | None:
+        """Take the job off its worker (it ended, or its cluster went)."""
+        job, worker.job = worker.job, None
+        if job is not None:
+            self.running -= 1
+            self.out.append(CancelTimer(("started", worker.wid, job.job_id)))
+            if job.timeout:
+                self.out.append(CancelTimer(("timeout", worker.wid, job.job_id)))
+        return job
+
+    def _finish(self, job: Assignment, fields: dict[str, Any], frames: list[Any] | None = None,
+                labels: list[str] | None = None) -> None:
+        fields = {**fields, "job_id": job.job_id, "attempt": job.attempt, "cluster_id": job.cluster_id}
+        self.answers.job_result(job, fields, frames or [], labels or [])
+
+    # -- timers -----------------------------------------------------------------------
+    def timer(self, key: tuple[Any, ...]) -> bool:
+        """A timer of the runner fired; False if the key is not the runner's."""
+        kind = key[0]
+        if kind == "kill":
+            worker = self.workers.get(key[1])
+            if worker is not None:
+                self.out.append(KillWorker(worker.wid))
+            return True
+        if kind not in ("started", "timeout"):
+            return False
+        worker = self.workers.get(key[1])
+        job = worker.job if worker is not None else None
+        if worker is None or job is None or job.job_id != key[2]:
+            return True  # it ended meanwhile
+        if kind == "started":
+            self.answers.job_report(job, "JOB_STARTED", {"job_id": job.job_id, "attempt": job.attempt,
+                                                         "start_time": job.start_time}, [], [])
+        else:
+            job.outcome = _failure("TimeoutError", f"job exceeded its time limit of {job.timeout} s")
+            self.out.append(KillWorker(worker.wid))
+        return True
+
+    # -- workers ----------------------------------------------------------------------
+    def _spawn(self, cluster: ClusterState) -> None:
+        wid, self._next_wid = self._next_wid, self._next_wid + 1
+        worker = WorkerState(wid, cluster.cluster_id)
+        self.workers[wid] = worker
+        cluster.workers[wid] = worker
+        setup = {"setup_args": cluster.options.get("setup_args") or [],
+                 "init": list(self.init) if self.init else None}
+        self.out.append(SpawnWorker(wid, cluster.cluster_id, cluster.directory, setup, cluster.blob))
+
+    def _cluster_of(self, worker: WorkerState) -> ClusterState | None:
+        cid = worker.cluster_id
+        return self.clusters.get(cid) or self.retired.get(cid)
+
+    def worker_ready(self, wid: int) -> None:
+        worker = self.workers.get(wid)
+        cluster = self._cluster_of(worker) if worker else None
+        if worker is None or cluster is None:
+            return
+        worker.ready = True
+        if worker.stopping:  # torn down while it started: already killed
+            return
+        if cluster.phase is ClusterPhase.FAILED:
+            self._stop_worker(worker)
+            return
+        cluster.failed_starts = 0
+        if cluster.phase is ClusterPhase.STARTING:
+            cluster.phase = ClusterPhase.READY
+            self.answers.setup_answer(cluster)
+        self._idle(worker, cluster)
+
+    def worker_setup_failed(self, wid: int, reason: str) -> None:
+        worker = self.workers.get(wid)
+        cluster = self._cluster_of(worker) if worker else None
+        if worker is None or cluster is None:
+            return
+        cluster.failed_starts += 1
+        cluster.last_failure = reason
+        worker.failed = True
+        self.log.warning("event=setup_failed cluster=%s reason=%r", cluster.cluster_id, reason)
+        # the worker exits by itself after reporting; its exit is handled in worker_exited
+        if cluster.phase is ClusterPhase.STARTING or (
+                cluster.phase is ClusterPhase.READY and cluster.failed_starts >= MAX_FAILED_STARTS
+                and not any(w.ready for w in cluster.workers.values() if w is not worker)):
+            self.fail(cluster, reason)
+
+    def worker_result(self, wid: int, fields: dict[str, Any], frames: list[Any]) -> None:
+        worker = self.workers.get(wid)
+        if worker is None or worker.job is None:
+            return
+        job = self._job_off(worker)
+        assert job is not None
+        labels = list(fields.pop("labels", []))
+        self._finish(job, fields, frames, labels)
+        cluster = self._cluster_of(worker)
+        if cluster is not None:
+            self._idle(worker, cluster)
+
+    def worker_report(self, wid: int, kind: str, fields: dict[str, Any], frames: list[Any]) -> None:
+        worker = self.workers.get(wid)
+        if worker is None or worker.job is None or kind not in ("provisional", "file"):
+            return
+        job = worker.job
+        self.out.append(CancelTimer(("started", wid, job.job_id)))
+        self.timer(("started", wid, job.job_id))  # a job that reports is running: say so first
+        if kind == "provisional":
+            self.answers.job_report(job, "JOB_PROVISIONAL", fields, frames, ["result"] * len(frames))
+        else:
+            self.answers.job_report(job, "JOB_FILE", fields, frames, ["file"])
+
+    def _idle(self, worker: WorkerState, cluster: ClusterState) -> None:
+        if self.clusters.get(cluster.cluster_id) is not cluster or worker.stopping:
+            return
+        cluster.idle.append(worker.wid)
+        if cluster.pending and cluster.cluster_id not in self._rr:
+            self._rr.append(cluster.cluster_id)
+        self._start_jobs()
+
+    def worker_exited(self, wid: int, exitcode: int | None, reason: str = "") -> None:
+        worker = self.workers.pop(wid, None)
+        if worker is None:
+            return
+        self.out.append(CancelTimer(("kill", wid)))
+        cluster = self._cluster_of(worker)
+        job = self._job_off(worker)
+        if cluster is None:
+            return
+        cluster.workers.pop(wid, None)
+        if wid in cluster.idle:
+            cluster.idle.remove(wid)
+        self._remove_if_drained(cluster)
+        if job is not None:
+            why = reason or f"the job's worker process died (exit code {exitcode})"
+            self._finish(job, job.outcome or _failure("WorkerDied", why))
+        if self.clusters.get(cluster.cluster_id) is not cluster:
+            return
+        if not worker.ready and not worker.failed and not worker.stopping:
+            # it died before it could say (fork failed, an import crashed the interpreter)
+            cluster.failed_starts += 1
+            cluster.last_failure = reason or f"a worker exited during setup (exit code {exitcode})"
+            if cluster.phase is ClusterPhase.STARTING and cluster.failed_starts >= MAX_FAILED_STARTS:
+                self.fail(cluster, cluster.last_failure)
+                return
+        if cluster.phase is not ClusterPhase.FAILED:
+            if len(cluster.workers) < cluster.wanted_workers(self.cpus) \
+                    and cluster.failed_starts < MAX_FAILED_STARTS:
+                self._spawn(cluster)  # keep the pool warm after a kill or a crash
+            elif not cluster.workers and cluster.pending:  # nobody left to run them
+                self.fail(cluster, cluster.last_failure or "its workers keep failing to start")
+                return
+            if cluster.pending and cluster.cluster_id not in self._rr:
+                self._rr.append(cluster.cluster_id)
+            self._start_jobs()

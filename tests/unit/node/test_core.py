@@ -1,0 +1,496 @@
+"""The node's core (daemons/node/core.py) driven with a fake clock: no sockets, processes or files.
+
+A ``World`` plays the shell: it performs the effects the core returns in
+memory (links, workers, timers, the spool) and feeds back the events a real
+shell would.  Besides directed tests, a property test drives random
+sequences of scheduler requests and worker behaviour and checks that every
+request got exactly one answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gridlib.daemons.node import events as ev
+from gridlib.daemons.node.core import SPOOL_GRACE, NodeCore, NodeFacts, NodeRules
+from gridlib.daemons.node.jobs import STARTED_DELAY
+from gridlib.protocol.beacon import Beacon
+from gridlib.protocol.codec import Message, new_message
+
+KEY = b"k" * 40
+OTHER_KEY = b"o" * 40
+
+
+class World:
+    """The core, a fake clock, and an in-memory shell."""
+
+    def __init__(self, cpus: int = 2, **rules: Any) -> None:
+        self.now = 100.0
+        facts = NodeFacts("node-1", "n1", cpus, python="3.11", protocol="1.0")
+        self.core = NodeCore(facts, NodeRules(**rules), frozenset({KEY}), wall=lambda: 1e9 + self.now)
+        self.sent: list[tuple[str, Message]] = []
+        self.links: set[str] = set()
+        self.workers: dict[int, dict[str, Any]] = {}  # wid -> {"cluster", "job", "stopping"}
+        self.timers: dict[tuple[Any, ...], float] = {}
+        self.spool: dict[str, str] = {}  # job id -> "held" | "disk"
+        self.deferred: list[Any] = []  # events a real shell would see later (process exits)
+        self.prepare_fails: str | None = None
+        self.stopped = False
+        self.apply(self.core.start(self.now))
+
+    # -- the shell's part -------------------------------------------------------------
+    def handle(self, event: Any) -> None:
+        queue = [event]
+        while queue:
+            for effect in self.core.handle(queue.pop(0), self.now):
+                follow = self.perform(effect)
+                if follow is not None:
+                    queue.append(follow)
+
+    def apply(self, effects: list[Any]) -> None:
+        for effect in effects:
+            follow = self.perform(effect)
+            if follow is not None:
+                self.handle(follow)
+
+    def perform(self, e: Any) -> Any:  # noqa: C901 (one branch per effect, like the shell)
+        if isinstance(e, ev.Send):
+            assert e.sid in self.links, f"send on a closed link {e.sid}: {e.msg.type}"
+            self.sent.append((e.sid, e.msg))
+        elif isinstance(e, ev.SendHeartbeat):
+            self.sent.append((e.sid, new_message("HEARTBEAT")))
+        elif isinstance(e, ev.OpenLink):
+            self.links.add(e.sid)
+            return ev.LinkOpened(e.sid, "192.0.2.9")
+        elif isinstance(e, ev.CloseLink):
+            self.links.discard(e.sid)
+        elif isinstance(e, ev.PrepareCluster):
+            if self.prepare_fails:
+                return ev.ClusterPrepareFailed(e.cluster_id, self.prepare_fails)
+            return ev.ClusterPrepared(e.cluster_id, f"/prefix/clusters/{e.dest_path}")
+        elif isinstance(e, ev.SpawnWorker):
+            self.workers[e.wid] = {"cluster": e.cluster_id, "job": None, "stopping": False}
+        elif isinstance(e, ev.WorkerSend):
+            if e.wid in self.workers:
+                if e.kind == "job":
+                    self.workers[e.wid]["job"] = dict(e.fields)
+                elif e.kind == "stop":
+                    self.workers[e.wid]["stopping"] = True
+                    self.deferred.append(ev.WorkerExited(e.wid, 0))
+        elif isinstance(e, ev.KillWorker):
+            if e.wid in self.workers and not self.workers[e.wid].get("killed"):
+                self.workers[e.wid]["killed"] = True
+                self.deferred.append(ev.WorkerExited(e.wid, -9))
+        elif isinstance(e, ev.SetTimer):
+            self.timers[e.key] = e.at
+        elif isinstance(e, ev.CancelTimer):
+            self.timers.pop(e.key, None)
+        elif isinstance(e, (ev.SpoolHold, ev.SpoolPut)):
+            self.spool[e.job_id] = "held" if isinstance(e, ev.SpoolHold) else "disk"
+        elif isinstance(e, ev.SpoolAck):
+            for job_id in e.job_ids:
+                self.spool.pop(job_id, None)
+        elif isinstance(e, ev.WriteClusterFile):
+            return ev.FileWritten(e.sid, e.request, size=len(e.data))
+        elif isinstance(e, ev.StopNode):
+            self.stopped = True
+        return None
+
+    def settle(self) -> None:
+        """Deliver what a real shell would see next: process exits, then due timers."""
+        while self.deferred:
+            event = self.deferred.pop(0)
+            if isinstance(event, ev.WorkerExited):
+                self.workers.pop(event.wid, None)
+            self.handle(event)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for key, at in sorted(self.timers.items(), key=lambda kv: kv[1]):
+            if at <= self.now and self.timers.get(key) == at:
+                del self.timers[key]
+                self.handle(ev.TimerFired(key))
+        self.settle()
+
+    # -- a scheduler's part ------------------------------------------------------------
+    def beacon(self, sid: str = "s1", key: bytes = KEY, epoch: int = 1) -> None:
+        self.handle(ev.BeaconHeard(Beacon(sid, epoch, 1, "tcp://192.0.2.1:5000", key, 2.0)))
+
+    def link_up(self, sid: str = "s1", **welcome: Any) -> None:
+        self.beacon(sid)
+        self.message(sid, "WELCOME", {"sid": sid, "heartbeat": 2.0, **welcome})
+
+    def message(self, sid: str, mtype: str, fields: dict[str, Any] | None = None,
+                frames: list[Any] | None = None, labels: list[str] | None = None) -> Message:
+        msg = new_message(mtype, fields, frames or [], labels)
+        self.handle(ev.LinkMessage(sid, msg))
+        return msg
+
+    def setup(self, cluster_id: str = "c1", sid: str = "s1", files: list[tuple[str, bytes]] = (),
+              **fields: Any) -> Message:
+        specs = [{"name": name, "mode": 0o600} for name, _ in files]
+        return self.message(sid, "SETUP", {"cluster_id": cluster_id, "kind": "function",
+                                           "files": specs, **fields},
+                            [b"blob", *(data for _, data in files)],
+                            ["computation", *(["file"] * len(files))])
+
+    def assign(self, job_id: str, attempt: int = 1, cluster_id: str = "c1", sid: str = "s1",
+               **fields: Any) -> None:
+        self.message(sid, "JOB_ASSIGN", {"cluster_id": cluster_id, "job_id": job_id,
+                                         "attempt": attempt, **fields}, [b"args"], ["args"])
+
+    # -- workers' part ------------------------------------------------------------------
+    def workers_ready(self) -> None:
+        for wid, worker in list(self.workers.items()):
+            if not worker.get("ready") and not worker.get("killed"):
+                worker["ready"] = True
+                self.handle(ev.WorkerReady(wid))
+
+    def busy(self) -> dict[str, int]:
+        """job id -> the worker running it."""
+        return {w["job"]["job_id"]: wid for wid, w in self.workers.items()
+                if w["job"] is not None and not w.get("killed")}
+
+    def finish(self, job_id: str, value: bytes = b"result") -> None:
+        wid = self.busy()[job_id]
+        job = self.workers[wid]["job"]
+        self.workers[wid]["job"] = None
+        self.handle(ev.WorkerResult(wid, {"status": "finished", "job_id": job_id,
+                                          "attempt": job["attempt"], "start_time": 1.0,
+                                          "end_time": 2.0, "labels": ["result"]}, [value]))
+
+    # -- what was said --------------------------------------------------------------------
+    def of_type(self, mtype: str, sid: str | None = None) -> list[Message]:
+        return [m for s, m in self.sent if m.type == mtype and (sid is None or s == sid)]
+
+    def results(self) -> dict[str, Message]:
+        return {m.fields["job_id"]: m for m in self.of_type("JOB_RESULT")}
+
+
+def ready_world(cpus: int = 2, **rules: Any) -> World:
+    world = World(cpus, **rules)
+    world.link_up()
+    world.setup()
+    world.workers_ready()
+    return world
+
+
+# -- links -------------------------------------------------------------------------------------
+
+def test_a_trusted_beacon_opens_a_link_that_registers_with_ready() -> None:
+    world = World()
+    world.beacon()
+    ready = world.of_type("READY")
+    assert len(ready) == 1
+    assert ready[0].fields["ip_addr"] == "192.0.2.9" and ready[0].fields["python"] == "3.11"
+    world.message("s1", "WELCOME", {"sid": "s1", "heartbeat": 2.0, "max_msg_size": 1 << 20})
+    assert world.core.links["s1"].welcomed and world.core.links["s1"].max_msg_size == 1 << 20
+
+
+def test_ready_is_retried_with_backoff_until_welcome_and_a_silent_scheduler_is_dropped() -> None:
+    world = World()
+    world.beacon()
+    for _ in range(8):
+        world.advance(5.0)
+        world.handle(ev.Tick())
+    assert len(world.of_type("READY")) >= 3
+    world.advance(31.0)
+    world.handle(ev.Tick())
+    assert "s1" not in world.core.links and "s1" not in world.links
+
+
+def test_a_live_link_sends_heartbeats_and_is_closed_when_the_scheduler_goes_silent() -> None:
+    world = ready_world()
+    for _ in range(3):
+        world.advance(2.0)
+        world.handle(ev.Tick())
+    assert len(world.of_type("HEARTBEAT")) >= 2
+    world.advance(11.0)
+    world.handle(ev.Tick())
+    assert "s1" not in world.core.links
+    cluster = world.core.jobs.clusters["c1"]
+    assert cluster.orphaned_since is not None  # kept for zombie_interval, in case it comes back
+
+
+def test_a_scheduler_that_says_goodbye_is_not_reported_lost(caplog: Any) -> None:
+    world = ready_world()
+    world.message("s1", "DISCONNECT", {"reason": "the scheduler closed"})
+    assert "s1" not in world.core.links
+    assert not [r for r in caplog.records if "scheduler_lost" in r.getMessage()]
+
+
+def test_an_untrusted_reload_closes_the_link() -> None:
+    world = ready_world()
+    world.handle(ev.Reload(frozenset({OTHER_KEY})))
+    assert "s1" not in world.core.links
+
+
+# -- setup ---------------------------------------------------------------------------------
+
+def test_setup_answers_once_when_the_first_worker_is_ready() -> None:
+    world = World()
+    world.link_up()
+    world.setup(files=[("data.txt", b"hello")])
+    assert len(world.workers) == 2 and not world.of_type("SETUP_OK")
+    world.workers_ready()
+    assert len(world.of_type("SETUP_OK")) == 1
+
+
+def test_a_refused_dest_path_fails_the_setup_and_every_job_with_the_reason() -> None:
+    world = World()
+    world.link_up()
+    world.prepare_fails = "dest_path '../../x' is refused"
+    world.setup(dest_path="../../x")
+    fails = world.of_type("SETUP_FAIL")
+    assert len(fails) == 1 and "../../x" in fails[0].fields["reason"]
+    world.assign("j1")
+    result = world.results()["j1"]
+    assert result.fields["status"] == "terminated"
+    assert "../../x" in result.fields["exception"]["message"]
+    world.setup(dest_path="../../x")  # asked again: answered again
+    assert len(world.of_type("SETUP_FAIL")) == 2
+
+
+def test_setup_that_raises_fails_the_cluster_and_its_waiting_jobs() -> None:
+    world = World()
+    world.link_up()
+    world.setup()
+    world.assign("j1")
+    wid = next(iter(world.workers))
+    world.handle(ev.WorkerSetupFailed(wid, "setup raised ValueError: no data"))
+    assert world.of_type("SETUP_FAIL")[0].fields["reason"] == "setup raised ValueError: no data"
+    assert "no data" in world.results()["j1"].fields["exception"]["message"]
+    world.settle()
+    assert not world.core.jobs.running
+
+
+def test_workers_that_die_before_setup_fail_the_cluster_after_three_tries() -> None:
+    world = World(cpus=1)
+    world.link_up()
+    world.setup()
+    world.assign("j1")
+    for _ in range(3):
+        wid = next(iter(world.workers))
+        world.workers.pop(wid)
+        world.handle(ev.WorkerExited(wid, 1))
+    fail = world.of_type("SETUP_FAIL")
+    assert len(fail) == 1 and "exit code 1" in fail[0].fields["reason"]
+    assert world.results()["j1"].fields["status"] == "terminated"
+    assert not world.workers  # no endless respawning
+
+
+def test_another_python_minor_version_is_refused_naming_both() -> None:
+    world = World()
+    world.link_up()
+    world.setup(python="3.10")
+    reason = world.of_type("SETUP_FAIL")[0].fields["reason"]
+    assert "Python 3.10" in reason and "Python 3.11" in reason
+    assert not world.workers
+
+
+def test_another_protocol_version_is_refused() -> None:
+    world = World()
+    world.link_up()
+    world.setup(protocol="2.0")
+    assert "protocol 2.0" in world.of_type("SETUP_FAIL")[0].fields["reason"]
+
+
+def test_a_setup_whose_files_do_not_match_its_frames_is_refused() -> None:
+    world = World()
+    world.link_up()
+    world.message("s1", "SETUP", {"cluster_id": "c1", "kind": "function",
+                                  "files": [{"name": "a"}, {"name": "b"}]},
+                  [b"blob", b"only one"], ["computation", "file"])
+    assert "one file entry per file frame" in world.of_type("SETUP_FAIL")[0].fields["reason"]
+
+
+def test_a_reconnected_scheduler_adopts_its_cluster_and_hears_what_runs_and_what_is_spooled() -> None:
+    world = ready_world()
+    world.assign("j1")
+    world.assign("j2")
+    world.finish("j1")
+    world.setup()  # e.g. after the scheduler restarted
+    ok = world.of_type("SETUP_OK")[-1]
+    assert ok.fields["running"] == [["j2", 1]] and ok.fields["results"] == [["j1", 1]]
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+def test_jobs_run_on_idle_workers_and_results_are_held_until_acknowledged() -> None:
+    world = ready_world()
+    world.assign("j1")
+    world.assign("j2")
+    world.assign("j3")
+    assert set(world.busy()) == {"j1", "j2"}  # 2 CPUs
+    world.finish("j1")
+    assert set(world.busy()) == {"j2", "j3"}
+    assert world.spool["j1"] == "held"
+    world.message("s1", "RESULT_ACK", {"job_ids": ["j1"]})
+    assert "j1" not in world.spool and "j1" not in world.core.spooled
+
+
+def test_unacknowledged_results_are_written_after_the_grace() -> None:
+    world = ready_world()
+    world.assign("j1")
+    world.finish("j1")
+    world.advance(SPOOL_GRACE + 0.1)
+    assert world.core.spooled["j1"].held_since is None
+
+
+def test_a_long_job_is_announced_a_short_one_is_not() -> None:
+    world = ready_world()
+    world.assign("short")
+    world.finish("short")
+    world.assign("long")
+    world.advance(STARTED_DELAY * 2)
+    started = world.of_type("JOB_STARTED")
+    assert [m.fields["job_id"] for m in started] == ["long"]
+
+
+def test_a_timeout_kills_the_job_and_says_so() -> None:
+    world = ready_world()
+    world.assign("j1", timeout=1.5)
+    world.advance(1.6)
+    result = world.results()["j1"]
+    assert result.fields["exception"]["type"] == "TimeoutError"
+    assert len(world.workers) == 2  # a fresh worker replaced the killed one
+
+
+def test_cancel_of_a_running_a_waiting_and_an_unknown_job_each_answer_once() -> None:
+    world = ready_world(cpus=1)
+    world.assign("run")
+    world.assign("wait")
+    world.message("s1", "JOB_CANCEL", {"job_ids": ["run", "wait", "ghost"], "attempts": [1, 1, 4]})
+    world.settle()
+    results = world.results()
+    assert results["run"].fields["status"] == "cancelled"
+    assert results["wait"].fields["status"] == "cancelled"
+    assert results["ghost"].fields["status"] == "cancelled" and results["ghost"].fields["attempt"] == 4
+    assert Counter(m.fields["job_id"] for m in world.of_type("JOB_RESULT")) == {"run": 1, "wait": 1, "ghost": 1}
+
+
+def test_a_dead_worker_ends_its_job_with_the_exit_code() -> None:
+    world = ready_world()
+    world.assign("j1")
+    wid = world.busy()["j1"]
+    world.workers.pop(wid)
+    world.handle(ev.WorkerExited(wid, -11))
+    exc = world.results()["j1"].fields["exception"]
+    assert exc["type"] == "WorkerDied" and "-11" in exc["message"]
+
+
+def test_a_result_over_the_schedulers_limit_ends_the_job_with_payload_too_large() -> None:
+    world = World()
+    world.link_up(max_msg_size=200_000)
+    world.setup()
+    world.workers_ready()
+    world.assign("big")
+    world.finish("big", b"x" * 300_000)
+    fields = world.results()["big"].fields
+    assert fields["exception"]["type"] == "PayloadTooLarge"
+    assert "300000 bytes" in fields["exception"]["message"]
+    assert "s1" in world.core.links  # the link stays up
+
+
+def test_file_put_is_answered_and_refused_for_an_unknown_cluster() -> None:
+    world = ready_world()
+    ok = world.message("s1", "FILE_PUT", {"cluster_id": "c1", "name": "in.txt"}, [b"data"], ["file"])
+    bad = world.message("s1", "FILE_PUT", {"cluster_id": "nope", "name": "in.txt"}, [b"data"], ["file"])
+    answers = {m.ref: m.type for _, m in world.sent if m.ref in (ok.mid, bad.mid)}
+    assert answers == {ok.mid: "OK", bad.mid: "ERROR"}
+
+
+def test_teardown_stops_workers_and_removes_the_directory_after_the_last() -> None:
+    world = ready_world()
+    world.message("s1", "TEARDOWN", {"cluster_id": "c1"})
+    assert all(w["stopping"] for w in world.workers.values())
+    world.settle()
+    assert not world.core.jobs.retired and not world.workers
+
+
+def test_a_spool_failure_is_reported_to_the_scheduler() -> None:
+    world = ready_world()
+    world.handle(ev.SpoolFailed("No space left on device"))
+    alert = world.of_type("NODE_ALERT")
+    assert len(alert) == 1 and "No space left" in alert[0].fields["reason"]
+
+
+def test_terminate_kills_workers_says_goodbye_and_stops() -> None:
+    world = ready_world()
+    world.assign("j1")
+    world.handle(ev.Terminate())
+    assert world.of_type("DISCONNECT") and world.stopped
+    assert all(w.get("killed") for w in world.workers.values())
+
+
+# -- the property: every request gets exactly one answer ---------------------------------------
+
+ACTIONS = st.lists(st.one_of(
+    st.tuples(st.just("assign"), st.integers(0, 11)),
+    st.tuples(st.just("cancel"), st.integers(0, 11)),
+    st.tuples(st.just("finish"), st.integers(0, 11)),
+    st.tuples(st.just("crash"), st.integers(0, 11)),
+    st.tuples(st.just("ready"), st.just(0)),
+    st.tuples(st.just("setup_fails"), st.just(0)),
+    st.tuples(st.just("file"), st.just(0)),
+    st.tuples(st.just("time"), st.sampled_from([0.005, 0.5, 2.0])),
+    st.tuples(st.just("resetup"), st.just(0)),
+), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ACTIONS, st.integers(1, 3))
+def test_every_request_gets_exactly_one_answer(actions: list[tuple[str, Any]], cpus: int) -> None:
+    world = World(cpus)
+    world.link_up()
+    setups = [world.setup()]
+    files: list[Message] = []
+    assigned: set[str] = set()
+    for action, arg in actions:
+        job_id = f"j{arg}"
+        if action == "assign" and job_id not in assigned:
+            assigned.add(job_id)
+            world.assign(job_id, timeout=1.0 if arg % 3 == 0 else None)
+        elif action == "cancel" and job_id in assigned:
+            world.message("s1", "JOB_CANCEL", {"job_ids": [job_id], "attempts": [1]})
+        elif action == "finish" and job_id in world.busy():
+            world.finish(job_id)
+        elif action == "crash" and world.workers:
+            wid = sorted(world.workers)[arg % len(world.workers)]
+            world.workers.pop(wid)
+            world.handle(ev.WorkerExited(wid, -9))
+        elif action == "ready":
+            world.workers_ready()
+        elif action == "setup_fails":
+            starting = [wid for wid, w in world.workers.items() if not w.get("ready")]
+            if starting:
+                world.handle(ev.WorkerSetupFailed(starting[0], "setup raised"))
+        elif action == "file":
+            files.append(world.message("s1", "FILE_PUT", {"cluster_id": "c1", "name": "f"}, [b"x"],
+                                       ["file"]))
+        elif action == "time":
+            world.advance(arg)
+        elif action == "resetup":
+            setups.append(world.setup())
+        world.settle()
+    # run what is left to the end: workers come up, running jobs finish, timers fire
+    for _ in range(50):
+        world.workers_ready()
+        for job_id in list(world.busy()):
+            world.finish(job_id)
+        world.advance(1.0)
+        world.handle(ev.Tick())
+        if not world.busy() and not any(c.pending for c in world.core.jobs.clusters.values()):
+            break
+    # each job assigned got one result; a cancel of a finished job adds none
+    counts = Counter(m.fields["job_id"] for m in world.of_type("JOB_RESULT"))
+    assert set(counts) == assigned and set(counts.values()) <= {1}, counts
+    # each SETUP got one answer (a repeated SETUP is answered again)
+    answers = world.of_type("SETUP_OK") + world.of_type("SETUP_FAIL")
+    assert len(answers) == len(setups), (len(answers), len(setups))
+    replies = Counter(m.ref for _, m in world.sent if m.ref in {f.mid for f in files})
+    assert all(replies[f.mid] == 1 for f in files)
