@@ -4,8 +4,8 @@ The cluster's computation is ``delegate(func, n)``: it calls whatever
 function the job brings. dispy's version sends each job's function with the
 job (``submit(..., dispy_job_depends=[func])``) and looks it up by name on the
 node. gridlib has no per-job ``depends``: ``cluster.submit_job(depends=...)``
-raises ``GridError``. Pass the function itself as an argument instead: dill
-ships functions defined in your script by value (code, defaults, closures),
+raises ``GridError``. Pass the function itself as an argument instead: your
+own functions ship by value (code, defaults, closures, the globals they use),
 so a lambda or a closure works too, and nothing is left on the node after the
 job. To send a function once for all jobs, list it in the cluster's
 ``depends=[...]``.

@@ -2,10 +2,11 @@
 
 ``Sample`` is a class defined in this script. Its instances are sent to the
 nodes as arguments, a method of theirs runs there, and the job returns a new
-instance. dill ships the class by value along with its instances, so no node
-needs this script on disk; ``depends=[Sample]`` (as in dispy) also defines the
-class once per node, for code there that names it directly. What the method
-prints on the node comes back in ``job.stdout``.
+instance. The class ships by value along with its instances (and comes back
+as this script's own ``Sample``), so no node needs this script on disk;
+``depends=[Sample]`` (as in dispy) also defines the class once per node, for
+code there that names it directly. What the method prints on the node comes
+back in ``job.stdout``.
 
 Run: ``.venv/bin/python examples/obj_instances.py`` (embedded local grid:
 ``JobCluster`` starts a private node on this host).

@@ -1,7 +1,7 @@
 """gridlib: a compute grid for Python on ZeroMQ (API.md).
 
 Names are imported lazily, so that ``gridlib.protocol`` and the scheduler
-never pull in dill or the client machinery.
+never pull in cloudpickle or the client machinery.
 """
 
 from __future__ import annotations

@@ -22,20 +22,23 @@ from typing import Any
 from gridlib.client_io import ClientConnection
 from gridlib.completion import AsCompleted
 from gridlib.delivery import Delivery
+from gridlib.diagnosis import describe_no_nodes
 from gridlib.job import WIRE_STATUS, Job, JobStatus, run_callback
 from gridlib.journal import Journal
 from gridlib.local_node import LocalNode, node_listening
+from gridlib.logger import set_loglevel
 from gridlib.node_control import NodeControl
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate
 from gridlib.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.codec import Message, new_message
-from gridlib.protocol.errors import GridError, ProtocolError, SerializationError
+from gridlib.protocol.errors import GridError, PayloadTooLarge, ProtocolError, SerializationError
 from gridlib.protocol.keys import resolve_identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.paths import write_file
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE
 from gridlib.stats import ClusterReport, cluster_report, print_report
+from gridlib.versions import VERSIONS
 
 __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
 
@@ -116,10 +119,19 @@ class JobCluster(NodeControl):
         local_cpus: int = 0,
         scheduler_port: int = 0,
         max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+        node_wait: float | None = None,
+        loglevel: int | str | None = None,
+        ip_addr: str | None = None,
     ) -> None:
+        if loglevel is not None:
+            set_loglevel(loglevel)
+        if node_wait is not None and (isinstance(node_wait, bool) or not node_wait >= 0):
+            raise ValueError("node_wait must be a number of seconds >= 0, or None to wait")
+        host = host or ip_addr  # dispy's name
         packed = pack_computation(computation, depends, setup, cleanup)
         options = {"dest_path": dest_path, "cleanup": bool(cleanup), "reentrant": bool(reentrant),
-                   "max_attempts": int(max_attempts), "setup_args": list(setup_args)}
+                   "max_attempts": int(max_attempts), "setup_args": list(setup_args),
+                   "node_wait": None if node_wait is None else float(node_wait)}
         self._start(packed, options, nodes, job_status or callback, cluster_status, timeout,
                     secret, keys, pulse_interval, host, node_port, local_cpus,
                     Journal(recover_file) if recover_file else None,
@@ -151,6 +163,11 @@ class JobCluster(NodeControl):
         self._allocations = [n for n in ([] if nodes is None or isinstance(nodes, str) else
                                          [nodes] if isinstance(nodes, NodeAllocate) else nodes)
                              if isinstance(n, NodeAllocate)]
+        self._msg_limits: dict[str, int] = {}  # node id -> its message size limit
+        self._scheduler_limit: int | None = None  # a shared scheduler's limit for our messages
+        self._identity: Any = None
+        self._targets: list[tuple[str, int]] = []
+        self._no_nodes: str = ""  # why no node runs this cluster, as last explained
         self._unjournaled: list[Message] = []
         self._inbox: list[Message] = []  # this loop turn's messages for the delivery thread
         self.duplicates = 0
@@ -165,12 +182,18 @@ class JobCluster(NodeControl):
                                 None if nodes is None else _node_specs(nodes), node_port,
                                 scheduler_port)
         identity = resolve_identity(secret, keys)
+        self._identity, self._targets = identity, targets
         self._delivery = Delivery(log)
         self._conn = self._connect(identity, targets, host, LivenessPolicy(pulse_interval),
                                    scheduler_port, max_msg_size,
                                    self._journal_results if journal else None)
         self._conn.reactor.after_turn.append(self._post_inbox)
-        self._conn.start()
+        try:
+            self._conn.start()
+        except BaseException:
+            self._delivery.close()
+            self._conn.close()
+            raise
         try:
             self._open(kind, blob, files, {**options, "recover": cluster_id is not None})
             self._reach_nodes(nodes, targets, identity, secret, keys, local_cpus, node_port)
@@ -197,7 +220,19 @@ class JobCluster(NodeControl):
             self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
                                          cpus=local_cpus, secret=secret,
                                          keys=str(keys) if keys else None)
+            self._conn.call(lambda: self._conn.reactor.call_every(0.25, self._watch_local_node))
         self._conn.call(lambda: self._conn.scheduler.announce_to(targets))
+
+    def _watch_local_node(self) -> None:
+        """I/O thread: the private node exited (crashed, killed, or could not start)?  Its jobs
+        and the jobs waiting for it end with its last log lines, instead of waiting for ever."""
+        node = self._local_node
+        reason = node.exited() if node is not None else None
+        if reason is None or node is None or getattr(node, "reported", False):
+            return
+        node.reported = True  # type: ignore[attr-defined]
+        log.warning("event=local_node_exited reason=%r", reason)
+        self._conn.scheduler.node_process_gone(node.pid, reason, self.cluster_id)
 
     # -- opening --------------------------------------------------------------
     def _hello(self) -> None:
@@ -206,7 +241,7 @@ class JobCluster(NodeControl):
     def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
               options: dict[str, Any]) -> None:
         self._hello()
-        fields = {"cluster_id": self.cluster_id, "kind": kind, **options,
+        fields = {"cluster_id": self.cluster_id, "kind": kind, **options, **VERSIONS,
                   "files": [{"name": name, "mode": mode} for name, _, mode in files]}
         frames = [blob, *(data for _, data, _ in files)]
         labels = ["computation", *(["file"] * len(files))]
@@ -241,6 +276,7 @@ class JobCluster(NodeControl):
         if self._kind == "program" and kwargs:
             raise GridError("a program computation takes positional arguments only")
         frames = pack_args(args, kwargs)
+        self._check_size(frames)
         uid = f"{self._uid_prefix}{next(self._uids):x}"
         job = Job(next(self._ids) if job_id is None else job_id, uid, args, kwargs, time.time())
         limit = timeout if timeout is not None else self.timeout
@@ -254,6 +290,18 @@ class JobCluster(NodeControl):
                                   job.submit_time)
         self._send_job(job, spec, frames)
         return job
+
+    def _check_size(self, frames: list[Any]) -> None:
+        """Arguments no known node (or the shared scheduler) would accept are refused here."""
+        limits = list(self._msg_limits.values())
+        node_limit = max(limits) if limits else None
+        size = sum(memoryview(f).nbytes for f in frames) + 65536
+        for limit, whose in ((self._scheduler_limit, "the scheduler's"), (node_limit, "every node's")):
+            if limit is not None and size > limit:
+                raise PayloadTooLarge(
+                    f"the job's arguments are {size - 65536} bytes, over {whose} message limit of "
+                    f"{limit} bytes: send less (ship data as a file with depends= or "
+                    f"cluster.send_file), or raise the limit (gridlib node/scheduler --max-msg-size)")
 
     def _send_job(self, job: Job, spec: dict[str, Any], frames: list[Any]) -> None:
         with self._cond:
@@ -359,10 +407,38 @@ class JobCluster(NodeControl):
                 self._unjournaled.append(msg)  # journaled before the ack goes (before_ack)
             self._conn.ack(str(msg.fields["job_id"]))
             self._inbox.append(msg)
-        elif msg.type in ("JOB_EVENT", "NODE_EVENT", "JOB_FILE"):
+        elif msg.type in ("JOB_EVENT", "JOB_FILE"):
             self._inbox.append(msg)
+        elif msg.type == "NODE_EVENT":
+            info = msg.get("node")
+            limit = info.get("max_msg_size") if isinstance(info, dict) else None
+            if isinstance(limit, int) and msg.get("event") in ("discovered", "initialized"):
+                self._msg_limits[str(info.get("node_id"))] = limit
+            elif isinstance(info, dict) and msg.get("event") == "closed":
+                self._msg_limits.pop(str(info.get("node_id")), None)
+            self._inbox.append(msg)
+        elif msg.type == "CLUSTER_EVENT":
+            self._explain_waiting(msg)
         elif msg.type == "ERROR":
             log.warning("event=scheduler_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+
+    def _explain_waiting(self, msg: Message) -> None:
+        """I/O thread: the scheduler says no node can run our jobs; tell the user why (once
+        now, again every half minute while it lasts) in one WARNING."""
+        announcer = getattr(self._conn.scheduler, "announcer", None)
+        private = self._local_node is not None
+        text = describe_no_nodes(
+            float(msg.get("waited") or 0), int(msg.get("queued") or 0),
+            dict(announcer.reach) if announcer is not None else None,
+            self._identity.keypair.public.decode() if self._identity else "",
+            scheduler=self._scheduler_name(), known_nodes=int(msg.get("nodes") or 0),
+            rejected=int(msg.get("rejected") or 0), private_node=private)
+        self._no_nodes = text
+        log.warning("event=no_node_can_run cluster=%s %s", self.cluster_id[:8], text)
+
+    def _scheduler_name(self) -> str | None:
+        """A shared scheduler's address; None for the scheduler embedded in this client."""
+        return None
 
     def _post_inbox(self) -> None:
         """I/O thread, once a loop turn: hand this turn's messages to the delivery thread at once.
@@ -432,10 +508,16 @@ class JobCluster(NodeControl):
         job.attempts = int(f.get("attempts") or 0)
         exc = f.get("exception")
         if isinstance(exc, dict):
-            job.exception = str(exc.get("traceback") or f"{exc.get('type')}: {exc.get('message')}")
             job.exception_type = str(exc.get("type"))
+            job.exception_message = str(exc.get("message") or "")
+            if job.exception_type == "NoNodesError" and self._no_nodes:
+                job.exception_message += ". " + self._no_nodes
+            job.exception = str(exc.get("traceback") or f"{job.exception_type}: {job.exception_message}")
+            pickled = exc.get("pickled")
+            job.exception_pickle = pickled if isinstance(pickled, bytes) else None
         elif f.get("reason"):
             job.exception = str(f["reason"])
+            job.exception_message = job.exception
         result_frames = [fr for fr, lab in zip(msg.frames, msg.labels, strict=True) if lab == "result"]
         streams = {lab: bytes(memoryview(fr)) for fr, lab in zip(msg.frames, msg.labels, strict=True)
                    if lab in ("stdout", "stderr")}

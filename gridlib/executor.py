@@ -1,14 +1,15 @@
 """``GridExecutor``: the grid as a ``concurrent.futures.Executor`` (API.md "Executor and asyncio").
 
-Any function per call: each is pickled once (dill), named by the SHA-256 of
-its pickle and cached on the nodes (``gridlib/executor_runtime.py``); the
-pickle travels with a job only until every node of the cluster has run that
-function once.  ``map`` sends ``chunksize`` calls per job.  Futures are
-standard ``concurrent.futures.Future`` objects, completed on the cluster's
-delivery thread; a call that raised fails its future with a
-:class:`~gridlib.RemoteJobError` carrying the remote traceback -- an instance
-of the original exception's class too, when that class can be unpickled here,
-so ``except ValueError`` still works.
+Any function per call: each is pickled once (cloudpickle: the user's own code
+by value, installed modules by reference, see ``gridlib/payload.py``), named
+by the SHA-256 of its pickle and cached on the nodes
+(``gridlib/executor_runtime.py``); the pickle travels with a job only until
+every node of the cluster has run that function once.  ``map`` sends
+``chunksize`` calls per job.  Futures are standard ``concurrent.futures.Future``
+objects, completed on the cluster's delivery thread; a call that raised fails
+its future with a :class:`~gridlib.RemoteJobError` carrying the remote
+traceback -- an instance of the original exception's class too, when that
+class can be unpickled here, so ``except ValueError`` still works.
 
 Cancelling a future cancels its job, even a running one (its process is
 killed): the grid does not tell the client the moment a job starts.
@@ -23,14 +24,14 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import Executor, Future
 from typing import Any
-
-import dill
 
 from gridlib.executor_runtime import run_calls
 from gridlib.job import Job, JobStatus
+from gridlib.payload import dumps
 from gridlib.protocol.errors import GridError, RemoteJobError
+from gridlib.remote_error import info_error
 
 __all__ = ["GridExecutor"]
 
@@ -107,10 +108,10 @@ class GridExecutor(Executor):
         if known is not None:
             return known
         try:
-            pickle = dill.dumps(fn, recurse=True)
+            blob = dumps(fn)
         except Exception as exc:
             raise GridError(f"cannot send {fn!r} to the grid: {exc}") from None
-        pickled = (hashlib.sha256(pickle).hexdigest(), pickle)
+        pickled = (hashlib.sha256(blob).hexdigest(), blob)
         try:
             self._pickled[fn] = pickled
         except TypeError:
@@ -130,11 +131,11 @@ class GridExecutor(Executor):
             if self._shutdown and future is None:
                 raise RuntimeError("cannot schedule new calls after shutdown")
         future = future or Future()
-        digest, pickle = pickled
-        job = self.cluster.submit(digest, pickle if with_pickle or self._needs_pickle(digest)
+        digest, blob = pickled
+        job = self.cluster.submit(digest, blob if with_pickle or self._needs_pickle(digest)
                                   else None, calls)
         with self._lock:
-            self._pending[job] = (digest, pickle, calls, single, future)
+            self._pending[job] = (digest, blob, calls, single, future)
         future.add_done_callback(lambda f: f.cancelled() and self.cluster.cancel(job))
         job.add_done_callback(self._job_done)
         return future
@@ -152,18 +153,18 @@ class GridExecutor(Executor):
             entry = self._pending.pop(job, None)
         if entry is None or entry[4].done():
             return
-        digest, pickle, calls, single, future = entry
+        digest, blob, calls, single, future = entry
         if job.status == JobStatus.Finished and isinstance(job.result, tuple):
             kind, value = job.result
             if kind == "missing":  # a node without the function: once more, with it
-                self._submit((digest, pickle), calls, single, future,
+                self._submit((digest, blob), calls, single, future,
                              with_pickle=True)
                 return
             if job.node:
                 self._ran(digest, job.node)
             if not future.set_running_or_notify_cancel():
                 return
-            outcomes = [(ok, v if ok else _remote_error(v, job.node)) for ok, v in value]
+            outcomes = [(ok, v if ok else info_error(v, job.node)) for ok, v in value]
             if single:
                 ok, v = outcomes[0]
                 future.set_result(v) if ok else future.set_exception(v)
@@ -172,12 +173,7 @@ class GridExecutor(Executor):
             return
         if not future.set_running_or_notify_cancel():
             return
-        if job.status == JobStatus.Cancelled:
-            future.set_exception(CancelledError(f"job {job.id} was cancelled on the grid"))
-        else:
-            future.set_exception(RemoteJobError(job.exception_type or job.status.name,
-                                                f"the job ended {job.status.name}",
-                                                job.exception or "", job.node))
+        future.set_exception(job.error() or RemoteJobError(job.status.name, "no result", "", job.node))
 
     @staticmethod
     def _results(futures: list[Future[Any]], deadline: float | None) -> Iterator[Any]:
@@ -191,30 +187,3 @@ class GridExecutor(Executor):
         finally:
             for future in futures:
                 future.cancel()
-
-
-_combined: dict[type, type] = {}
-
-
-def _remote_error(info: dict[str, Any], node: str | None) -> RemoteJobError:
-    """A ``RemoteJobError`` -- also of the original class when that unpickles here."""
-    args = (str(info.get("type")), str(info.get("message")), str(info.get("traceback") or ""), node)
-    original = None
-    if info.get("pickled"):
-        try:
-            original = dill.loads(info["pickled"])
-        except Exception:
-            original = None
-    if not isinstance(original, Exception):
-        return RemoteJobError(*args)
-    cls = type(original)
-    try:
-        combined = _combined.get(cls) or _combined.setdefault(
-            cls, type(f"Remote{cls.__name__}", (RemoteJobError, cls), {"__module__": __name__}))
-        error: RemoteJobError = combined.__new__(combined, *original.args)
-        RemoteJobError.__init__(error, *args)
-    except Exception:  # a class that will not mix (layout, metaclass, __init__): plain
-        error = RemoteJobError(*args)
-    error.original = original  # type: ignore[attr-defined]
-    error.__cause__ = original
-    return error

@@ -1,7 +1,7 @@
 """The node side of ``GridExecutor``: run any function, shipped once per node.
 
 ``GridExecutor``'s cluster has one computation, :func:`run_calls`; each job
-names the function to call by the SHA-256 of its dill pickle (``digest``) and
+names the function to call by the SHA-256 of its pickle (``digest``) and
 carries the pickle itself (``blob``) only until the client has seen every node
 run it.  A worker keeps functions in memory and in the cluster's directory
 (``.gridlib-functions/<digest>``), so its sibling workers on the same node find
@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import dill
+from gridlib.payload import dumps
 
 __all__ = ["run_calls", "describe_exception", "FUNCTION_DIR"]
 
@@ -50,9 +51,9 @@ def run_calls(digest: str, blob: bytes | None, calls: list[tuple[tuple[Any, ...]
 
 
 def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
-    fn = _functions.get(digest)
-    if fn is not None:
-        return fn
+    known = _functions.get(digest)
+    if known is not None:
+        return known
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise ValueError("a function digest is 64 lowercase hex digits")
     path = Path(FUNCTION_DIR) / digest
@@ -63,7 +64,7 @@ def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
             return None
     if hashlib.sha256(blob).hexdigest() != digest:
         raise ValueError("the function's pickle does not match its digest")
-    fn = dill.loads(blob)
+    fn: Callable[..., Any] = pickle.loads(blob)  # the user's code arrived by value
     _functions[digest] = fn
     if not path.exists():  # for the other workers of this node (written whole, then renamed)
         path.parent.mkdir(exist_ok=True)
@@ -76,7 +77,7 @@ def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
 def describe_exception(exc: BaseException) -> dict[str, Any]:
     """Type, message, traceback and, when it pickles, the exception itself."""
     try:
-        pickled: bytes | None = dill.dumps(exc)
+        pickled: bytes | None = dumps(exc)
     except Exception:
         pickled = None
     return {"type": type(exc).__name__, "message": str(exc), "pickled": pickled,

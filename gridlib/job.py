@@ -7,6 +7,7 @@ import enum
 import logging
 import threading
 from collections.abc import Callable, Generator
+from concurrent.futures import CancelledError
 from typing import Any
 
 __all__ = ["JobStatus", "Job", "DispyJob", "FINAL_STATES"]
@@ -59,8 +60,10 @@ class Job:
         self.result: Any = None
         self.stdout: str | bytes = ""
         self.stderr: str | bytes = ""
-        self.exception: str | None = None
-        self.exception_type: str | None = None
+        self.exception: str | None = None  # the remote traceback (or the reason), as text
+        self.exception_type: str | None = None  # the remote exception's class name
+        self.exception_message: str | None = None  # its message
+        self.exception_pickle: bytes | None = None  # the exception itself, pickled, if it pickled
         self.submit_time = submit_time
         self.start_time: float | None = None
         self.end_time: float | None = None
@@ -118,15 +121,45 @@ class Job:
                 run_callback(fn, self)
         return [fn for fn, inline in callbacks if not inline]
 
+    def error(self) -> BaseException | None:
+        """The job's failure as an exception to raise (None when it finished).
+
+        A job that raised gives a :class:`~gridlib.RemoteJobError` that is also an
+        instance of the original exception class when that class loads here,
+        with the remote traceback as its ``__cause__``; a cancelled job a
+        ``CancelledError``; a job no node could run a ``NoNodesError``; a job
+        whose node was lost a ``ConnectionLost``.
+        """
+        from gridlib.protocol.errors import ConnectionLost, NoNodesError
+        from gridlib.remote_error import remote_error
+
+        if self.status == JobStatus.Finished:
+            return None
+        message = self.exception_message or self.exception or f"the job ended {self.status.name}"
+        if self.status == JobStatus.Cancelled:
+            return CancelledError(f"job {self.id} was cancelled" + (f": {message}" if self.exception else ""))
+        if self.exception_type == "NoNodesError":
+            return NoNodesError(message)
+        if self.status == JobStatus.Abandoned and not self.exception_type:
+            return ConnectionLost(f"job {self.id} was abandoned: {message}")
+        tb = self.exception if self.exception and self.exception.startswith("Traceback") else ""
+        return remote_error(self.exception_type or self.status.name, message, tb, self.node,
+                            self.exception_pickle)
+
     def __await__(self) -> Generator[Any, None, Any]:
-        """``await job``: its result (``None`` if it did not finish), without blocking the loop."""
+        """``await job``: its result, or its failure raised (:meth:`error`); never blocks the loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
 
         def settle(job: Job) -> None:
             def set_result() -> None:
-                if not future.done():
+                if future.done():
+                    return
+                error = job.error()
+                if error is None:
                     future.set_result(job.result)
+                else:
+                    future.set_exception(error)
             try:
                 loop.call_soon_threadsafe(set_result)
             except RuntimeError:  # the event loop is closed: nobody awaits any more

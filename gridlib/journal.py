@@ -57,7 +57,7 @@ class ClusterEntry:
 @dataclass
 class JobEntry:
     uid: str
-    meta: bytes  # dill of (job id, args, kwargs)
+    meta: bytes  # pickle (gridlib.payload.pack_value) of the job id
     frames: list[bytes]
     spec: dict[str, Any]
     submit_time: float

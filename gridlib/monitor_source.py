@@ -7,7 +7,7 @@ operations).  :class:`ClusterSource` serves a ``JobCluster`` or
 ``SharedJobCluster`` of this process; the shared scheduler daemon has its own
 source, ``gridlib.daemons.scheduler.monitor.SchedulerSource``.
 
-Nothing here imports dill or the cluster machinery: the scheduler daemon
+Nothing here imports cloudpickle or the cluster machinery: the scheduler daemon
 imports this module too.
 """
 

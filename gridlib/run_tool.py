@@ -56,6 +56,7 @@ class RunRequest:
     secret: str | None = None
     keys: Path | None = None
     timeout: float | None = None  # per job, seconds
+    node_wait: float | None = None  # seconds to wait for a node; None: wait (and warn)
 
 
 @dataclass
@@ -147,6 +148,7 @@ def open_cluster(request: RunRequest) -> JobCluster:
     options: dict[str, Any] = {
         "depends": [str(p) for p in request.depends], "secret": request.secret,
         "keys": str(request.keys) if request.keys else None, "timeout": request.timeout,
+        "node_wait": request.node_wait,
     }
     if request.scheduler:
         from gridlib.shared import SharedJobCluster

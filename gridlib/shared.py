@@ -55,12 +55,18 @@ class SharedJobCluster(JobCluster):
 
     def _hello(self) -> None:
         try:
-            self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}), timeout=10.0)
+            welcome = self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}),
+                                         timeout=10.0)
         except ConnectionLost:
             raise ConnectionLost(
                 f"no answer from the scheduler at {self._scheduler_endpoint}: is it running, and "
                 f"is this client's key ({self._conn.identity.keypair.public.decode()}) on its "
                 f"allowlist (gridlib keys allow KEY --as client)?") from None
+        limit = welcome.get("max_msg_size")
+        self._scheduler_limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+    def _scheduler_name(self) -> str | None:
+        return self._scheduler_endpoint.removeprefix("tcp://")
 
     def _open(self, kind: str, blob: bytes, files: list[tuple[str, bytes, int]],
               options: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ __all__ = ["DEFAULT_SCHEDULER", "scheduler_endpoint", "probe_scheduler", "fetch_
            "render_status"]
 
 DEFAULT_SCHEDULER = "127.0.0.1:51350"
-_SCHEDULER_PORT = 51350  # gridlib.shared.DEFAULT_SCHEDULER_PORT, without importing dill
+_SCHEDULER_PORT = 51350  # gridlib.shared.DEFAULT_SCHEDULER_PORT, without importing cloudpickle
 
 log = logging.getLogger("gridlib.status")
 

@@ -2,5 +2,5 @@
 
 The envelope codec, message types, error codes, socket policy, Curve keys,
 the ZAP authenticator, the discovery beacon and the liveness tracker.  This
-package never imports dill: nothing here deserializes a payload.
+package never imports a pickler: nothing here deserializes a payload.
 """

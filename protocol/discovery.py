@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from .beacon import BEACON_TOPIC, MAX_BEACON_BYTES, Beacon, decode_beacon, encode_beacon
 from .errors import ProtocolError
@@ -36,9 +37,14 @@ class BeaconAnnouncer:
                  epoch: int, key: bytes, interval: float, endpoint_for: Callable[[str], str],
                  log: logging.Logger | None = None) -> None:
         self.context, self.sid, self.epoch, self.key = context, sid, epoch, key
-        self.interval, self.endpoint_for = interval, endpoint_for
+        self.interval, self.endpoint_for, self.reactor = interval, endpoint_for, reactor
         self.log = log or logging.getLogger("gridlib.discovery")
         self._pubs: dict[str, zmq.Socket[bytes]] = {}  # endpoint announced -> PUB
+        self._monitors: list[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]] = []  # (PUB, its monitor)
+        #: each target's beacon connection, as its TCP connect saw it: "connected" (something
+        #: listens there), "refused" (nothing listens, or the host cannot be reached), or
+        #: "trying" (no answer yet)
+        self.reach: dict[str, str] = {}
         self._seq = 0
         self._fast_until = 0.0
         self._last_slow = 0.0
@@ -59,8 +65,11 @@ class BeaconAnnouncer:
                 pub.setsockopt(zmq.RECONNECT_IVL, 100)
                 pub.setsockopt(zmq.RECONNECT_IVL_MAX, 2000)
                 self._pubs[endpoint] = pub
+                self._watch(pub)
+            target = tcp_endpoint(host, port)
+            self.reach.setdefault(target, "trying")
             try:
-                pub.connect(tcp_endpoint(host, port))
+                pub.connect(target)
             except zmq.ZMQError as exc:
                 self.log.warning("event=beacon_connect_failed host=%s port=%s error=%s", host, port, exc)
         self._fast_until = time.monotonic() + _FAST_PERIOD
@@ -78,8 +87,47 @@ class BeaconAnnouncer:
             except zmq.Again:
                 pass
 
+    def _watch(self, pub: zmq.Socket[bytes]) -> None:
+        """Follow the PUB's TCP connections: what a user is told when no node answers."""
+        events = (zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+                  | zmq.EVENT_CLOSED)
+        try:
+            monitor = pub.get_monitor_socket(events)
+        except zmq.ZMQError as exc:  # diagnostics only: announcing works without them
+            self.log.debug("event=monitor_failed error=%s", exc)
+            return
+        self._monitors.append((pub, monitor))
+        self.reactor.add_reader(monitor, lambda: self._on_monitor(monitor))
+
+    def _on_monitor(self, monitor: zmq.Socket[bytes]) -> None:
+        for _ in range(100):
+            try:
+                event = recv_monitor_message(monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:
+                return
+            endpoint = event.get("endpoint", b"")
+            target = endpoint.decode(errors="replace") if isinstance(endpoint, bytes) else str(endpoint)
+            if target not in self.reach:
+                continue
+            kind = event.get("event")
+            if kind == zmq.EVENT_CONNECTED:
+                self.reach[target] = "connected"
+            elif kind in (zmq.EVENT_DISCONNECTED, zmq.EVENT_CLOSED) or (
+                    kind == zmq.EVENT_CONNECT_RETRIED and self.reach[target] != "connected"):
+                self.reach[target] = "refused"
+
     def close(self) -> None:
         self._timer.cancel()
+        for pub, monitor in self._monitors:
+            self.reactor.remove_reader(monitor)
+            try:
+                pub.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            monitor.close(0)
+        self._monitors.clear()
         for pub in self._pubs.values():
             pub.close(0)
         self._pubs.clear()

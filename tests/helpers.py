@@ -77,10 +77,11 @@ class _Daemon:
         except FileNotFoundError:
             return ""
 
-    def _launch(self, cmd: list[str], started: str, what: str, env: dict[str, str] | None = None) -> None:
+    def _launch(self, cmd: list[str], started: str, what: str, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> None:
         """Start ``cmd`` and wait (with a deadline) for one more ``started`` line in the log."""
         starts = self.log().count(started)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         self.pid = self.proc.pid
         ok = wait_for(lambda: self.log().count(started) > starts or self.proc.poll() is not None, 30)
         if not ok or self.proc.poll() is not None:
@@ -114,11 +115,13 @@ class NodeProcess(_Daemon):
 
     ``restart()`` starts it again with the same port and directory (so the
     same node id and result spool); every process it ever had, workers
-    included, is tracked and killed at ``stop()`` if still alive.
+    included, is tracked and killed at ``stop()`` if still alive.  ``cwd``
+    is the daemon's working directory (default: the test's own).
     """
 
-    def __init__(self, port: int, tmp: Path, *extra: str, env: dict[str, str] | None = None) -> None:
-        self.port, self.tmp, self.extra, self.env = port, tmp, extra, env
+    def __init__(self, port: int, tmp: Path, *extra: str, env: dict[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
+        self.port, self.tmp, self.extra, self.env, self.cwd = port, tmp, extra, env, cwd
         self.log_path = tmp / f"node-{port}.log"
         self.prefix = tmp / f"node-{port}"
         self._seen: dict[int, psutil.Process] = {}
@@ -131,7 +134,8 @@ class NodeProcess(_Daemon):
         cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
                "--port", str(self.port), "--dest-path-prefix", str(self.prefix),
                "--log-level", "info", *self.extra]
-        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})})
+        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})},
+                     cwd=self.cwd)
         self._seen[self.pid] = psutil.Process(self.pid)
 
     def track(self) -> None:

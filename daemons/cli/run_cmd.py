@@ -40,6 +40,10 @@ def run(
                                                ".key file; default: your own key)."),
     timeout: float = typer.Option(0.0, min=0.0, help="Time limit per job in seconds (0: none); "
                                                      "a job over it is killed and fails."),
+    node_wait: float = typer.Option(-1.0, help="Seconds to wait for a node able to run the "
+                                               "jobs; then they fail with NoNodesError naming "
+                                               "the likely cause. Default: wait (a warning "
+                                               "says why every 30 s)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as a JSON list "
                                                         "(no progress bar)."),
     progress: bool = typer.Option(False, "--progress", help="Show the progress bar even when "
@@ -70,7 +74,8 @@ def run(
             program=program, arg_sets=arg_sets, depends=list(files), nodes=list(nodes) or None,
             scheduler=scheduler or None,
             scheduler_key=parse_public_key(scheduler_key) if scheduler_key else None,
-            secret=read_secret(secret_file), keys=keys, timeout=timeout or None)
+            secret=read_secret(secret_file), keys=keys, timeout=timeout or None,
+            node_wait=node_wait if node_wait >= 0 else None)
         if (progress or sys.stderr.isatty()) and not json_out:
             with run_tool.RichProgress(len(arg_sets), program.name, force_terminal=progress) as bar:
                 outcome = run_tool.run_jobs(request, bar)

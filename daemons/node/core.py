@@ -431,6 +431,8 @@ class NodeCore:
     def on_welcome(self, link: Link, msg: Message) -> None:
         if not link.welcomed:
             self.log.info("event=linked scheduler=%s endpoint=%s", link.sid, link.endpoint)
+            link.last_beat = self.now  # the first heartbeat tells the scheduler our resources now
+            self.out.append(SendHeartbeat(link.sid))
         link.welcomed = True
         link.backoff.reset()
         link.interval = float(opt(msg.fields, "heartbeat", (int, float), link.interval))

@@ -3,7 +3,7 @@
 A worker lives in its own process group, in the cluster's directory, with
 fds 1 and 2 redirected to a file so that everything a job prints (its
 subprocesses included) is captured.  Killing the group cancels a job.
-This is the only place on a node that unpickles (dill) payloads, and only
+This is the only place on a node that unpickles payloads, and only
 payloads its node received from an authenticated scheduler.
 """
 
@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from gridlib import jobctx
-from gridlib.payload import Computation, pack_value, unpack_args, unpack_computation
+from gridlib.payload import Computation, dumps, pack_value, unpack_args, unpack_computation
 
 from . import pipes
 from .memory import retain_large_buffers
@@ -65,12 +65,33 @@ class _Capture:
         return out
 
 
-def _exception_info(exc: BaseException) -> dict[str, str]:
-    return {
-        "type": type(exc).__name__,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-    }
+_PICKLED_EXCEPTION_MAX = 16384  # bytes: it travels in the result's header
+_OWN_DIRS = tuple({os.path.dirname(os.path.abspath(path)) + os.sep
+                   for path in (jobctx.__file__ or "", __file__)})
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback as the user would read it: gridlib's own frames (the worker calling the
+    job, the executor's call loop) are left out at the top, the user's frames kept."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_OWN_DIRS) \
+            and tb.tb_next is not None:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def _exception_info(exc: BaseException) -> dict[str, Any]:
+    """Type, message and traceback of a job's exception -- and the exception itself, pickled,
+    when it pickles small enough, so the client can raise it as its own class."""
+    info: dict[str, Any] = {"type": type(exc).__name__, "message": str(exc),
+                            "traceback": user_traceback(exc)}
+    try:
+        pickled = dumps(exc)
+    except Exception:
+        pickled = b""
+    if 0 < len(pickled) <= _PICKLED_EXCEPTION_MAX:
+        info["pickled"] = pickled
+    return info
 
 
 def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
@@ -85,7 +106,7 @@ def _rebind(fn: Any, namespace: dict[str, Any]) -> Any:
 def _share_globals(comp: Computation, node_globals: dict[str, Any]) -> None:
     """Give setup, computation, cleanup and depends one global namespace.
 
-    dill ships each function with just the globals it uses; dispy's promise is
+    cloudpickle ships each function with just the globals it uses; dispy's promise is
     that names a ``setup`` declares ``global`` are visible to the computation,
     so they must share a namespace on the node.  It starts with the names of
     the node's ``--init`` file; the functions' own globals win over those.
@@ -104,7 +125,7 @@ def _share_globals(comp: Computation, node_globals: dict[str, Any]) -> None:
 def _run_setup(comp: Computation, setup_args: list[Any], node_globals: dict[str, Any]) -> str | None:
     """Run the computation's setup; returns a reason when the node must not be used."""
     _share_globals(comp, node_globals)
-    if comp.func is not None:
+    if isinstance(comp.func, types.FunctionType):  # (a builtin such as len has no globals)
         comp.func.__globals__.update(
             dispy_provisional_result=jobctx.provisional_result,
             dispy_send_file=jobctx.send_file,
@@ -134,7 +155,8 @@ def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
         return {"status": "finished"}, [*pack_value(proc.returncode), proc.stdout, proc.stderr]
     if comp.func is None:
         raise TypeError("the computation has no function")
-    comp.func.__globals__.update(dispy_node_name=fields["node_name"],
+    if isinstance(comp.func, types.FunctionType):
+        comp.func.__globals__.update(dispy_node_name=fields["node_name"],
                                      dispy_node_ip_addr=fields["ip_addr"],
                                      dispy_job_path=cluster_dir)
     result = comp.func(*args, **kwargs)

@@ -1,7 +1,7 @@
 """The worker process's entry point, kept import-light.
 
 The node's main process references this function to start workers; the
-real work (and dill) is imported only in the worker (and the forkserver,
+real work (and the unpickler) is imported only in the worker (and the forkserver,
 which preloads it), so the node's message loop never imports a deserializer.
 """
 

@@ -32,6 +32,7 @@ from .records import (
 )
 from .state import CLIENT, NODE, Peer, Send
 from .status import StatusReports
+from .waiting import check_nodeless, settle_nodeless
 
 __all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE", "PREFETCH_WORK", "PREFETCH_PER_CPU"]
 
@@ -40,6 +41,7 @@ __all__ = ["Peer", "Send", "SchedulerCore", "CLIENT", "NODE", "PREFETCH_WORK", "
 # the work a node hoards -- and so the imbalance at the end of a run -- stays this small.
 PREFETCH_WORK = 0.005
 PREFETCH_PER_CPU = 16  # at most this many jobs per CPU waiting on a node
+HEADER_ALLOWANCE = 65536  # room kept for a message's header within a node's size limit
 
 
 def _valid_job_spec(spec: Any) -> dict[str, Any]:
@@ -101,6 +103,7 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         for node_id in self.node_liveness.lost(now):
             self._node_lost(str(node_id), "no heartbeat")
         self._drain()
+        check_nodeless(self, now)
         self._expire_adoptions(now)
         self._resend_results(now)
         for route in self.client_liveness.lost(now):
@@ -150,7 +153,7 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
             self.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
         self.client_liveness.touch(peer.route, now)
         self._send(CLIENT, peer.route, reply(msg, "WELCOME", {
-            "sid": self.scheduler_id, **self.policy.to_map(),
+            "sid": self.scheduler_id, **self.policy.to_map(), "max_msg_size": self.max_msg_size,
             "nodes": [n.public() for n in self.nodes.values()],
         }))
 
@@ -179,6 +182,8 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         if sum(int(spec["n"]) for spec in specs) != len(msg.frames):
             raise ProtocolError("JOB_SUBMIT: job frame counts do not match the frames")
         offset = 0
+        if cluster.queued <= 0:
+            cluster.queued_since = now
         for spec in specs:
             job_id, count = str(spec["id"]), int(spec["n"])
             frames = msg.frames[offset: offset + count]
@@ -188,6 +193,7 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
                 self.duplicates += 1  # a resubmission of a known id is idempotent
                 continue
             job = JobRecord(job_id, cluster.cluster_id, spec, labels, frames, next_seq())
+            job.size = sum(memoryview(f).nbytes for f in frames)
             self.jobs[job_id] = job
             cluster.jobs.add(job_id)
             if spec.get("recover") is True:
@@ -195,6 +201,8 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
             else:
                 self._enqueue(cluster, job)
             self.persist.append(("job", job))
+        if cluster.no_node_since is not None:  # no node can run them: say so now, not later
+            settle_nodeless(self, cluster, now)
         # after the shell journaled them, and after this turn's dispatch: the jobs first
         self._replies_after_dispatch.append(Send(CLIENT, peer.route, reply(msg, "OK")))
 
@@ -347,12 +355,15 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         cluster = self.clusters.get(str(msg.fields["cluster_id"]))
         if cluster is None:
             return
+        reason = str(msg.fields["reason"])[:4000]
         node.setup[cluster.cluster_id] = "failed"
+        node.setup_failures[cluster.cluster_id] = reason
         self.log.warning("event=setup_failed node=%s cluster=%s reason=%r",
-                         node.name, cluster.cluster_id, msg.fields["reason"])
+                         node.name, cluster.cluster_id, reason)
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "setup_failed", "cluster_id": cluster.cluster_id, "node": node.public(),
-            "reason": msg.fields["reason"]}))
+            "reason": reason}))
+        settle_nodeless(self, cluster, now)  # was it the last node that could run it?
 
     def handle_node_alert(self, peer: Peer, msg: Message, now: float) -> None:
         """A node reports trouble its clients should hear of (its spool cannot be written)."""
@@ -506,6 +517,10 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
                 continue
             cluster.queued -= 1
             cluster.served = next_seq()
+            msg_limit = node.info.get("max_msg_size")
+            if isinstance(msg_limit, int) and job.size + HEADER_ALLOWANCE > msg_limit:
+                self._too_large_for(job, node, msg_limit)
+                return True
             job.state = JobState.DISPATCHED
             job.attempt += 1
             job.node_id = node.node_id
@@ -515,6 +530,15 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
             self._send(NODE, node.route, new_message("JOB_ASSIGN", fields, job.frames, job.labels))
             return True
         return False
+
+    def _too_large_for(self, job: JobRecord, node: NodeRecord, limit: int) -> None:
+        """A node would drop the link for a message over its limit: the job ends instead."""
+        message = (f"the job's arguments are {job.size} bytes, over node {node.name}'s message "
+                   f"limit of {limit} bytes (gridlib node --max-msg-size): send less (ship data "
+                   f"as a file with depends= or cluster.send_file), or raise the node's limit")
+        self._finish(job, {"status": "terminated", "node": node.name, "reason": message,
+                           "exception": {"type": "PayloadTooLarge", "message": message,
+                                         "traceback": ""}}, [], [])
 
     def _client_gone(self, route: Route) -> None:
         client = self.clients.pop(route, None)

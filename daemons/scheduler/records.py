@@ -50,6 +50,7 @@ class JobRecord:
     result_node: str | None = None
     recovered: bool = False  # resubmitted by a recovering client: run it if nobody has it
     result: Any = None  # the final JOB_RESULT message, kept until the client acknowledges it
+    size: int = 0  # bytes of its argument frames (a node refuses messages over its limit)
 
 
 class JobQueue:
@@ -106,6 +107,10 @@ class ClusterRecord:
     # jobs nodes reported before the recovering client resubmitted them:
     # job id -> (node id, attempt, running, report time)
     reported: dict[str, tuple[str, int, bool, float]] = field(default_factory=dict)
+    queued_since: float = 0.0  # when its queue last went from empty to waiting
+    no_node_since: float | None = None  # jobs wait and no node can run them (waiting.py)
+    warned_at: float | None = None  # when the client was last told so
+    no_node_reason: str = ""  # set: no node will come (its private node died); jobs end at once
 
     @property
     def recovering(self) -> bool:
@@ -139,6 +144,7 @@ class NodeRecord:
     setup: dict[str, str] = field(default_factory=dict)  # cluster id -> state (allocation.py)
     cluster_cpus: dict[str, int] = field(default_factory=dict)  # CPUs each cluster may use here
     extra_setup: dict[str, Any] = field(default_factory=dict)  # per-node setup args and files
+    setup_failures: dict[str, str] = field(default_factory=dict)  # cluster id -> why its setup failed
     jobs_done: int = 0
     suspect: bool = False
 
@@ -147,7 +153,8 @@ class NodeRecord:
         return {
             "node_id": self.node_id, "name": self.name, "ip_addr": self.ip_addr,
             "cpus": self.cpus, "busy": len(self.inflight), "jobs_done": self.jobs_done,
-            **{k: v for k, v in self.info.items() if k in ("platform", "avail", "port", "pid")},
+            **{k: v for k, v in self.info.items()
+               if k in ("platform", "avail", "port", "pid", "python", "max_msg_size")},
         }
 
 

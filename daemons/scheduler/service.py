@@ -41,6 +41,7 @@ from gridlib.protocol.zap import ZapPolicy
 from .core import CLIENT, NODE, Peer, SchedulerCore, Send
 from .journal import SchedulerJournal
 from .state import SchedulerOptions
+from .waiting import node_process_gone
 
 __all__ = ["SchedulerService", "NODES_DOMAIN", "CLIENTS_DOMAIN"]
 
@@ -157,6 +158,13 @@ class SchedulerService:
     def node_endpoint(self, peer_host: str = "127.0.0.1") -> str:
         """The endpoint a node at ``peer_host`` should dial."""
         return self._endpoint_via(local_address_for(peer_host))
+
+    def node_process_gone(self, pid: int, reason: str, cluster_id: str) -> None:
+        """The embedded scheduler's client saw its private node exit (I/O thread)."""
+        now = time.monotonic()
+        self.core.now = now
+        node_process_gone(self.core, pid, reason, self.core.clusters.get(cluster_id), now)
+        self._deliver(self.core.flush())
 
     def announce_to(self, targets: list[tuple[str, int]]) -> None:
         """Send beacons to the beacon port of every (host, port) in ``targets``."""

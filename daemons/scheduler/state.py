@@ -101,6 +101,9 @@ class SchedulerState:
     def _offer(self, cluster: ClusterRecord, node: NodeRecord) -> None:
         raise NotImplementedError  # allocation.NodeAllocation
 
+    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
+        raise NotImplementedError  # faults.FaultHandling
+
     def _send(self, to: str, route: Route, msg: Message) -> None:
         self.out.append(Send(to, route, msg))
 

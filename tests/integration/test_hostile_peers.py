@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-import dill
 import msgpack
 import pytest
 import zmq
@@ -54,7 +54,7 @@ def test_unknown_key_is_refused_before_any_message_is_read(cluster: gridlib.JobC
     sock.curve_secretkey, sock.curve_publickey, sock.curve_serverkey = stranger.secret, stranger.public, server_key
     sock.sndtimeo = 2000  # once ZAP refuses, libzmq may drop the pipe: a send would then block
     sock.connect(endpoint)
-    payload = dill.dumps(_Canary(str(marker)))
+    payload = pickle.dumps(_Canary(str(marker)))
     try:
         sock.send_multipart([b"", *encode(new_message("READY", {"node_id": "x", "name": "evil",
                                                                 "cpus": 1}))])
@@ -82,7 +82,7 @@ def test_plaintext_peer_gets_nothing(cluster: gridlib.JobCluster, tmp_path: Path
     try:
         sock.send_multipart([b"", SIGNATURE, b"garbage"])
         sock.send_multipart([b"", *encode(new_message("JOB_RESULT", {"job_id": "x", "status": "finished"},
-                                                      [dill.dumps(_Canary(str(marker)))], ["result"]))])
+                                                      [pickle.dumps(_Canary(str(marker)))], ["result"]))])
     except zmq.Again:
         pass  # refused before it was even queued
     assert sock.poll(1000) == 0

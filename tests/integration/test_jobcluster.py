@@ -1,6 +1,6 @@
 """JobCluster against a real node daemon process on loopback, CURVE on.
 
-Computations are defined inside the tests so that dill ships them by value,
+Computations are defined inside the tests so that they ship by value,
 as it does for functions of a user's ``__main__``.
 """
 
@@ -232,7 +232,7 @@ def test_depends_files_modules_and_setup(node_daemon: NodeProcess, tmp_path: Pat
     sys.modules.pop("gridhelper_mod", None)
 
 
-def test_setup_failure_is_reported_and_jobs_wait(node_daemon: NodeProcess) -> None:
+def test_setup_failure_on_every_node_ends_the_jobs_with_the_reason(node_daemon: NodeProcess) -> None:
     closed = threading.Event()
 
     def cluster_status(status, node, job):  # type: ignore[no-untyped-def]
@@ -244,11 +244,12 @@ def test_setup_failure_is_reported_and_jobs_wait(node_daemon: NodeProcess) -> No
 
     with cluster_for(node_daemon, lambda: 1, setup=bad_setup, cluster_status=cluster_status) as cluster:
         job = cluster.submit()
-        assert closed.wait(60)
-        assert job.status == JobStatus.Created  # no node would take it
-        cluster.cancel(job)
-        job(timeout=30)
-        assert job.status == JobStatus.Cancelled
+        assert job(timeout=60) is None
+        assert closed.wait(60)  # the node is reported unusable too
+        assert job.status == JobStatus.Terminated and job.exception_type == "SetupError"
+        assert "setup returned 1" in (job.exception or "")
+        later = cluster.submit()  # no node can run it: it ends at once, too
+        assert later(timeout=30) is None and "setup returned 1" in (later.exception or "")
 
 
 def test_pinned_jobs_and_node_jobs(node_daemon: NodeProcess) -> None:

@@ -1,4 +1,4 @@
-"""What each process imports: the scheduler and the node's message loop never load dill."""
+"""What each process imports: the scheduler and the node's message loop never load cloudpickle."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
     "gridlib.daemons.cli",
     "gridlib",
 ])
-def test_module_does_not_import_dill(module: str) -> None:
-    code = f"import sys, {module}; print('dill' in sys.modules, 'pickle' in sys.modules)"
+def test_module_does_not_import_cloudpickle(module: str) -> None:
+    code = f"import sys, {module}; print('cloudpickle' in sys.modules, 'pickle' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[0] == "False", f"{module} imports dill"
+    assert out.stdout.split()[0] == "False", f"{module} imports cloudpickle"

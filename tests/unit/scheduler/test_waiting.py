@@ -1,0 +1,100 @@
+"""Jobs no node can run end with the reason, or wait and say so (daemons/scheduler/waiting.py)."""
+
+from __future__ import annotations
+
+from gridlib.daemons.scheduler.waiting import WARN_AFTER, WARN_EVERY
+from tests.unit.scheduler.test_core import ALICE, NODE_A, NODE_B, Grid, assigned, sent
+
+
+def results(sends: list) -> dict[str, dict]:
+    return {m.fields["job_id"]: m.fields for m in sent(sends, "JOB_RESULT", ALICE)}
+
+
+def check(grid: Grid, seconds: float) -> list:
+    grid.now += seconds
+    out = grid.core.check(grid.now)
+    grid.check_invariants()
+    return out
+
+
+def test_setup_failed_on_the_only_node_ends_its_jobs_at_once_naming_node_and_reason() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.ready(NODE_A)
+    grid.open()
+    grid.submit("j1", "j2")
+    out = grid.send(NODE_A, "SETUP_FAIL", {"cluster_id": "c1", "reason": "setup raised ValueError: no db"})
+    ended = results(out)
+    assert set(ended) == {"j1", "j2"}
+    for fields in ended.values():
+        assert fields["status"] == "terminated"
+        assert fields["exception"]["type"] == "SetupError"
+        assert "node-a: setup raised ValueError: no db" in fields["exception"]["message"]
+    later = grid.submit("j3")  # until a node can run the cluster, new jobs end at once too
+    assert results(later)["j3"]["exception"]["type"] == "SetupError"
+
+
+def test_setup_failed_on_one_node_of_two_keeps_the_jobs_for_the_other() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.ready(NODE_A)
+    grid.ready(NODE_B)
+    grid.open()
+    grid.send(NODE_A, "SETUP_FAIL", {"cluster_id": "c1", "reason": "no GPU"})
+    grid.setup_ok(NODE_B)
+    out = grid.submit("j1")
+    assert assigned(out, NODE_B) == ["j1"] and not results(out)
+
+
+def test_without_any_node_jobs_wait_and_the_client_is_told_within_ten_seconds_and_again() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.open()
+    grid.submit("j1")
+    assert not sent(check(grid, 1.0), "CLUSTER_EVENT")
+    first = sent(check(grid, WARN_AFTER), "CLUSTER_EVENT", ALICE)
+    assert len(first) == 1 and first[0].fields["event"] == "waiting"
+    assert first[0].fields["queued"] == 1 and first[0].fields["nodes"] == 0
+    assert not sent(check(grid, 1.0), "CLUSTER_EVENT")
+    again = sent(check(grid, WARN_EVERY), "CLUSTER_EVENT", ALICE)
+    assert len(again) == 1
+    assert grid.core.jobs["j1"].state.value == "queued"  # still waiting: no node_wait was set
+
+
+def test_node_wait_abandons_queued_jobs_with_no_nodes_error() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.open(node_wait=5.0)
+    grid.submit("j1", "j2")
+    assert not results(check(grid, 2.0))
+    out = check(grid, 4.0)
+    ended = results(out)
+    assert set(ended) == {"j1", "j2"}
+    assert all(f["status"] == "abandoned" and f["exception"]["type"] == "NoNodesError" for f in ended.values())
+    assert "node_wait=5" in ended["j1"]["exception"]["message"]
+    assert sent(out, "CLUSTER_EVENT", ALICE)[0].fields["event"] == "no_nodes"
+
+
+def test_a_node_that_arrives_in_time_runs_the_jobs() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.open(node_wait=5.0)
+    grid.submit("j1")
+    check(grid, 3.0)
+    grid.ready(NODE_A)
+    out = grid.setup_ok(NODE_A)
+    assert assigned(out, NODE_A) == ["j1"]
+    assert not results(check(grid, 3.0))  # past node_wait, and the job is not touched
+
+
+def test_arguments_over_a_nodes_limit_end_the_job_not_the_link() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.send(NODE_A, "READY", {"node_id": "id-a", "name": "node-a", "cpus": 1,
+                                "max_msg_size": 100_000})
+    grid.open()
+    grid.setup_ok(NODE_A)
+    out = grid.submit("big", "small", frames={"big": b"x" * 200_000, "small": b"y"})
+    fields = results(out)["big"]
+    assert fields["exception"]["type"] == "PayloadTooLarge" and "200000 bytes" in fields["exception"]["message"]
+    assert assigned(out, NODE_A) == ["small"]
