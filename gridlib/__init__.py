@@ -47,10 +47,12 @@ _ALIASES = {
     "dispy_send_file": ("gridlib.jobctx", "send_file"),
 }
 
-__all__ = sorted([*_EXPORTS, *_ALIASES])
+__all__ = sorted([*_EXPORTS, *_ALIASES, "logger"])
 
 
 def __getattr__(name: str) -> Any:
+    if name == "logger":  # dispy's module-level logger: gridlib.logger.DEBUG, .info(...)
+        return importlib.import_module("gridlib.logger")
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     if name in _ALIASES:

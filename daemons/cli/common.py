@@ -47,3 +47,22 @@ def read_secret(secret_file: Path | None, secret: str = "") -> str | None:
         except OSError as exc:
             raise KeyFileError(f"cannot read {secret_file}: {exc.strerror}") from None
     return os.environ.get("GRIDLIB_SECRET") or None
+
+
+def bind_failure(exc: BaseException) -> str | None:
+    """A one-line explanation of a socket that could not bind (None for any other error)."""
+    import errno
+    import re
+
+    code = getattr(exc, "errno", None)
+    found = re.search(r"addr='([^']+)'", str(exc))
+    where = found.group(1).removeprefix("tcp://") if found else "the address"
+    if code == errno.EADDRINUSE:
+        return (f"{where} is already in use: another process (another gridlib daemon?) listens "
+                f"there; stop it, or choose another port (--port)")
+    if code == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {where}: this host has no such address (check --host)"
+    if code == errno.EACCES:
+        return f"cannot listen on {where}: permission denied (ports below 1024 need root)"
+    return None
+

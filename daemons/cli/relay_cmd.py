@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import read_secret, setup_logging
+from .common import bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["relay"]
@@ -73,4 +73,10 @@ def relay(
         raise typer.Exit(run_relay(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib relay: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a socket that cannot bind: one line, not a traceback
+        message = bind_failure(exc)
+        if message is None:
+            raise
+        typer.echo(f"gridlib relay: {message}", err=True)
         raise typer.Exit(2) from None

@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import read_secret, setup_logging
+from .common import bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["scheduler"]
@@ -65,4 +65,10 @@ def scheduler(
         raise typer.Exit(run_scheduler(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib scheduler: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a socket that cannot bind: one line, not a traceback
+        message = bind_failure(exc)
+        if message is None:
+            raise
+        typer.echo(f"gridlib scheduler: {message}", err=True)
         raise typer.Exit(2) from None

@@ -365,7 +365,7 @@ class NodeCore:
         self.lifecycle.interrupt()
 
     def on_terminate(self, event: Terminate) -> None:
-        self.log.warning("event=stopping reason=%r", event.reason)
+        self.log.info("event=stopping reason=%r", event.reason)
         self.stop()
 
     def on_reload(self, event: Reload) -> None:

@@ -140,6 +140,7 @@ class NodeService:
         self.timers: dict[tuple[Any, ...], Timer] = {}
         self.beacons: BeaconListener | None = None
         self.stopped = False
+        self.started = False
         self._queue: list[Event] = []
         self._dispatching = False
         self._performers: dict[type, Callable[[Any], Event | None]] = {
@@ -190,6 +191,7 @@ class NodeService:
         self._perform_all(self.core.start(time.monotonic()))
         self._drain()
         self.reactor.call_every(TICK, self._tick)
+        self.started = True
         self.log.info("event=node_started name=%s node_id=%s cpus=%d port=%s pid=%d",
                       self.name, self.node_id, self.cpus, self.config.port, os.getpid())
 
@@ -204,7 +206,7 @@ class NodeService:
         self.dispatch(Reload(identity.trusted_clients))
 
     def stop(self) -> None:
-        if not self.stopped:
+        if not self.stopped and self.started:
             self.dispatch(Terminate())
         if not self.stopped:  # the core had stopped already: finish the shell's part
             self._stop_node(StopNode(remove_prefix=bool(self.config.parent_pid)))

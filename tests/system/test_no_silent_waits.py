@@ -229,3 +229,23 @@ def test_a_clean_close_is_not_reported_as_a_lost_scheduler(far_node: NodeProcess
         assert cluster.submit(0)(timeout=60) == 0
     assert wait_for(lambda: "event=scheduler_left" in far_node.log()[before:], 30)
     assert "scheduler_lost" not in far_node.log()[before:]
+
+
+# -- operational errors, in one line ----------------------------------------------------------
+
+@pytest.mark.parametrize("daemon", ["node", "scheduler", "relay"])
+def test_a_port_in_use_is_one_line_not_a_traceback(daemon: str, tmp_path: Path) -> None:
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        extra = ["--dest-path-prefix", str(tmp_path / "node")] if daemon == "node" else []
+        proc = subprocess.run([str(Path(sys.executable).with_name("gridlib")), daemon, "--host",
+                               "127.0.0.1", "--port", str(port), *extra],
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"gridlib {daemon}: 127.0.0.1:{port} is already in use: another process "
+                     f"(another gridlib daemon?) listens there; stop it, or choose another port "
+                     f"(--port)"], proc.stderr
