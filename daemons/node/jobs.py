@@ -447,7 +447,8 @@ class JobRunner:
         if not worker.ready and not worker.failed and not worker.stopping:
             # it died before it could say (fork failed, an import crashed the interpreter)
             cluster.failed_starts += 1
-            cluster.last_failure = reason or f"a worker exited during setup (exit code {exitcode})"
+            cluster.last_failure = reason or (f"a worker exited during setup (exit code {exitcode}); "
+                                              f"what it printed is in the node's log")
             if cluster.phase is ClusterPhase.STARTING and cluster.failed_starts >= MAX_FAILED_STARTS:
                 self.fail(cluster, cluster.last_failure)
                 return

@@ -315,8 +315,10 @@ class NodeService:
                                   name=f"gridlib-worker-{effect.cluster_id[:8]}",
                                   args=(child, effect.directory, self.name, self.core.facts.ip_addr))
             process.start()
-        except OSError as exc:
-            return WorkerExited(effect.wid, None, f"cannot start a worker process: {exc}")
+        except Exception as exc:  # (a broken forkserver raises whatever its preload raised)
+            return WorkerExited(effect.wid, None,
+                                f"cannot start a worker process ({type(exc).__name__}: {exc}); "
+                                f"what went wrong is in the node's log")
         child.close()
         entry = _Process(process, parent, parent.fileno())
         self.processes[effect.wid] = entry

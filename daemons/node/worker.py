@@ -205,6 +205,8 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     except OSError as exc:  # the cluster was torn down while this worker started
         pipes.send(conn, "setup_failed", {"reason": f"no cluster directory: {exc.strerror}"})
         return
+    if os.environ.pop("GRIDLIB_NODE_SET_PYTHONSAFEPATH", None):
+        os.environ.pop("PYTHONSAFEPATH", None)  # set by the node for itself, not for jobs
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
     kind, fields, frames = pipes.recv(conn)

@@ -249,3 +249,20 @@ def test_a_port_in_use_is_one_line_not_a_traceback(daemon: str, tmp_path: Path) 
     assert lines == [f"gridlib {daemon}: 127.0.0.1:{port} is already in use: another process "
                      f"(another gridlib daemon?) listens there; stop it, or choose another port "
                      f"(--port)"], proc.stderr
+
+
+def test_a_node_whose_workers_cannot_start_fails_the_cluster(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()  # the node's main process never imports cloudpickle; its workers do
+    (broken / "cloudpickle.py").write_text("raise RuntimeError('cloudpickle is broken here')\n")
+    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", env={"PYTHONPATH": str(broken)},
+                       cwd=tmp_path)
+    try:
+        with gridlib.JobCluster(slow, nodes=at(node)) as cluster:
+            job = cluster.submit(0)
+            assert job(timeout=90) is None
+            assert job.exception_type == "SetupError" and "worker" in (job.exception or "")
+            assert "the node's log" in (job.exception or "")
+        assert "cloudpickle is broken here" in node.log()
+    finally:
+        node.stop()

@@ -1,0 +1,48 @@
+"""Hardening, round two (docs/security.md): what an attacker and a hard week of operations tried."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import gridlib
+from tests.helpers import NodeProcess, free_port
+
+
+class ConsoleNode(NodeProcess):
+    """A node started the way an operator starts one: the ``gridlib`` console script."""
+
+    def _start(self) -> None:
+        import psutil
+        script = str(Path(sys.executable).with_name("gridlib"))
+        cmd = [script, "node", "--host", "127.0.0.1", "--port", str(self.port),
+               "--dest-path-prefix", str(self.prefix), "--log-level", "info", *self.extra]
+        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})},
+                     cwd=self.cwd)
+        self._seen[self.pid] = psutil.Process(self.pid)
+
+
+def test_code_planted_where_a_node_is_started_never_runs(tmp_path: Path) -> None:
+    scratch = tmp_path / "shared-scratch"  # where another local user could write
+    scratch.mkdir()
+    canary = tmp_path / "PWNED"
+    plant = f"open({str(canary)!r}, 'a').write(__name__ + '\\n')\n"
+    for name in ("dill", "msgpack", "cloudpickle", "zmq", "psutil", "cryptography", "typer"):
+        (scratch / f"{name}.py").write_text(plant)
+    (scratch / "gridlib").mkdir()
+    (scratch / "gridlib" / "__init__.py").write_text(plant)
+    node = ConsoleNode(free_port(), tmp_path, "--cpus", "1", cwd=scratch,
+                       env={"PYTHONPATH": ""})
+    try:
+        def where(x: int) -> tuple[int, str]:
+            import msgpack  # an installed module: imported on the node, by reference
+            return x * 2, msgpack.__file__
+
+        with gridlib.JobCluster(where, nodes=[f"127.0.0.1:{node.port}"]) as cluster:
+            value, msgpack_file = cluster.submit(21)(timeout=60)
+        assert value == 42
+        assert not msgpack_file.startswith(str(scratch))
+        assert not canary.exists(), canary.read_text()
+    finally:
+        node.stop()
