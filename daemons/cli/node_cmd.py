@@ -39,6 +39,9 @@ def node(
                                                   "result spool, node.pid, node.log (default "
                                                   "/tmp/gridlib-UID/node-PORT)."),
     max_file_size: str = typer.Option("100m", help="Largest file a client may send (k, m, g)."),
+    max_output: str = typer.Option("4m", help="Most of a job's stdout, and of its stderr, sent "
+                                              "back (k, m, g); the rest is cut, with a marker "
+                                              "saying so."),
     zombie_interval: float = typer.Option(3600.0, help="Seconds to keep the clusters (and "
                                                        "spooled results) of a lost client."),
     service_start: str = typer.Option("", metavar="HH:MM", help="Local time the node starts "
@@ -136,6 +139,7 @@ def _node_config(options: dict[str, Any], hours: ServiceHours | None) -> NodeCon
                         dest_path_prefix=str(Path(prefix).absolute()) if prefix else "",
                         scheduler=endpoint, scheduler_key=options["scheduler_key"].encode(),
                         max_file_size=parse_size(options["max_file_size"]),
+                        max_output=parse_size(options["max_output"]),
                         zombie_interval=options["zombie_interval"],
                         parent_pid=options["parent_pid"],
                         max_msg_size=parse_size(options["max_msg_size"]),

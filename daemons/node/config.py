@@ -27,6 +27,7 @@ class NodeConfig:
     scheduler: str = ""  # tcp://host:port to dial directly
     scheduler_key: bytes = b""
     max_file_size: int = 100 * 1024 * 1024
+    max_output: int = 4 * 1024 * 1024  # bytes of a job's stdout (and stderr) sent back; the rest is cut
     zombie_interval: float = 3600.0
     parent_pid: int = 0  # exit when this process is gone (a client's private node)
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # larger messages drop the connection

@@ -120,6 +120,7 @@ class NodeRules:
     clock: Callable[[], dt.datetime] = dt.datetime.now
     serve: int = 0
     init: tuple[str, str] | None = None
+    max_output: int = 4 * 1024 * 1024  # bytes of a job's stdout (and stderr) sent back
 
 
 @dataclass
@@ -162,7 +163,7 @@ class NodeCore:
         self.out: list[Effect] = []
         self.links: dict[str, Link] = {}
         self.spooled: dict[str, Spooled] = {}
-        self.jobs = JobRunner(facts.cpus, self.out, self, rules.init, self.log)
+        self.jobs = JobRunner(facts.cpus, self.out, self, rules.init, self.log, rules.max_output)
         self.lifecycle = NodeLifecycle(self, rules.service_hours, rules.clock, rules.serve, self.log)
         self.stopped = False
         self._spool_timer = False

@@ -124,8 +124,10 @@ class JobRunner:
     """Clusters, their worker processes (as records) and their jobs on one node."""
 
     def __init__(self, cpus: int, out: list[Effect], answers: Answers,
-                 init: tuple[str, str] | None = None, log: logging.Logger | None = None) -> None:
+                 init: tuple[str, str] | None = None, log: logging.Logger | None = None,
+                 max_output: int = 4 * 1024 * 1024) -> None:
         self.cpus, self.out, self.answers, self.init = cpus, out, answers, init
+        self.max_output = max_output
         self.log = log or logging.getLogger("gridlib.node")
         self.paused = False  # jobs wait, none starts (the node is draining or out of service)
         self.clusters: dict[str, ClusterState] = {}
@@ -355,7 +357,7 @@ class JobRunner:
         self.workers[wid] = worker
         cluster.workers[wid] = worker
         setup = {"setup_args": cluster.options.get("setup_args") or [],
-                 "init": list(self.init) if self.init else None}
+                 "init": list(self.init) if self.init else None, "max_output": self.max_output}
         self.out.append(SpawnWorker(wid, cluster.cluster_id, cluster.directory, setup, cluster.blob))
 
     def _cluster_of(self, worker: WorkerState) -> ClusterState | None:

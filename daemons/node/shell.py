@@ -131,7 +131,7 @@ class NodeService:
             scheduler_key=config.scheduler_key, max_msg_size=config.max_msg_size,
             zombie_interval=config.zombie_interval, parent_pid=config.parent_pid,
             service_hours=config.service_hours, clock=config.clock, serve=config.serve,
-            init=config.init)
+            init=config.init, max_output=config.max_output)
         self.core = NodeCore(facts, rules, identity.trusted_clients, self.log)
         self.name, self.node_id, self.cpus = facts.name, facts.node_id, facts.cpus
         self.spool = ResultSpool(self.prefix / "spool", self.log)

@@ -36,6 +36,7 @@ class _Capture:
     """fd-level capture of stdout and stderr, reset for every job."""
 
     def __init__(self) -> None:
+        self.limit = 4 * 1024 * 1024  # bytes of each stream sent back (gridlib node --max-output)
         self.files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]  # noqa: SIM115 (live for the process)
         for fd, f in zip((1, 2), self.files, strict=True):
             os.dup2(f.fileno(), fd)
@@ -50,19 +51,29 @@ class _Capture:
                 os.ftruncate(f.fileno(), 0)
                 os.lseek(f.fileno(), 0, os.SEEK_SET)
 
-    def read(self) -> list[bytes]:
-        """What the job wrote to fds 1 and 2 since ``reset``; the files are left empty."""
+    def read(self, limit: int) -> list[bytes]:
+        """What the job wrote to fds 1 and 2 since ``reset`` (at most ``limit`` bytes of each,
+        then a marker); the files are left empty."""
         sys.stdout.flush()
         sys.stderr.flush()
         out = []
         for f in self.files:
             fd = f.fileno()
             size = os.lseek(fd, 0, os.SEEK_CUR)
-            out.append(os.pread(fd, size, 0) if size else b"")
+            keep = min(size, limit)
+            out.append(_cut(os.pread(fd, keep, 0) if keep else b"", size, limit))
             if size:
                 os.ftruncate(fd, 0)
                 os.lseek(fd, 0, os.SEEK_SET)
         return out
+
+
+def _cut(data: bytes, size: int, limit: int) -> bytes:
+    """``data`` (the first ``limit`` bytes of ``size``), with a marker where it was cut."""
+    if size <= limit:
+        return data
+    return data[:limit] + (f"\n[gridlib: output cut here: the job wrote {size} bytes, the first "
+                           f"{limit} are kept (gridlib node --max-output)]\n").encode()
 
 
 _PICKLED_EXCEPTION_MAX = 16384  # bytes: it travels in the result's header
@@ -210,6 +221,8 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
     kind, fields, frames = pipes.recv(conn)
+    limit = fields.get("max_output")
+    capture.limit = limit if isinstance(limit, int) and limit > 0 else 4 * 1024 * 1024
     node_globals, reason = _node_globals(fields.get("init"))
     if not reason:
         try:
@@ -273,10 +286,11 @@ def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], fram
         jobctx._install(None, None)
     end = time.time()
     if comp.kind == "program" and result_fields["status"] == "finished":
-        stdout, stderr = result_frames[-2:]
+        stdout, stderr = (_cut(bytes(memoryview(f)[:capture.limit]), memoryview(f).nbytes, capture.limit)
+                          for f in result_frames[-2:])
         result_frames, labels = result_frames[:-2], labels[:-2]
     else:
-        stdout, stderr = capture.read()
+        stdout, stderr = capture.read(capture.limit)
     result_fields.update(job_id=job_id, attempt=attempt, start_time=start, end_time=end,
                          labels=[*labels, "stdout", "stderr"])
     pipes.send(conn, "result", result_fields, [*result_frames, stdout, stderr])

@@ -46,3 +46,23 @@ def test_code_planted_where_a_node_is_started_never_runs(tmp_path: Path) -> None
         assert not canary.exists(), canary.read_text()
     finally:
         node.stop()
+
+
+def test_a_jobs_output_is_capped_with_a_marker(tmp_path: Path) -> None:
+    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--max-output", "64k", cwd=tmp_path)
+    try:
+        def loud(n: int) -> int:
+            import sys
+            sys.stdout.write("o" * n)
+            sys.stderr.write("e" * 10)
+            return n
+
+        with gridlib.JobCluster(loud, nodes=[f"127.0.0.1:{node.port}"]) as cluster:
+            job = cluster.submit(20_000_000)
+            assert job(timeout=60) == 20_000_000
+        assert job.stdout.startswith("o" * 65536)
+        assert "output cut here: the job wrote 20000000 bytes, the first 65536 are kept" in job.stdout
+        assert len(job.stdout) < 70_000
+        assert job.stderr == "e" * 10  # under the limit: untouched
+    finally:
+        node.stop()
