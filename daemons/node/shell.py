@@ -89,6 +89,7 @@ from .events import (
     WriteClusterFile,
 )
 from .host_info import address_toward, available_resources
+from .job_tree import kill_tree
 from .prefix import load_node_id, prepare_prefix
 from .spool import ResultSpool
 from .worker_entry import start_worker
@@ -464,6 +465,7 @@ class NodeService:
         pid = entry.process.pid
         if pid is None or entry.process.exitcode is not None:
             return
+        kill_tree(pid)  # what its job started in other sessions too, frozen then killed
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

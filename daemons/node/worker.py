@@ -25,7 +25,7 @@ from typing import Any
 from gridlib import jobctx
 from gridlib.payload import Computation, dumps, pack_value, unpack_args, unpack_computation
 
-from . import pipes
+from . import job_tree, pipes
 from .memory import retain_large_buffers
 from .node_init import run_close, run_init
 
@@ -211,6 +211,7 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     _release_forkserver()
     die_with_parent()
     os.setsid()
+    job_tree.become_subreaper()  # what a job starts stays ours (even in a new session): swept
     try:
         os.chdir(cluster_dir)
     except OSError as exc:  # the cluster was torn down while this worker started
@@ -248,6 +249,7 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
             comp.cleanup()
         except Exception:
             traceback.print_exc()
+    job_tree.sweep()
     try:
         run_close(node_globals)
     except Exception:
@@ -285,6 +287,7 @@ def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], fram
     finally:
         jobctx._install(None, None)
     end = time.time()
+    job_tree.sweep()  # everything the job started ends with it
     if comp.kind == "program" and result_fields["status"] == "finished":
         stdout, stderr = (_cut(bytes(memoryview(f)[:capture.limit]), memoryview(f).nbytes, capture.limit)
                           for f in result_frames[-2:])

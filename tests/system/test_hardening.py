@@ -66,3 +66,49 @@ def test_a_jobs_output_is_capped_with_a_marker(tmp_path: Path) -> None:
         assert job.stderr == "e" * 10  # under the limit: untouched
     finally:
         node.stop()
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_what_a_job_starts_ends_with_it_even_in_a_new_session(tmp_path: Path) -> None:
+    from tests.helpers import wait_for
+    node = NodeProcess(free_port(), tmp_path, "--cpus", "2", cwd=tmp_path)
+    pidfile = tmp_path / "escapee.pid"
+    try:
+        def escape(path: str, linger: float) -> int:
+            import subprocess
+            import time
+            child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+            with open(path, "w") as f:
+                f.write(str(child.pid))
+            time.sleep(linger)
+            return child.pid
+
+        with gridlib.JobCluster(escape, nodes=[f"127.0.0.1:{node.port}"]) as cluster:
+            # a job that returns: what it started is swept when it ends
+            finished = cluster.submit(str(pidfile), 0)(timeout=60)
+            assert wait_for(lambda: not _alive(finished), 30), "survived its job's end"
+            # a job that is cancelled: its worker's whole tree is frozen, then killed
+            pidfile.unlink()
+            job = cluster.submit(str(pidfile), 120)
+            assert wait_for(pidfile.exists, 60) and wait_for(lambda: pidfile.read_text() != "", 10)
+            escapee = int(pidfile.read_text())
+            assert _alive(escapee)
+            cluster.cancel(job)
+            assert job(timeout=60) is None
+            assert wait_for(lambda: not _alive(escapee), 30), "survived the cancel of its job"
+            # a job still running when the cluster is closed with terminate=True
+            pidfile.unlink()
+            cluster.submit(str(pidfile), 120)
+            assert wait_for(pidfile.exists, 60) and wait_for(lambda: pidfile.read_text() != "", 10)
+            last = int(pidfile.read_text())
+            cluster.close(terminate=True, timeout=60)
+        assert wait_for(lambda: not _alive(last), 30), "survived the close of its cluster"
+    finally:
+        node.stop()
