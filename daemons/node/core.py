@@ -89,6 +89,10 @@ PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
 # link is lost.
 SPOOL_GRACE = 1.0
 HEADER_ALLOWANCE = 65536  # room left for a message's header within a size limit
+# Events come at least twice a second (ticks): a gap this long means the node was frozen;
+# a link whose scheduler may have declared it lost meanwhile (heard nothing for lost_after - 1
+# intervals) is fenced.
+FREEZE_GAP = 1.0
 
 
 @dataclass(frozen=True)
@@ -169,11 +173,15 @@ class NodeCore:
         self._spool_timer = False
         self._spool_expiry: float | None = None
         self._scheduler_key = b""
+        self._last_event = 0.0
 
     # -- the one entry point ------------------------------------------------------------
     def handle(self, event: Event, now: float) -> list[Effect]:
         """Handle one event at monotonic time ``now``; returns (and clears) the effects."""
+        previous, self._last_event = self._last_event, now
         self.now = self.jobs.now = now
+        if previous and now - previous > FREEZE_GAP:
+            self._fence(now - previous)
         handler = _EVENT_HANDLERS[type(event)]
         handler(self, event)
         self.lifecycle.settle()
@@ -191,6 +199,23 @@ class NodeCore:
         out = list(self.out)
         self.out.clear()
         return out
+
+    def _fence(self, gap: float) -> None:
+        """The node was frozen (SIGSTOP, a suspended VM) for ``gap`` seconds: a scheduler that
+        heard nothing that long has declared it lost and given its jobs to other nodes.  The
+        jobs queued here and not started are dropped (never run twice) and reported in the next
+        ``SETUP_OK`` as ``dropped``; the node registers again.  Running jobs carry on: their
+        scheduler decides (adoption) whether their results still count."""
+        for link in list(self.links.values()):
+            if gap < link.interval * (link.lost_after - 1):
+                continue
+            dropped = self.jobs.drop_pending(link.sid)
+            self.log.warning("event=fenced scheduler=%s frozen_for=%.1f dropped_jobs=%d",
+                             link.sid, gap, dropped)
+            if link.welcomed:
+                link.welcomed = False
+                link.backoff.reset()
+                self._send_ready(link)
 
     def _only_trusted_key(self) -> bytes:
         if len(self.trusted) != 1:
@@ -481,6 +506,11 @@ class NodeCore:
         if owner is not None and owner.link != link.sid:
             raise ProtocolError("JOB_ASSIGN for another scheduler's cluster", UNAUTHORIZED)
         timeout = opt(f, "timeout", (int, float))
+        if not link.welcomed and owner is not None:
+            # sent before the scheduler heard our new READY (we were frozen and fenced): it
+            # has given this job to another node, or will ask what we hold -- not run here
+            owner.dropped.append([str(f["job_id"]), int(f["attempt"])])
+            return
         self.jobs.assign(Assignment(link.sid, str(f["cluster_id"]), str(f["job_id"]), int(f["attempt"]),
                                     float(timeout) if timeout else None, list(msg.frames)))
 
@@ -581,7 +611,9 @@ class NodeCore:
         for _ in range(owed):
             self._send(link, new_message("SETUP_OK", {
                 "cluster_id": cluster.cluster_id, "running": self.jobs.jobs_of(cluster.cluster_id),
-                "results": [[job_id, e.attempt] for job_id, e in spooled]}))
+                "results": [[job_id, e.attempt] for job_id, e in spooled],
+                "dropped": cluster.dropped}))
+        cluster.dropped = []
         if spooled:
             self.out.append(ResendSpooled(link.sid, [job_id for job_id, _ in spooled]))
 

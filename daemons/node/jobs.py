@@ -94,6 +94,7 @@ class ClusterState:
     failed_starts: int = 0
     last_failure: str = ""  # why the latest worker could not start
     answers_owed: int = 1  # SETUPs waiting for their SETUP_OK / SETUP_FAIL
+    dropped: list[list[Any]] = field(default_factory=list)  # [job id, attempt] fenced, never started
 
     @property
     def cleanup(self) -> bool:
@@ -246,6 +247,18 @@ class JobRunner:
     def quiet(self) -> bool:
         """No cluster and no worker process left."""
         return not self.clusters and not self.retired
+
+    def drop_pending(self, link: str) -> int:
+        """Forget the jobs of ``link``'s clusters that have not started (fencing); how many."""
+        count = 0
+        for cluster in self.clusters.values():
+            if cluster.link != link:
+                continue
+            while cluster.pending:
+                job = cluster.pending.popleft()
+                cluster.dropped.append([job.job_id, job.attempt])
+                count += 1
+        return count
 
     def orphan(self, link: str, now: float) -> list[ClusterState]:
         """Mark the clusters of a lost scheduler link."""

@@ -44,6 +44,13 @@ PREFETCH_PER_CPU = 16  # at most this many jobs per CPU waiting on a node
 HEADER_ALLOWANCE = 65536  # room kept for a message's header within a node's size limit
 
 
+def _job_entries(entries: Any) -> list[tuple[str, int]]:
+    """``[[job id, attempt], ...]`` from a node, the malformed ones left out."""
+    return [(e[0], e[1]) for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+            and isinstance(e[1], int) and not isinstance(e[1], bool)]
+
+
 def _valid_job_spec(spec: Any) -> dict[str, Any]:
     """Check one job of a JOB_SUBMIT before anything is stored."""
     if not isinstance(spec, dict):
@@ -340,15 +347,27 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
             return  # a cluster closed meanwhile
         node.setup[cluster.cluster_id] = "ready"
         for key, running in (("running", True), ("results", False)):
-            entries = msg.get(key)
-            for entry in entries if isinstance(entries, list) else []:
-                if (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)
-                        and isinstance(entry[1], int) and not isinstance(entry[1], bool)):
-                    self._reconcile(cluster, node, entry[0], entry[1], running, now)
+            for job_id, attempt in _job_entries(msg.get(key)):
+                self._reconcile(cluster, node, job_id, attempt, running, now)
+        for job_id, attempt in _job_entries(msg.get("dropped")):
+            self._requeue_dropped(cluster, node, job_id, attempt)
         self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "initialized", "cluster_id": cluster.cluster_id,
             "node": self._node_info(node, cluster.cluster_id)}))
         self._dirty = True
+
+    def _requeue_dropped(self, cluster: ClusterRecord, node: NodeRecord, job_id: str,
+                         attempt: int) -> None:
+        """A node fenced (dropped unstarted) a job of ours after a freeze: run it elsewhere."""
+        job = self.jobs.get(job_id)
+        if job is None or job.cluster_id != cluster.cluster_id or job.attempt != attempt:
+            return  # settled meanwhile, or already given out again
+        if job.state is JobState.ADOPTING or (job.state is JobState.DISPATCHED
+                                              and job.node_id == node.node_id):
+            node.inflight.pop(job_id, None)
+            self._adopting.pop(job_id, None)
+            job.node_id = None
+            self._enqueue(cluster, job)
 
     def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
         node = self._node_of(peer)

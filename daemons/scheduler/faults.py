@@ -120,15 +120,22 @@ class FaultHandling(SchedulerState):
         self.node_liveness.forget(node_id)
         self.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
                          node_id, node.name, reason, len(node.inflight))
-        for job_id in node.inflight:
+        ahead: dict[str, int] = {}  # cluster id -> its unfinished jobs dispatched earlier here
+        for job_id in node.inflight:  # (in dispatch order)
             job = self.jobs.get(job_id)
             if job is None or job.state is JobState.DONE:
                 continue
+            earlier = ahead.get(job.cluster_id, 0)
+            ahead[job.cluster_id] = earlier + 1
             if adopt_until is not None and job.state is not JobState.CANCELLING:
                 job.state, job.node_id = JobState.ADOPTING, None
                 self._adopting[job_id] = adopt_until
             else:
-                self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}")
+                # a node starts a cluster's jobs in the order they came, on at most that
+                # cluster's CPUs there: a job behind that many unfinished ones never started
+                never_started = (job.state is JobState.DISPATCHED and
+                                 earlier >= node.cluster_cpus.get(job.cluster_id, node.cpus))
+                self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}", never_started)
         for cluster_id in node.setup:
             owner = self.clusters.get(cluster_id)
             if owner is not None:
@@ -136,13 +143,21 @@ class FaultHandling(SchedulerState):
                     "event": "closed", "cluster_id": cluster_id, "node": node.public(),
                     "reason": reason}))
 
-    def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str) -> None:
-        """A job whose node is gone: run it again, or give the client its final state."""
+    def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str,
+                       never_started: bool = False) -> None:
+        """A job whose node is gone: run it again, or give the client its final state.
+
+        A job that surely never started (``never_started``) runs again even if its
+        cluster is not reentrant: running it elsewhere cannot run it twice.
+        """
         cluster = self.clusters[job.cluster_id]
         job.node_id = None
         pinned = bool(job.spec.get("node"))
         if job.state is JobState.CANCELLING:
             self._finish(job, {"status": "cancelled", "reason": reason}, [], [])
+        elif never_started and not pinned:
+            self.log.info("event=job_requeued job=%s reason=%r never_started=true", job.job_id, reason)
+            self._enqueue(cluster, job)
         elif (cluster.reentrant or job.recovered) and not pinned \
                 and job.attempt < cluster.max_attempts:
             self._enqueue(cluster, job)

@@ -112,3 +112,47 @@ def test_what_a_job_starts_ends_with_it_even_in_a_new_session(tmp_path: Path) ->
         assert wait_for(lambda: not _alive(last), 30), "survived the close of its cluster"
     finally:
         node.stop()
+
+
+def test_a_frozen_node_never_runs_a_job_that_was_only_queued_there(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from tests.helpers import wait_for
+    runs = tmp_path / "runs.log"
+    node_a = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "node-a", cwd=tmp_path)
+    node_b = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "node-b", cwd=tmp_path)
+    try:
+        def work(i: int, path: str) -> int:
+            import time
+            node = gridlib.job_context().node_name
+            with open(path, "a") as f:  # short jobs: a node holds many of them queued
+                f.write(f"{i} {node} {time.time()}\n")
+            return i
+
+        with gridlib.JobCluster(work, nodes=[f"127.0.0.1:{node_a.port}", f"127.0.0.1:{node_b.port}"],
+                                reentrant=True, pulse_interval=0.5) as cluster:
+            jobs = [cluster.submit(i, str(runs)) for i in range(4000)]
+            assert wait_for(lambda: sum(j.node == "node-a" for j in jobs if j.finished) > 200, 60)
+            node_a.signal(signal.SIGSTOP)
+            try:  # the scheduler declares node-a lost (2.5 s) and gives its jobs to node-b
+                assert wait_for(lambda: any(n.name == "node-a" and n.status == gridlib.NodeStatus.Closed
+                                            for n in cluster.status().nodes), 60)
+            finally:
+                resumed = time.time()
+                node_a.signal(signal.SIGCONT)
+            assert all(j(timeout=120) is not None or j.status.name == "Finished" for j in jobs)
+            assert sorted(j.result for j in jobs) == list(range(4000))
+        runs_of: dict[int, list[tuple[str, float]]] = {}
+        for line in runs.read_text().splitlines():
+            i, node, when = line.split()
+            runs_of.setdefault(int(i), []).append((node, float(when)))
+        # a job node-a had started when it froze may run again elsewhere (reentrant: at least
+        # once); a job merely queued there must not also run on node-a once it is thawed
+        twice = {i: r for i, r in runs_of.items() if len(r) > 1}
+        assert not [i for i, r in twice.items() if any(n == "node-a" and t >= resumed for n, t in r)], twice
+        assert len(twice) <= 2, twice  # the one it ran, and the one whose result was on its way
+        assert "event=fenced" in node_a.log()
+    finally:
+        node_a.stop()
+        node_b.stop()

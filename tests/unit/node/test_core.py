@@ -108,13 +108,23 @@ class World:
                 self.workers.pop(event.wid, None)
             self.handle(event)
 
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        for key, at in sorted(self.timers.items(), key=lambda kv: kv[1]):
-            if at <= self.now and self.timers.get(key) == at:
-                del self.timers[key]
-                self.handle(ev.TimerFired(key))
-        self.settle()
+    def advance(self, seconds: float, ticking: bool = True) -> None:
+        """Let time pass: due timers fire and, as in a live node, ticks come twice a second
+        (``ticking=False``: the node was frozen that long, as by SIGSTOP)."""
+        end = self.now + seconds
+        while True:
+            step = min(end, self.now + 0.5) if ticking else end
+            for key, at in sorted(self.timers.items(), key=lambda kv: kv[1]):
+                if at <= step and self.timers.get(key) == at:
+                    del self.timers[key]
+                    self.now = max(self.now, at)
+                    self.handle(ev.TimerFired(key))
+            self.now = step
+            if ticking:
+                self.handle(ev.Tick())
+            self.settle()
+            if self.now >= end:
+                return
 
     # -- a scheduler's part ------------------------------------------------------------
     def beacon(self, sid: str = "s1", key: bytes = KEY, epoch: int = 1) -> None:
@@ -494,3 +504,31 @@ def test_every_request_gets_exactly_one_answer(actions: list[tuple[str, Any]], c
     assert len(answers) == len(setups), (len(answers), len(setups))
     replies = Counter(m.ref for _, m in world.sent if m.ref in {f.mid for f in files})
     assert all(replies[f.mid] == 1 for f in files)
+
+
+def test_a_frozen_node_drops_its_queued_jobs_and_registers_again() -> None:
+    world = ready_world(cpus=1)
+    world.assign("running")
+    world.assign("queued-1")
+    world.assign("queued-2")
+    assert set(world.busy()) == {"running"}
+    readies = len(world.of_type("READY"))
+    world.advance(12.0, ticking=False)  # SIGSTOP: the scheduler has declared the node lost
+    world.finish("running")  # the first thing the node sees after SIGCONT: its worker is free
+    assert world.busy() == {}  # nothing queued starts: it was given to other nodes meanwhile
+    assert len(world.of_type("READY")) == readies + 1  # registers again
+    world.setup()  # the scheduler sets the cluster up again
+    ok = world.of_type("SETUP_OK")[-1]
+    assert ok.fields["dropped"] == [["queued-1", 1], ["queued-2", 1]] and ok.fields["running"] == []
+    world.message("s1", "WELCOME", {"sid": "s1", "heartbeat": 2.0})
+    world.assign("queued-1", attempt=2)  # run once, where the scheduler says
+    assert set(world.busy()) == {"queued-1"}
+
+
+def test_a_short_stall_fences_nothing() -> None:
+    world = ready_world(cpus=1)
+    world.assign("a")
+    world.assign("b")
+    world.advance(2.5, ticking=False)
+    world.finish("a")
+    assert set(world.busy()) == {"b"}

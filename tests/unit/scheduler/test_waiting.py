@@ -98,3 +98,36 @@ def test_arguments_over_a_nodes_limit_end_the_job_not_the_link() -> None:
     fields = results(out)["big"]
     assert fields["exception"]["type"] == "PayloadTooLarge" and "200000 bytes" in fields["exception"]["message"]
     assert assigned(out, NODE_A) == ["small"]
+
+
+# -- jobs that never started are safe to run elsewhere -------------------------------------------
+
+def test_a_lost_nodes_jobs_that_never_started_run_elsewhere_even_if_not_reentrant() -> None:
+    from tests.unit.scheduler.test_core import silence_node_a
+    grid = Grid(prefetch=3)
+    grid.hello()
+    grid.ready(NODE_A, 1)
+    grid.open()
+    grid.setup_ok(NODE_A)
+    out = grid.submit("j1", "j2", "j3", "j4")
+    assert assigned(out, NODE_A) == ["j1", "j2", "j3", "j4"]  # one runs, three wait there
+    grid.ready(NODE_B, 1)
+    grid.setup_ok(NODE_B)
+    out = silence_node_a(grid)
+    ended = results(out)
+    assert set(ended) == {"j1"} and ended["j1"]["status"] == "abandoned"  # it may have started
+    assert assigned(out, NODE_B) == ["j2", "j3", "j4"]  # behind j1 on a 1-CPU node: never started
+
+
+def test_jobs_a_frozen_node_dropped_are_queued_again() -> None:
+    grid = Grid(prefetch=3)
+    grid.hello()
+    grid.ready(NODE_A, 1)
+    grid.open()
+    grid.setup_ok(NODE_A)
+    grid.submit("j1", "j2", "j3")
+    grid.ready(NODE_A, 1)  # it registers again after a freeze: its jobs wait to be claimed
+    out = grid.send(NODE_A, "SETUP_OK", {"cluster_id": "c1", "running": [["j1", 1]],
+                                         "dropped": [["j2", 1], ["j3", 1]]})
+    assert assigned(out, NODE_A) == ["j2", "j3"]  # run (again: never started) on the node
+    assert grid.core.jobs["j1"].state.value == "running" and not results(out)
