@@ -27,7 +27,8 @@ __all__ = ["BeaconAnnouncer", "BeaconListener"]
 
 _FAST_BEACON = 0.1  # seconds between beacons right after an announcement
 _FAST_PERIOD = 3.0  # ... for this long, so that nodes join quickly
-_RATE = 50  # beacons a listener handles per second at most; the rest are dropped
+_RATE = 2000  # beacons a listener parses per second at most (a few us each); the rest are dropped
+_SOURCE_RATE = 500.0  # beacons per second from one source address (a burst of twice that)
 
 
 class BeaconAnnouncer:
@@ -149,15 +150,33 @@ class BeaconListener:
         sock.bind(tcp_endpoint(host, port))
         self.socket = sock
         self._window = (time.monotonic(), 0)
+        self._sources: dict[str, tuple[float, float]] = {}  # address -> (tokens, last refill)
         self._refused: set[bytes] = set()
         self.dropped = 0
         self._logged = -100.0
         reactor.add_reader(sock, self._on_readable)
 
+    def _from_source(self, frame: zmq.Frame, now: float) -> bool:
+        """Each source address gets its own budget: a flood from one host does not drown
+        the beacons of the others (a token bucket per address, bounded in number)."""
+        try:
+            source = str(frame.get("Peer-Address"))
+        except (zmq.ZMQError, AttributeError):
+            return True
+        tokens, last = self._sources.get(source, (2 * _SOURCE_RATE, now))
+        tokens = min(2 * _SOURCE_RATE, tokens + (now - last) * _SOURCE_RATE)
+        if len(self._sources) > 4096:
+            self._sources.clear()
+        if tokens < 1.0:
+            self._sources[source] = (tokens, now)
+            return False
+        self._sources[source] = (tokens - 1.0, now)
+        return True
+
     def _on_readable(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+                parts = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
             now = time.monotonic()
@@ -165,8 +184,10 @@ class BeaconListener:
             if now - start >= 1.0:
                 start, count = now, 0
             self._window = (start, count + 1)
-            if count >= _RATE:
+            if count >= _RATE or not self._from_source(parts[-1], now):
+                self.dropped += 1
                 continue
+            frames = [part.bytes for part in parts]
             try:
                 beacon = decode_beacon(frames)
             except ProtocolError as exc:

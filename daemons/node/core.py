@@ -39,6 +39,7 @@ from gridlib.protocol.errors import (
 from gridlib.protocol.liveness import Backoff
 from gridlib.protocol.messages import opt
 
+from .dialing import MAX_PENDING, Candidate, DialPolicy, Pending
 from .events import (
     BeaconHeard,
     CloseLink,
@@ -48,6 +49,7 @@ from .events import (
     Event,
     FileWritten,
     Interrupt,
+    LinkFailed,
     LinkMessage,
     LinkOpened,
     OpenLink,
@@ -78,10 +80,9 @@ from .jobs import Assignment, ClusterPhase, ClusterState, JobRunner
 from .lifecycle import NodeLifecycle
 from .service_hours import ServiceHours
 
-__all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "MAX_PENDING_LINKS",
-           "PENDING_LINK_TIMEOUT", "HEADER_ALLOWANCE"]
+__all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "PENDING_LINK_TIMEOUT",
+           "HEADER_ALLOWANCE"]
 
-MAX_PENDING_LINKS = 16  # schedulers dialed but not yet answering
 PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
 # A result sent over a live link is written to the spool only if it is still
 # unacknowledged this long after (acks take milliseconds): most never touch the disk.
@@ -145,6 +146,8 @@ class Link:
     last_beat: float = 0.0
     ip_addr: str = ""  # this host's address toward the scheduler
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
+    opened: float = 0.0
+    persistence: int = 0  # how many beacons of it were heard before it was dialed
 
 
 @dataclass
@@ -174,6 +177,9 @@ class NodeCore:
         self._spool_expiry: float | None = None
         self._scheduler_key = b""
         self._last_event = 0.0
+        self.dialer = DialPolicy()
+        self._failed_links = 0  # pending links that failed at once (logged as a count)
+        self._failed_logged = 0.0
 
     # -- the one entry point ------------------------------------------------------------
     def handle(self, event: Event, now: float) -> list[Effect]:
@@ -261,9 +267,29 @@ class NodeCore:
 
     # -- links ---------------------------------------------------------------------------
     def _open_link(self, sid: str, epoch: int, endpoint: str, key: bytes, dial_out: bool = False) -> None:
-        self.links[sid] = Link(sid, epoch, endpoint, key, self.now, dial_out=dial_out)
-        self.out.append(OpenLink(sid, endpoint, key))
-        self.log.info("event=dialing scheduler=%s endpoint=%s", sid, endpoint)
+        self.links[sid] = Link(sid, epoch, endpoint, key, self.now, dial_out=dial_out, opened=self.now)
+        self.out.append(OpenLink(sid, endpoint, key, watch=not dial_out))
+        log = self.log.info if dial_out or endpoint in self.dialer.proven else self.log.debug
+        log("event=dialing scheduler=%s endpoint=%s", sid, endpoint)
+
+    def _try_dial(self, candidate: Candidate) -> None:
+        """Dial the scheduler a beacon named, if the dial policy has room (dialing.py)."""
+        pending = [Pending(lk.sid, lk.endpoint, lk.opened, lk.persistence)
+                   for lk in self.links.values() if not lk.welcomed and not lk.dial_out]
+        ok, evict = self.dialer.choose(candidate, pending, self.now)
+        if not ok:
+            return
+        if evict is not None and evict.sid in self.links:
+            self._drop_pending(self.links[evict.sid])
+        beacon = candidate.beacon
+        self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
+        link = self.links[beacon.scheduler_id]
+        link.interval, link.persistence = beacon.heartbeat, candidate.count
+
+    def _drop_pending(self, link: Link) -> None:
+        """A link that never registered goes, quietly (beacons can make many of them)."""
+        self.links.pop(link.sid, None)
+        self.out.append(CloseLink(link.sid, 0))
 
     def _send_ready(self, link: Link) -> None:
         f = self.facts
@@ -314,12 +340,25 @@ class NodeCore:
             return
         if link is not None and (link.epoch == beacon.epoch or self._link_alive(link)):
             return  # a live link is never disturbed by a beacon
-        if link is None and sum(1 for lk in self.links.values() if not lk.welcomed) >= MAX_PENDING_LINKS:
-            return  # bound what beacons can make us dial
-        if link is not None:
+        if link is not None:  # a scheduler we served restarted (another epoch): dial it again
             self._close_link(link, "scheduler restarted")
-        self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
-        self.links[beacon.scheduler_id].interval = beacon.heartbeat
+            self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
+            self.links[beacon.scheduler_id].interval = beacon.heartbeat
+            return
+        candidate = self.dialer.heard(beacon, self.now)
+        if not self.dialer.pressed:  # else the most persistent candidates go first, at ticks
+            self._try_dial(candidate)
+
+    def on_link_failed(self, event: LinkFailed) -> None:
+        link = self.links.get(event.sid)
+        if link is None or link.welcomed or link.dial_out:
+            return
+        self._drop_pending(link)
+        self._failed_links += 1
+        if self.now - self._failed_logged >= 10.0:  # forged beacons must not flood the log
+            self._failed_logged = self.now
+            self.log.warning("event=beacon_endpoint_failed endpoint=%s reason=%r failed_total=%d",
+                             link.endpoint, event.reason, self._failed_links)
 
     def on_link_message(self, event: LinkMessage) -> None:
         link = self.links.get(event.sid)
@@ -345,6 +384,10 @@ class NodeCore:
         if self.stopped:
             return
         self._expire()
+        for candidate in self.dialer.best(self.now, MAX_PENDING):
+            if candidate.beacon.scheduler_id not in self.links \
+                    and self.lifecycle.may_link(candidate.beacon.scheduler_id, False):
+                self._try_dial(candidate)
         for link in list(self.links.values()):
             silent = self.now - link.last_heard
             if not link.welcomed:
@@ -457,6 +500,7 @@ class NodeCore:
     def on_welcome(self, link: Link, msg: Message) -> None:
         if not link.welcomed:
             self.log.info("event=linked scheduler=%s endpoint=%s", link.sid, link.endpoint)
+            self.dialer.registered(link.endpoint, self.now)
             link.last_beat = self.now  # the first heartbeat tells the scheduler our resources now
             self.out.append(SendHeartbeat(link.sid))
         link.welcomed = True
@@ -722,6 +766,7 @@ def _too_large(fields: dict[str, Any], size: int, limit: int) -> dict[str, Any]:
 _EVENT_HANDLERS: dict[type, Callable[[NodeCore, Any], None]] = {
     LinkMessage: NodeCore.on_link_message,
     LinkOpened: NodeCore.on_link_opened,
+    LinkFailed: NodeCore.on_link_failed,
     BeaconHeard: NodeCore.on_beacon,
     WorkerReady: NodeCore.on_worker_ready,
     WorkerSetupFailed: NodeCore.on_worker_setup_failed,

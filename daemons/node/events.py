@@ -24,7 +24,7 @@ from gridlib.protocol.codec import Message
 __all__ = [
     "Event", "Effect",
     # events
-    "LinkMessage", "LinkOpened", "BeaconHeard", "WorkerReady", "WorkerSetupFailed",
+    "LinkMessage", "LinkOpened", "LinkFailed", "BeaconHeard", "WorkerReady", "WorkerSetupFailed",
     "WorkerResult", "WorkerReport", "WorkerExited", "TimerFired", "Tick", "Interrupt",
     "Terminate", "Reload", "SpoolLoaded", "SpoolFailed", "ClusterPrepared", "ClusterPrepareFailed",
     "FileWritten",
@@ -54,6 +54,15 @@ class LinkOpened:
 
     sid: str
     ip_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFailed:
+    """Link ``sid`` cannot work: nothing listens at its endpoint, or its CURVE handshake failed
+    (not the scheduler the beacon named).  Reported for links dialed after a beacon only."""
+
+    sid: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +186,7 @@ class FileWritten:
     reason: str = ""
 
 
-Event = (LinkMessage | LinkOpened | BeaconHeard | WorkerReady | WorkerSetupFailed | WorkerResult
+Event = (LinkMessage | LinkOpened | LinkFailed | BeaconHeard | WorkerReady | WorkerSetupFailed | WorkerResult
          | WorkerReport | WorkerExited | TimerFired | Tick | Interrupt | Terminate | Reload
          | SpoolLoaded | SpoolFailed | ClusterPrepared | ClusterPrepareFailed | FileWritten)
 
@@ -199,11 +208,13 @@ class SendHeartbeat:
 
 @dataclass(frozen=True, slots=True)
 class OpenLink:
-    """Dial a scheduler (answered with ``LinkOpened``)."""
+    """Dial a scheduler (answered with ``LinkOpened``); ``watch``: report ``LinkFailed`` if its
+    connection is refused or its handshake fails (a beacon may name a dead endpoint)."""
 
     sid: str
     endpoint: str
     key: bytes
+    watch: bool = False
 
 
 @dataclass(frozen=True, slots=True)

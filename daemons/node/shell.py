@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.codec import (
@@ -58,6 +59,7 @@ from .events import (
     FileWritten,
     Interrupt,
     KillWorker,
+    LinkFailed,
     LinkMessage,
     LinkOpened,
     OpenLink,
@@ -97,6 +99,13 @@ from .worker_entry import start_worker
 __all__ = ["NodeService", "NodeConfig", "TICK"]
 
 TICK = 0.5  # seconds between the core's periodic checks
+_LINK_FAILURES = {
+    zmq.EVENT_CONNECT_RETRIED: "nothing listens at the endpoint the beacon named",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the CURVE handshake failed",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the CURVE handshake failed (protocol)",
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the peer does not hold the key the beacon named",
+}
+_WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_LINK_FAILURES)
 _MP = multiprocessing.get_context("forkserver")
 _MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.payload"])
 
@@ -137,6 +146,7 @@ class NodeService:
         self.name, self.node_id, self.cpus = facts.name, facts.node_id, facts.cpus
         self.spool = ResultSpool(self.prefix / "spool", self.log)
         self.sockets: dict[str, zmq.Socket[bytes]] = {}
+        self.monitors: dict[str, zmq.Socket[bytes]] = {}  # sid -> monitor of a link dialed after a beacon
         self.processes: dict[int, _Process] = {}
         self.timers: dict[tuple[Any, ...], Timer] = {}
         self.beacons: BeaconListener | None = None
@@ -234,9 +244,47 @@ class NodeService:
         sock.connect(effect.endpoint)
         self.sockets[effect.sid] = sock
         self.reactor.add_reader(sock, lambda: self._on_link(effect.sid, sock))
+        if effect.watch:
+            self._watch_link(effect.sid, sock)
         return LinkOpened(effect.sid, address_toward(effect.endpoint))
 
+    def _watch_link(self, sid: str, sock: zmq.Socket[bytes]) -> None:
+        """Until its handshake succeeds, say at once if a link cannot work (LinkFailed)."""
+        try:
+            monitor = sock.get_monitor_socket(_WATCHED)
+        except zmq.ZMQError:
+            return  # diagnostics only: the pending-link timeout still applies
+        self.monitors[sid] = monitor
+
+        def on_event() -> None:
+            while sid in self.monitors:
+                try:
+                    event = recv_monitor_message(monitor, zmq.NOBLOCK)
+                except (zmq.Again, zmq.ZMQError):
+                    return
+                kind = event.get("event")
+                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self._unwatch(sid)
+                elif kind in _LINK_FAILURES:
+                    self._unwatch(sid)
+                    self.dispatch(LinkFailed(sid, _LINK_FAILURES[kind]))
+        self.reactor.add_reader(monitor, on_event)
+
+    def _unwatch(self, sid: str) -> None:
+        monitor = self.monitors.pop(sid, None)
+        if monitor is None:
+            return
+        self.reactor.remove_reader(monitor)
+        sock = self.sockets.get(sid)
+        if sock is not None:
+            try:
+                sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        monitor.close(0)
+
     def _close_link(self, effect: CloseLink) -> None:
+        self._unwatch(effect.sid)
         sock = self.sockets.pop(effect.sid, None)
         if sock is not None:
             self.reactor.remove_reader(sock)

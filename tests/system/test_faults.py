@@ -114,7 +114,8 @@ def test_frozen_node_is_lost_then_comes_back_without_duplicates(two_nodes) -> No
             a.signal(signal.SIGCONT)
         assert [j(timeout=120) for j in jobs] == [1.0] * 8
         # node-a rejoins and can work again
-        assert wait_for(lambda: "event=reregister" in a.log() or "event=dialing" in a.log(), 30)
+        assert wait_for(lambda: any(e in a.log() for e in ("event=reregister", "event=dialing",
+                                                         "event=fenced")), 30)
         more = [c.submit(0.01) for _ in range(6)]
         assert [j(timeout=120) for j in more] == [0.01] * 6
         assert c.duplicates == 0

@@ -39,6 +39,8 @@ class World:
         self.spool: dict[str, str] = {}  # job id -> "held" | "disk"
         self.deferred: list[Any] = []  # events a real shell would see later (process exits)
         self.prepare_fails: str | None = None
+        self.dead: set[str] = set()  # endpoints where nothing listens
+        self.dialed: list[str] = []
         self.stopped = False
         self.apply(self.core.start(self.now))
 
@@ -65,6 +67,9 @@ class World:
             self.sent.append((e.sid, new_message("HEARTBEAT")))
         elif isinstance(e, ev.OpenLink):
             self.links.add(e.sid)
+            self.dialed.append(e.sid)
+            if e.endpoint in self.dead:  # nothing listens there: the shell says so at once
+                self.deferred.append(ev.LinkFailed(e.sid, "nothing listens there"))
             return ev.LinkOpened(e.sid, "192.0.2.9")
         elif isinstance(e, ev.CloseLink):
             self.links.discard(e.sid)
@@ -106,9 +111,11 @@ class World:
             event = self.deferred.pop(0)
             if isinstance(event, ev.WorkerExited):
                 self.workers.pop(event.wid, None)
+            if isinstance(event, ev.LinkFailed) and event.sid not in self.core.links:
+                continue
             self.handle(event)
 
-    def advance(self, seconds: float, ticking: bool = True) -> None:
+    def advance(self, seconds: float, ticking: bool = True, beating: bool = False) -> None:
         """Let time pass: due timers fire and, as in a live node, ticks come twice a second
         (``ticking=False``: the node was frozen that long, as by SIGSTOP)."""
         end = self.now + seconds
@@ -120,6 +127,10 @@ class World:
                     self.now = max(self.now, at)
                     self.handle(ev.TimerFired(key))
             self.now = step
+            if beating:  # the schedulers keep sending heartbeats
+                for sid, link in list(self.core.links.items()):
+                    if link.welcomed:
+                        self.message(sid, "HEARTBEAT")
             if ticking:
                 self.handle(ev.Tick())
             self.settle()
@@ -127,8 +138,9 @@ class World:
                 return
 
     # -- a scheduler's part ------------------------------------------------------------
-    def beacon(self, sid: str = "s1", key: bytes = KEY, epoch: int = 1) -> None:
-        self.handle(ev.BeaconHeard(Beacon(sid, epoch, 1, "tcp://192.0.2.1:5000", key, 2.0)))
+    def beacon(self, sid: str = "s1", key: bytes = KEY, epoch: int = 1,
+               endpoint: str = "tcp://192.0.2.1:5000") -> None:
+        self.handle(ev.BeaconHeard(Beacon(sid, epoch, 1, endpoint, key, 2.0)))
 
     def link_up(self, sid: str = "s1", **welcome: Any) -> None:
         self.beacon(sid)
@@ -483,7 +495,7 @@ def test_every_request_gets_exactly_one_answer(actions: list[tuple[str, Any]], c
             files.append(world.message("s1", "FILE_PUT", {"cluster_id": "c1", "name": "f"}, [b"x"],
                                        ["file"]))
         elif action == "time":
-            world.advance(arg)
+            world.advance(arg, beating=True)
         elif action == "resetup":
             setups.append(world.setup())
         world.settle()
@@ -492,8 +504,7 @@ def test_every_request_gets_exactly_one_answer(actions: list[tuple[str, Any]], c
         world.workers_ready()
         for job_id in list(world.busy()):
             world.finish(job_id)
-        world.advance(1.0)
-        world.handle(ev.Tick())
+        world.advance(1.0, beating=True)
         if not world.busy() and not any(c.pending for c in world.core.jobs.clusters.values()):
             break
     # each job assigned got one result; a cancel of a finished job adds none
@@ -532,3 +543,48 @@ def test_a_short_stall_fences_nothing() -> None:
     world.advance(2.5, ticking=False)
     world.finish("a")
     assert set(world.busy()) == {"b"}
+
+
+# -- forged beacons ----------------------------------------------------------------------------
+
+def flood(world: World, per_second: int, seconds: float, real_every: float | None) -> float | None:
+    """Forged beacons (a trusted key, dead endpoints, a fresh id each) at ``per_second``, and a
+    real scheduler's beacon every ``real_every`` s; returns when the real one was dialed."""
+    step = 1.0 / per_second
+    next_real = 0.0
+    start = world.now
+    dialed_at = None
+    n = 0
+    while world.now - start < seconds:
+        n += 1
+        world.dead.add(f"tcp://192.0.2.66:{1000 + n % 60000}")
+        world.beacon(f"forged-{n}", endpoint=f"tcp://192.0.2.66:{1000 + n % 60000}")
+        if real_every is not None and world.now - start >= next_real:
+            next_real += real_every
+            world.beacon("real", endpoint="tcp://192.0.2.1:5000")
+        if dialed_at is None and "real" in world.dialed:
+            dialed_at = world.now - start
+        world.now += step
+        world.settle()
+        if int((world.now - start) / 0.5) != int((world.now - start - step) / 0.5):
+            world.handle(ev.Tick())
+    return dialed_at
+
+
+def test_a_flood_of_forged_beacons_does_not_keep_a_real_scheduler_from_being_dialed() -> None:
+    for rate in (20, 1000):
+        world = World()
+        flood(world, rate, 2.0, None)  # the flood is on before the real client starts
+        when = flood(world, rate, 3.0, 0.1)  # then it beacons ten times a second
+        assert when is not None and when < 1.5, (rate, when)
+        world.message("real", "WELCOME", {"sid": "real", "heartbeat": 2.0})
+        pending = [lk for lk in world.core.links.values() if not lk.welcomed]
+        assert len(pending) <= 16
+
+
+def test_a_linked_scheduler_is_not_disturbed_by_a_flood() -> None:
+    world = ready_world()
+    flood(world, 1000, 2.0, None)
+    assert world.core.links["s1"].welcomed
+    world.assign("j1")
+    assert "j1" in world.busy()
