@@ -148,6 +148,8 @@ class Link:
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
     opened: float = 0.0
     persistence: int = 0  # how many beacons of it were heard before it was dialed
+    session: str = ""  # names one registration: READY retries repeat it, so the scheduler
+    # answers a retry again instead of taking it for a node that registers anew
 
 
 @dataclass
@@ -178,7 +180,8 @@ class NodeCore:
         self._scheduler_key = b""
         self._last_event = 0.0
         self.dialer = DialPolicy()
-        self._failed_links = 0  # pending links that failed at once (logged as a count)
+        self._failed_links = 0
+        self._sessions = 0  # pending links that failed at once (logged as a count)
         self._failed_logged = 0.0
 
     # -- the one entry point ------------------------------------------------------------
@@ -221,7 +224,7 @@ class NodeCore:
             if link.welcomed:
                 link.welcomed = False
                 link.backoff.reset()
-                self._send_ready(link)
+                self._send_ready(link, fresh=True)
 
     def _only_trusted_key(self) -> bytes:
         if len(self.trusted) != 1:
@@ -291,12 +294,18 @@ class NodeCore:
         self.links.pop(link.sid, None)
         self.out.append(CloseLink(link.sid, 0))
 
-    def _send_ready(self, link: Link) -> None:
+    def _send_ready(self, link: Link, fresh: bool = False) -> None:
+        """READY; ``fresh``: a new registration (after a fence, or the scheduler forgot us),
+        else the same one again (a retry, which a slow link makes look late)."""
+        if fresh or not link.session:
+            self._sessions += 1
+            link.session = f"{self.facts.node_id[:12]}.{self._sessions}"
         f = self.facts
         self._send(link, new_message("READY", {
             "node_id": f.node_id, "name": f.name, "cpus": f.cpus, "ip_addr": f.ip_addr or link.ip_addr,
             "platform": f.platform, "port": f.port, "pid": f.pid, "spooled": len(self.spooled),
             "python": f.python, "protocol": f.protocol, "max_msg_size": self.rules.max_msg_size,
+            "session": link.session,
         }))
         link.next_ready = self.now + link.backoff.next()
 
@@ -401,7 +410,7 @@ class NodeCore:
                     self.log.warning("event=scheduler_silent scheduler=%s", link.sid)
                     link.welcomed = False
                     self._orphan(link.sid)
-                    self._send_ready(link)
+                    self._send_ready(link, fresh=True)
                 else:
                     self._close_link(link, "no heartbeat")
                 continue
@@ -619,7 +628,7 @@ class NodeCore:
             self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, msg.get("reason"))
             link.welcomed = False
             link.backoff.reset()
-            self._send_ready(link)
+            self._send_ready(link, fresh=True)
             return
         self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
                          link.sid, msg.get("code"), msg.get("reason"))

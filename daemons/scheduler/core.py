@@ -320,14 +320,21 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         known = self.nodes.get(node_id)
         if known is not None and known.user != peer.user:
             raise ProtocolError("that node id belongs to another key", ILLEGAL_STATE)
+        session = msg.get("session")
+        if (known is not None and isinstance(session, str) and session
+                and known.info.get("session") == session and known.route == peer.route):
+            # the same registration again: a retry of a READY whose WELCOME was slow to arrive
+            self._send(NODE, peer.route, reply(msg, "WELCOME", {
+                "sid": self.scheduler_id, **self.policy.to_map(), "max_msg_size": self.max_msg_size}))
+            return
         previous = self.node_by_route.get(peer.route)
         if previous is not None and previous != node_id:  # one connection, one node
             self._node_lost(previous, "another node id on the same connection")
         if node_id in self.nodes:
             # a node that registers again reports what it still holds in SETUP_OK
             self._node_lost(node_id, "node re-registered", adopt_until=now + self.adopt_grace)
-        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size")
-                if k in msg.fields}
+        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size",
+                                               "session") if k in msg.fields}
         ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
                           ip_addr, cpus, info, now)

@@ -228,3 +228,97 @@ def test_forged_beacons_do_not_keep_a_real_client_from_being_served(tmp_path: Pa
         print(f"first result under a forged-beacon flood: {served}")
     finally:
         node.stop()
+
+
+class SlowProxy:
+    """A TCP forwarder that delays each direction by ``delay`` s and stalls now and then:
+    the stand-in for a slow, jittery WAN link (this kernel has no sch_netem)."""
+
+    def __init__(self, target: int, delay: float = 0.4, stall: float = 1.5, every: float = 4.0) -> None:
+        import socket
+        import threading
+        self.target, self.delay, self.stall, self.every = target, delay, stall, every
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.running = True
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+        while self.running:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst) -> None:  # type: ignore[no-untyped-def]
+        import queue
+        import threading
+        import time
+        chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
+
+        def write() -> None:
+            start = time.monotonic()
+            while True:
+                due, data = chunks.get()
+                if not data:
+                    break
+                now = time.monotonic()
+                phase = (now - start) % self.every  # a stall of `stall` s every `every` s
+                wait = max(due - now, self.stall - phase if phase < self.stall else 0.0)
+                time.sleep(wait)
+                try:
+                    dst.sendall(data)
+                except OSError:
+                    return
+        writer = threading.Thread(target=write, daemon=True)
+        writer.start()
+        try:
+            while data := src.recv(65536):
+                chunks.put((time.monotonic() + self.delay, data))
+        except OSError:
+            pass
+        chunks.put((0.0, b""))
+
+    def close(self) -> None:
+        self.running = False
+        self.listener.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def test_a_slow_stalling_link_raises_no_false_alarm(tmp_path: Path) -> None:
+    from gridlib.protocol.keys import resolve_identity
+    scheduler_port = free_port()
+    events: list[str] = []
+
+    def cluster_status(status, node, job) -> None:  # type: ignore[no-untyped-def]
+        if status == gridlib.NodeStatus.Closed:
+            events.append("closed")
+        elif status == gridlib.NodeStatus.Initialized:
+            events.append("initialized")
+
+    with gridlib.JobCluster(abs, nodes=[], scheduler_port=scheduler_port, host="127.0.0.1",
+                            cluster_status=cluster_status) as cluster:
+        proxy = SlowProxy(scheduler_port)
+        key = resolve_identity(None, None).keypair.public.decode()
+        node = NodeProcess(free_port(), tmp_path, "--cpus", "2", "--port", "0",
+                           "--scheduler", f"127.0.0.1:{proxy.port}", "--scheduler-key", key,
+                           cwd=tmp_path)
+        try:
+            jobs = [cluster.submit(-i) for i in range(30)]
+            assert [j(timeout=120) for j in jobs] == list(range(30))
+            assert events.count("initialized") == 1 and "closed" not in events, events
+            assert "reregister" not in node.log() and "scheduler_silent" not in node.log()
+        finally:
+            node.stop()
+            proxy.close()

@@ -131,3 +131,17 @@ def test_jobs_a_frozen_node_dropped_are_queued_again() -> None:
                                          "dropped": [["j2", 1], ["j3", 1]]})
     assert assigned(out, NODE_A) == ["j2", "j3"]  # run (again: never started) on the node
     assert grid.core.jobs["j1"].state.value == "running" and not results(out)
+
+
+def test_a_ready_retried_over_a_slow_link_is_answered_again_not_taken_for_a_new_node() -> None:
+    grid = Grid()
+    grid.hello()
+    grid.open()
+    ready = {"node_id": "id-a", "name": "node-a", "cpus": 1, "session": "id-a.1"}
+    grid.send(NODE_A, "READY", ready)
+    grid.setup_ok(NODE_A)
+    out = grid.send(NODE_A, "READY", ready)  # the same registration, retried
+    assert len(sent(out, "WELCOME", NODE_A)) == 1 and not sent(out, "NODE_EVENT", ALICE)
+    assert grid.core.nodes["id-a"].setup["c1"] == "ready"
+    out = grid.send(NODE_A, "READY", {**ready, "session": "id-a.2"})  # a new registration
+    assert [m.fields["event"] for m in sent(out, "NODE_EVENT", ALICE)][:1] == ["closed"]
