@@ -89,8 +89,8 @@ class Reactor:
                 pass
         except BlockingIOError:
             pass
-        while self._posted:
-            self._posted.popleft()()
+        while self._posted:  # each runs: one that raises is logged, and the rest still run
+            self._guard(self._posted.popleft())
 
     def _run_timers(self) -> float | None:
         now = time.monotonic()

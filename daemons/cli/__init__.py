@@ -29,6 +29,22 @@ app.command()(status)
 app.add_typer(keys_app, name="keys")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from gridlib import __version__
+
+        typer.echo(f"gridlib {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print gridlib's version and exit."),
+) -> None:
+    """gridlib: a compute grid for Python on ZeroMQ."""
+
+
 def main() -> None:
     app()
 

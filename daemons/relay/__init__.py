@@ -1,1 +1,1 @@
-"""The relay: bridges a subnet of nodes to schedulers they cannot reach (DESIGN §3)."""
+"""The relay: bridges a subnet of nodes to schedulers they cannot reach (docs/architecture.md §4.2)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 import zmq
@@ -37,5 +38,20 @@ def run_relay(config: RelayConfig, identity: Identity,
     finally:
         zap.close()
         reactor.close()
-        context.destroy(linger=0)
+        if relay.release():
+            _terminate(context, log)
+        else:  # every socket left is this thread's
+            context.destroy(linger=0)
     return 0
+
+
+def _terminate(context: zmq.Context[zmq.Socket[bytes]], log: logging.Logger,
+               wait: float = 5.0) -> None:
+    """End the context while a proxy thread still holds its sockets: destroying it would
+    close them from this thread.  Terminating it instead makes the proxy return (ETERM) and
+    close them itself; in a helper thread, so that a socket left open cannot hang the exit."""
+    term = threading.Thread(target=context.term, name="gridlib-relay-term", daemon=True)
+    term.start()
+    term.join(wait)
+    if term.is_alive():
+        log.warning("event=context_not_terminated hint='a proxy thread did not stop'")

@@ -1,4 +1,4 @@
-"""``gridlib relay``: carry node traffic between subnets through a ZeroMQ proxy (DESIGN §3).
+"""``gridlib relay``: carry node traffic between subnets through a ZeroMQ proxy.
 
 The relay listens for scheduler beacons like a node does.  For each trusted
 scheduler it opens a *bridge*: a CURVE ROUTER for the nodes of its own
@@ -8,7 +8,12 @@ announces itself to its subnet's nodes with a beacon carrying the
 scheduler's id, its own endpoint and its own key.  The scheduler sees the
 nodes behind it as route stacks ``[relay, node]``.  Payloads pass through
 untouched: the relay never parses anything but beacons.  CURVE is hop by
-hop: the relay sees plaintext (see docs/security notes in operations.md).
+hop: the relay sees plaintext (docs/architecture.md §4.2, docs/security.md).
+
+A bridge's proxy thread owns its ROUTER, its DEALER and its end of the
+control pair, and closes them itself once the proxy stops; the reactor
+thread only sends ``TERMINATE`` down the control pair and joins it.  A ZeroMQ
+socket is never closed from a thread other than the one using it.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ __all__ = ["RelayConfig", "RelayService", "NODES_DOMAIN"]
 NODES_DOMAIN = "gridlib.nodes"
 _LOST_AFTER = 5  # scheduler beacon intervals without a beacon: the bridge is closed
 _MAX_BRIDGES = 32  # schedulers bridged at once; beacons are unauthenticated, so bound them
+_PROXY_STOP_WAIT = 5.0  # seconds a bridge's proxy thread is given to stop when asked
 
 
 @dataclass
@@ -52,9 +58,9 @@ class Bridge:
     epoch: int
     endpoint: str
     key: bytes
-    frontend: zmq.Socket[bytes]
+    frontend: zmq.Socket[bytes]  # the proxy thread's: only it closes them
     backend: zmq.Socket[bytes]
-    control: zmq.Socket[bytes]
+    control: zmq.Socket[bytes]  # the reactor thread's end of the proxy's control pair
     thread: threading.Thread
     announcer: BeaconAnnouncer
     interval: float
@@ -73,6 +79,7 @@ class RelayService:
         self.zap = zap
         zap.allow(NODES_DOMAIN, identity.trusted_nodes)
         self.bridges: dict[str, Bridge] = {}
+        self.stopping: list[Bridge] = []  # closed bridges whose proxy had not stopped yet
         self.listeners: list[BeaconListener] = []
 
     def start(self) -> None:
@@ -142,15 +149,19 @@ class RelayService:
 
     def _proxy(self, frontend: zmq.Socket[bytes], backend: zmq.Socket[bytes],
                control: zmq.Socket[bytes]) -> None:
+        """The bridge's thread: runs the proxy until TERMINATE (or the context's end), then
+        closes the three sockets it owns."""
         try:
             zmq.proxy_steerable(frontend, backend, None, control)
         except zmq.ZMQError as exc:
             if exc.errno != zmq.ETERM:
                 self.log.warning("event=proxy_stopped error=%s", exc)
         finally:
-            control.close(0)
+            for sock in (frontend, backend, control):
+                sock.close(0)
 
     def _check(self) -> None:
+        self._reap()
         now = time.monotonic()
         for bridge in list(self.bridges.values()):
             if not bridge.dial_out and now - bridge.last_beacon > bridge.interval * _LOST_AFTER:
@@ -160,11 +171,39 @@ class RelayService:
         self.log.warning("event=bridge_closed scheduler=%s reason=%r", bridge.sid, reason)
         self.bridges.pop(bridge.sid, None)
         bridge.announcer.close()
-        bridge.control.send(b"TERMINATE")
-        bridge.thread.join(5)
-        bridge.control.close(0)
-        bridge.frontend.close(0)
-        bridge.backend.close(0)
+        try:
+            bridge.control.send(b"TERMINATE", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # the proxy has stopped already (its end of the pair is closed)
+        bridge.thread.join(_PROXY_STOP_WAIT)
+        if bridge.thread.is_alive():
+            # its sockets stay its own, closed when it stops; the control end stays open so
+            # that the TERMINATE waiting in it is not dropped (closed later by _reap)
+            self.log.warning("event=proxy_slow_to_stop scheduler=%s", bridge.sid)
+            self.stopping.append(bridge)
+        else:
+            bridge.control.close(0)
+
+    def _reap(self) -> None:
+        """Close the control ends of bridges whose proxy has stopped since it was asked to."""
+        for bridge in [b for b in self.stopping if not b.thread.is_alive()]:
+            self.stopping.remove(bridge)
+            bridge.control.close(0)
+
+    def proxies_running(self) -> bool:
+        """Whether a closed bridge's proxy thread still holds its sockets."""
+        self._reap()
+        return bool(self.stopping)
+
+    def release(self) -> bool:
+        """At exit, after :meth:`stop`: close this thread's end of every control pair still
+        open.  True if a proxy thread still runs: its sockets are still its own, and only
+        terminating the context (ETERM) stops it now."""
+        running = self.proxies_running()
+        for bridge in self.stopping:
+            bridge.control.close(0)
+        self.stopping.clear()
+        return running
 
     def stop(self) -> None:
         for bridge in list(self.bridges.values()):

@@ -51,6 +51,13 @@ def test_help_lists_the_commands() -> None:
     assert node_help.returncode == 0 and "--cpus" in node_help.stdout and "--scheduler" in node_help.stdout
 
 
+def test_version_prints_the_package_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"gridlib {gridlib.__version__}\n"
+    assert gridlib.__version__ == "0.1.0"
+
+
 def test_keys_generate_and_show(tmp_path: Path) -> None:
     result = run("keys", "generate", str(tmp_path / "k"))
     assert result.returncode == 0

@@ -1,9 +1,13 @@
-"""The reactor after close: a late post (e.g. a signal during shutdown) is dropped quietly."""
+"""The reactor's posted calls: run in order, each one even if another raises, and a late
+post after close (e.g. a signal during shutdown) is dropped quietly."""
 
 from __future__ import annotations
 
+import logging
 import os
 import select
+
+import pytest
 
 from gridlib.protocol.reactor import Reactor
 
@@ -30,3 +34,21 @@ def test_posted_calls_run_in_order_on_the_loop() -> None:
     reactor.run()
     reactor.close()
     assert seen == [0, 1, 2]
+
+
+def test_a_posted_call_that_raises_is_logged_and_the_rest_of_its_batch_runs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reactor = Reactor()
+    seen: list[str] = []
+
+    def fails() -> None:
+        raise RuntimeError("boom")
+
+    reactor.call_soon_threadsafe(lambda: seen.append("before"))
+    reactor.call_soon_threadsafe(fails)
+    reactor.call_soon_threadsafe(lambda: seen.append("after"))  # same wake-up, same batch
+    with caplog.at_level(logging.ERROR, logger="gridlib.reactor"):
+        reactor.run_once(max_wait=0.5)  # one turn, and nothing else posted to wake it again
+    reactor.close()
+    assert seen == ["before", "after"]
+    assert any(r.exc_info and "boom" in str(r.exc_info[1]) for r in caplog.records)
