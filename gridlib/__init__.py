@@ -1,4 +1,4 @@
-"""gridlib: a compute grid for Python on ZeroMQ (API.md).
+"""gridlib: a compute grid for Python on ZeroMQ (the public API: docs/api.md).
 
 Names are imported lazily, so that ``gridlib.protocol`` and the scheduler
 never pull in cloudpickle or the client machinery.

@@ -1,4 +1,4 @@
-"""The client's I/O thread (DESIGN §1.3, §3).
+"""The client's I/O thread (docs/architecture.md §1, §7).
 
 One thread owns every socket of a cluster: a DEALER to a scheduler daemon
 or, for a ``JobCluster``, the embedded scheduler itself on the same reactor,

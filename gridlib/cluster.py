@@ -1,4 +1,4 @@
-"""``JobCluster``: run a computation on many argument sets across nodes (API.md "Client").
+"""``JobCluster``: run a computation on many argument sets across nodes (docs/api.md §1).
 
 The cluster packs the computation once, opens it at the scheduler (embedded
 in this process for ``JobCluster``), and turns submissions into ``Job``
@@ -51,6 +51,16 @@ def _light(msg: Message) -> bool:
     if msg.type == "JOB_EVENT":
         return msg.fields.get("event") == "running"
     return msg.type == "JOB_RESULT" and sum(memoryview(f).nbytes for f in msg.frames) < 65536
+
+
+def dispy_wildcards(nodes: Any) -> Any:
+    """dispy programs write ``nodes="*"`` or ``nodes=["*"]`` for "any node": the same as
+    ``NodeAllocate("*")`` here (there is no broadcast: this host's node)."""
+    if nodes == "*":
+        return [NodeAllocate("*")]
+    if isinstance(nodes, (list, tuple)) and "*" in nodes:
+        return [NodeAllocate("*") if item == "*" else item for item in nodes]
+    return nodes
 
 
 def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
@@ -125,6 +135,7 @@ class JobCluster(NodeControl):
     ) -> None:
         if loglevel is not None:
             set_loglevel(loglevel)
+        nodes = dispy_wildcards(nodes)
         if node_wait is not None and (isinstance(node_wait, bool) or not node_wait >= 0):
             raise ValueError("node_wait must be a number of seconds >= 0, or None to wait")
         host = host or ip_addr  # dispy's name
@@ -573,6 +584,8 @@ class JobCluster(NodeControl):
             node = self._node_names.get(job.node) if job.node else None
             if node is not None:
                 node.busy += 1
+            if job._on_running is not None:
+                job._on_running(job)
             self._notify(JobStatus.Running, node, job)
         elif msg.fields["event"] == "provisional":
             try:
@@ -582,7 +595,10 @@ class JobCluster(NodeControl):
                 return
             job.status = JobStatus.ProvisionalResult
             if self.job_status is not None:
-                self.job_status(job)
+                try:
+                    self.job_status(job)
+                except Exception:
+                    log.exception("event=job_status_callback_failed job=%s", job.id)
             self._notify(JobStatus.ProvisionalResult, self._node_names.get(job.node or ""), job)
 
     def _apply_file(self, msg: Message) -> None:

@@ -1,4 +1,4 @@
-"""Jobs in the order they finish, for threads and for asyncio (API.md "Executor and asyncio").
+"""Jobs in the order they finish, for threads and for asyncio (docs/api.md §1.3, docs/executor.md).
 
 ``cluster.as_completed(jobs)`` returns an :class:`AsCompleted`: iterate it
 (``for job in ...``) in a thread, or ``async for job in ...`` in a coroutine.

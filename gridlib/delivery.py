@@ -1,4 +1,4 @@
-"""The delivery thread: user callbacks run here, in order, never on the I/O thread (DESIGN §1.3)."""
+"""The delivery thread: user callbacks run here, in order, never on the I/O thread (docs/architecture.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``GridExecutor``: the grid as a ``concurrent.futures.Executor`` (API.md "Executor and asyncio").
+"""``GridExecutor``: the grid as a ``concurrent.futures.Executor`` (docs/api.md §7, docs/executor.md).
 
 Any function per call: each is pickled once (cloudpickle: the user's own code
 by value, installed modules by reference, see ``gridlib/payload.py``), named
@@ -11,32 +11,65 @@ its future with a :class:`~gridlib.RemoteJobError` carrying the remote
 traceback -- an instance of the original exception's class too, when that
 class can be unpickled here, so ``except ValueError`` still works.
 
-Cancelling a future cancels its job, even a running one (its process is
-killed): the grid does not tell the client the moment a job starts.
+The semantics are the standard library's (CPython's own
+``test_concurrent_futures`` runs against it: tests/integration/
+test_stdlib_concurrent_futures.py): a future is *running* once its job runs
+on a node, and only a pending one can be cancelled (cancelling it cancels its
+job); ``shutdown(wait=False)`` lets running and queued calls finish in the
+background, ``cancel_futures=True`` cancels only those not running yet; at
+interpreter exit the calls still unfinished are waited for, and a submit
+from then on raises ``RuntimeError``; ``map`` keeps no result it has
+yielded; ``initializer(*initargs)`` runs once in each worker process, and
+one that raises breaks the executor (``BrokenExecutor``, logged CRITICAL on
+``concurrent.futures`` as a pool does).  What a call prints is written to this
+process's stdout and stderr when it completes (``forward_output=False``: kept
+only in the jobs), as a process pool's workers print to the same terminal.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import logging
+import sys
 import threading
 import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import BrokenExecutor, Executor, Future
+from concurrent.futures import wait as wait_futures
 from typing import Any
 
-from gridlib.executor_runtime import run_calls
+from gridlib.executor_runtime import run_calls, run_initializer
 from gridlib.job import Job, JobStatus
 from gridlib.payload import dumps
 from gridlib.protocol.errors import GridError, RemoteJobError
 from gridlib.remote_error import info_error
 
-__all__ = ["GridExecutor"]
+__all__ = ["GridExecutor", "BrokenGridExecutor"]
 
 Call = tuple[tuple[Any, ...], dict[str, Any]]
 _KNOWN_FUNCTIONS = 10_000  # digests whose nodes are remembered (older ones: pickle sent again)
+_live: weakref.WeakSet[GridExecutor] = weakref.WeakSet()
+_exiting = False
+
+
+def _python_exit() -> None:
+    """At interpreter exit (before non-daemon threads are joined): no new calls, and the
+    unfinished ones are waited for -- as the standard executors do."""
+    global _exiting
+    _exiting = True
+    for executor in list(_live):
+        executor.shutdown(wait=True)
+
+
+threading._register_atexit(_python_exit)  # type: ignore[attr-defined]  # (what concurrent.futures uses)
+
+
+class BrokenGridExecutor(BrokenExecutor, GridError):
+    """The executor's ``initializer`` failed on every node: no call can run."""
 
 
 class GridExecutor(Executor):
@@ -50,9 +83,16 @@ class GridExecutor(Executor):
 
     def __init__(self, nodes: Any = None, secret: str | None = None,
                  max_workers: int | None = None, scheduler: str | None = None,
-                 **options: Any) -> None:
+                 initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (),
+                 forward_output: bool = True, **options: Any) -> None:
+        if isinstance(nodes, int) and not isinstance(nodes, bool):  # GridExecutor(4), as a pool
+            nodes, max_workers = None, nodes
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if initializer is not None:
+            if not callable(initializer):
+                raise TypeError("initializer must be a callable")
+            options["setup"] = functools.partial(run_initializer, initializer, tuple(initargs))
         if scheduler is not None:
             from gridlib.shared import SharedJobCluster
             self.cluster: Any = SharedJobCluster(run_calls, scheduler=scheduler, nodes=nodes,
@@ -63,10 +103,15 @@ class GridExecutor(Executor):
                                       local_cpus=max_workers or 0, **options)
         self._lock = threading.Lock()
         self._shutdown = False
+        self._closed = False
+        self._initializer = initializer is not None
+        self._broken: str | bool = False  # why no call can run (the initializer failed)
+        self._forward = forward_output
         # job -> (digest, pickle, calls, one call or a map chunk, its future)
         self._pending: dict[Job, tuple[str, bytes, list[Call], bool, Future[Any]]] = {}
         self._pickled: weakref.WeakKeyDictionary[Any, tuple[str, bytes]] = weakref.WeakKeyDictionary()
         self._ran_on: OrderedDict[str, set[str]] = OrderedDict()  # digest -> nodes that have it
+        _live.add(self)
 
     # -- the Executor API -----------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -87,16 +132,33 @@ class GridExecutor(Executor):
         return self._results(futures, deadline)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """No new calls; with ``cancel_futures`` the unfinished ones are cancelled."""
+        """No new calls.  ``cancel_futures``: cancel the calls not running yet.  ``wait``:
+        return once every call has finished; else they finish in the background and the
+        executor's cluster closes after them."""
         with self._lock:
             self._shutdown = True
-            pending = list(self._pending.values())
+            futures = [entry[4] for entry in self._pending.values()]  # (in submission order)
         if cancel_futures:
-            for *_, future in pending:
-                future.cancel()
+            # the oldest calls, as many as the nodes have CPUs, may be running already (a
+            # node says so only after 10 ms): as in a pool, only the calls behind them go
+            busy = sum(max(1, node.cpus) for node in list(self.cluster._nodes.values())) or 1
+            for future in [f for f in futures if not f.done()][busy:]:
+                future.cancel()  # (one known to run is not cancelled)
         if wait:
-            self.cluster.wait()
-        self.cluster.close(timeout=None if wait else 10.0, terminate=not wait or cancel_futures)
+            self._close_after(futures)
+        else:
+            threading.Thread(target=self._close_after, args=(futures,),
+                             name="gridlib-executor-shutdown").start()  # non-daemon: joined at exit
+
+    def _close_after(self, futures: list[Future[Any]]) -> None:
+        wait_futures(futures)
+        self.cluster.wait()
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.cluster.close()
+        _live.discard(self)
 
     # -- internals ------------------------------------------------------------------
     def _pickle(self, fn: Callable[..., Any]) -> tuple[str, bytes]:
@@ -127,16 +189,30 @@ class GridExecutor(Executor):
 
     def _submit(self, pickled: tuple[str, bytes], calls: list[Call], single: bool,
                 future: Future[Any] | None = None, with_pickle: bool = False) -> Future[Any]:
-        with self._lock:
-            if self._shutdown and future is None:
-                raise RuntimeError("cannot schedule new calls after shutdown")
+        if future is None:
+            with self._lock:
+                if self._broken:
+                    raise BrokenGridExecutor(f"the executor is broken: {self._broken}")
+                if self._shutdown:
+                    raise RuntimeError("cannot schedule new futures after shutdown")
+                if _exiting:
+                    raise RuntimeError("cannot schedule new futures after interpreter shutdown")
         future = future or Future()
         digest, blob = pickled
         job = self.cluster.submit(digest, blob if with_pickle or self._needs_pickle(digest)
                                   else None, calls)
         with self._lock:
             self._pending[job] = (digest, blob, calls, single, future)
-        future.add_done_callback(lambda f: f.cancelled() and self.cluster.cancel(job))
+        def cancelled(f: Future[Any]) -> None:
+            if f.cancelled():  # (cancel() leaves it CANCELLED: wait() counts it done once notified)
+                f.set_running_or_notify_cancel()
+                self.cluster.cancel(job)
+        future.add_done_callback(cancelled)
+
+        def running(_job: Job) -> None:  # its job runs on a node: the future is running
+            if not future.running() and not future.set_running_or_notify_cancel():
+                self.cluster.cancel(job)
+        job._on_running = running
         job.add_done_callback(self._job_done)
         return future
 
@@ -151,18 +227,21 @@ class GridExecutor(Executor):
         """Delivery thread: settle the future of a finished job (or send it again)."""
         with self._lock:
             entry = self._pending.pop(job, None)
+        job._on_running = None
         if entry is None or entry[4].done():
             return
         digest, blob, calls, single, future = entry
-        if job.status == JobStatus.Finished and isinstance(job.result, tuple):
-            kind, value = job.result
+        if self._forward:
+            self._print(job)
+        result, job.result = job.result, None  # the future keeps the value, not the job
+        if job.status == JobStatus.Finished and isinstance(result, tuple):
+            kind, value = result
             if kind == "missing":  # a node without the function: once more, with it
-                self._submit((digest, blob), calls, single, future,
-                             with_pickle=True)
+                self._submit((digest, blob), calls, single, future, with_pickle=True)
                 return
             if job.node:
                 self._ran(digest, job.node)
-            if not future.set_running_or_notify_cancel():
+            if not future.running() and not future.set_running_or_notify_cancel():
                 return
             outcomes = [(ok, v if ok else info_error(v, job.node)) for ok, v in value]
             if single:
@@ -171,19 +250,47 @@ class GridExecutor(Executor):
             else:
                 future.set_result(outcomes)
             return
-        if not future.set_running_or_notify_cancel():
+        if not future.running() and not future.set_running_or_notify_cancel():
+            return
+        if self._initializer and job.exception_type == "SetupError":
+            self._break(job.exception_message or job.exception or "the initializer failed")
+            future.set_exception(BrokenGridExecutor(f"the executor is broken: {self._broken}"))
             return
         future.set_exception(job.error() or RemoteJobError(job.status.name, "no result", "", job.node))
 
+    def _break(self, reason: str) -> None:
+        with self._lock:
+            if self._broken:
+                return
+            self._broken = reason
+        logging.getLogger("concurrent.futures").critical("Exception in initializer: %s", reason)
+
+    @staticmethod
+    def _print(job: Job) -> None:
+        """What the call printed, here (as a process pool's workers print to our terminal)."""
+        for text, stream in ((job.stdout, sys.stdout), (job.stderr, sys.stderr)):
+            if text and stream is not None:
+                try:
+                    stream.write(text if isinstance(text, str) else text.decode(errors="replace"))
+                    stream.flush()
+                except (OSError, ValueError):
+                    pass
+
     @staticmethod
     def _results(futures: list[Future[Any]], deadline: float | None) -> Iterator[Any]:
+        """Each value as it comes, in order; nothing yielded is kept (the standard library's
+        ``map`` drops each future once it has its value)."""
+        futures.reverse()
         try:
-            for future in futures:
+            while futures:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                for ok, value in future.result(remaining):
-                    if not ok:
-                        raise value
-                    yield value
+                outcomes = futures[-1].result(remaining)
+                futures.pop()
+                outcomes.reverse()
+                while outcomes:
+                    if not outcomes[-1][0]:
+                        raise outcomes.pop()[1]
+                    yield outcomes.pop()[1]
         finally:
             for future in futures:
                 future.cancel()

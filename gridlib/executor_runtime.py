@@ -15,16 +15,19 @@ scheduler relayed, like any computation).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import pickle
+import sys
 import traceback
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from gridlib.payload import dumps
 
-__all__ = ["run_calls", "describe_exception", "FUNCTION_DIR"]
+__all__ = ["run_calls", "run_initializer", "describe_exception", "FUNCTION_DIR"]
 
 FUNCTION_DIR = ".gridlib-functions"
 _functions: dict[str, Callable[..., Any]] = {}
@@ -41,13 +44,61 @@ def run_calls(digest: str, blob: bytes | None, calls: list[tuple[tuple[Any, ...]
     fn = _function(digest, blob)
     if fn is None:
         return "missing", digest
+    _joblib_here()
     outcomes: list[tuple[bool, Any]] = []
     for args, kwargs in calls:
         try:
             outcomes.append((True, fn(*args, **kwargs)))
-        except Exception as exc:
+        except BaseException as exc:  # a call may raise anything (KeyboardInterrupt...): loky's rule
             outcomes.append((False, describe_exception(exc)))
     return "ok", outcomes
+
+
+_joblib_registered = False
+
+
+def _joblib_here() -> None:
+    """A task that runs ``joblib.Parallel(backend="gridlib")`` itself (nested) finds the backend
+    registered on the node too, as it is in the client."""
+    global _joblib_registered
+    if _joblib_registered:
+        return
+    _joblib_registered = True
+    if "joblib" in sys.modules or importlib.util.find_spec("joblib") is not None:
+        try:
+            from gridlib.joblib_backend import register_joblib
+            register_joblib()
+        except Exception:  # joblib without the parts we need: no nesting, nothing else lost
+            pass
+
+
+def run_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> int:
+    """``GridExecutor(initializer=, initargs=)``: the cluster's setup, once per worker process
+    (as a process pool runs it once per process); its return value does not matter."""
+    _module_namespace(initializer)(*initargs)
+    return 0
+
+
+_namespaces: dict[str, dict[str, Any]] = {}  # a by-value module's name -> its globals here
+
+
+def _module_namespace(fn: Any) -> Any:
+    """Functions of one of the user's modules that arrived by value, each in its own pickle,
+    share one global namespace here, as they share their module at home: an initializer
+    that sets a module global is seen by the calls that read it."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    module = sys.modules.get(fn.__module__)
+    if module is not None and getattr(module, "__dict__", None) is fn.__globals__:
+        return fn  # by reference: it already lives in its real module
+    namespace = _namespaces.setdefault(fn.__module__, {})
+    for name, value in fn.__globals__.items():
+        namespace.setdefault(name, value)
+    shared = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    shared.__kwdefaults__ = fn.__kwdefaults__
+    shared.__dict__.update(fn.__dict__)
+    shared.__qualname__, shared.__module__ = fn.__qualname__, fn.__module__
+    return shared
 
 
 def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
@@ -64,7 +115,7 @@ def _function(digest: str, blob: bytes | None) -> Callable[..., Any] | None:
             return None
     if hashlib.sha256(blob).hexdigest() != digest:
         raise ValueError("the function's pickle does not match its digest")
-    fn: Callable[..., Any] = pickle.loads(blob)  # the user's code arrived by value
+    fn: Callable[..., Any] = _module_namespace(pickle.loads(blob))  # (the user's code: by value)
     _functions[digest] = fn
     if not path.exists():  # for the other workers of this node (written whole, then renamed)
         path.parent.mkdir(exist_ok=True)

@@ -1,4 +1,4 @@
-"""The web monitor, served by the process itself (API.md "Web monitor"; dispy's ``httpd``).
+"""The web monitor, served by the process itself (docs/monitor.md; dispy's ``httpd``).
 
 ``HTTPServer(cluster)`` serves one page (:mod:`gridlib.monitor_page`) and a
 JSON API on a stdlib ``ThreadingHTTPServer`` in a daemon thread of its own.

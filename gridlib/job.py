@@ -1,4 +1,4 @@
-"""Jobs as the user sees them (API.md ``Job``, ``JobStatus``; DESIGN §6)."""
+"""Jobs as the user sees them (docs/api.md §2; docs/architecture.md §5)."""
 
 from __future__ import annotations
 
@@ -71,6 +71,7 @@ class Job:
         self.node: str | None = None
         self.attempts = 0
         self._done = threading.Event()
+        self._on_running: Callable[[Job], None] | None = None  # GridExecutor: its future runs
         self._callbacks: list[tuple[Callable[[Job], None], bool]] | None = None
 
     @property

@@ -1,4 +1,4 @@
-"""What a running job can call (API "Inside a job"): provisional results, files, context.
+"""What a running job can call (docs/api.md §5): provisional results, files, context.
 
 These functions work inside a job on a node; the worker process installs
 the channel back to its node before each job.  Outside a job they raise.

@@ -22,8 +22,9 @@ from concurrent.futures import Future
 from typing import Any
 
 from gridlib.executor import GridExecutor
+from gridlib.protocol.errors import RemoteJobError
 
-__all__ = ["register_joblib", "GridBackend"]
+__all__ = ["register_joblib", "GridlibBackend", "GridBackend"]
 
 _default: GridExecutor | None = None
 _default_lock = threading.Lock()
@@ -42,7 +43,7 @@ def register_joblib() -> None:
     """Make ``backend="gridlib"`` available to joblib (raises ImportError without joblib)."""
     from joblib import register_parallel_backend
 
-    register_parallel_backend("gridlib", GridBackend)
+    register_parallel_backend("gridlib", GridlibBackend)
 
 
 def _backend_base() -> type:
@@ -51,7 +52,20 @@ def _backend_base() -> type:
     return ParallelBackendBase  # type: ignore[no-any-return]
 
 
-class GridBackend(_backend_base()):  # type: ignore[misc]
+def _as_loky(result: Any, *args: Any) -> Any:
+    """A task's failure raised as joblib's process backend raises it: the original exception
+    itself (``type(e) is ValueError``; a ``KeyboardInterrupt`` too), the remote traceback as
+    its cause (as ``concurrent.futures.process`` attaches ``_RemoteTraceback``)."""
+    try:
+        return result(*args)
+    except RemoteJobError as error:
+        original = getattr(error, "original", None)
+        if isinstance(original, BaseException):
+            raise original from error.__cause__
+        raise
+
+
+class GridlibBackend(_backend_base()):  # type: ignore[misc]
     """joblib's ``ParallelBackendBase`` over a ``GridExecutor``."""
 
     supports_retrieve_callback = True
@@ -97,11 +111,14 @@ class GridBackend(_backend_base()):  # type: ignore[misc]
         return future
 
     def retrieve_result_callback(self, future: Future[Any]) -> Any:
-        return future.result()
+        return _as_loky(future.result)
 
     def retrieve_result(self, out: Future[Any], timeout: float | None = None) -> Any:
-        return out.result(timeout)
+        return _as_loky(out.result, timeout)
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
         for future in list(self._futures):
             future.cancel()
+
+
+GridBackend = GridlibBackend  # the name before 0.2

@@ -1,4 +1,4 @@
-"""The client's recovery journal: submissions and results in SQLite (DESIGN §6).
+"""The client's recovery journal: submissions and results in SQLite (docs/reliability.md §5).
 
 With ``recover_file=PATH`` a cluster writes every job to the journal before
 it is sent and every result before it is acknowledged, so that after the

@@ -1,4 +1,4 @@
-"""Where the web monitor gets its data (API.md "Web monitor"): one small interface, two sources.
+"""Where the web monitor gets its data (docs/monitor.md §5): one small interface, two sources.
 
 :class:`MonitorSource` is all :mod:`gridlib.httpd` knows: a snapshot of nodes,
 jobs and clusters as JSON-ready dicts, a counter of jobs ended (the input of

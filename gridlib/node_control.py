@@ -1,4 +1,4 @@
-"""A cluster's say over its nodes (API.md ``NodeAllocate`` and the node operations).
+"""A cluster's say over its nodes (docs/api.md §1.4, §3).
 
 The scheduler offers every node it meets; the cluster answers on its
 delivery thread, where ``NodeAllocate.allocate`` (user code) may run: how

@@ -1,4 +1,4 @@
-"""Nodes as the user sees them (API.md ``Node``, ``NodeStatus``, ``NodeAllocate``)."""
+"""Nodes as the user sees them (docs/api.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Packing computations, arguments and results with cloudpickle (DESIGN §4).
+"""Packing computations, arguments and results with cloudpickle (docs/code-shipping.md).
 
 Only the client and the node's worker processes import this module: the
 scheduler, the relay and the protocol package never deserialize payloads.

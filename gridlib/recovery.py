@@ -1,4 +1,4 @@
-"""``recover_jobs``: every job of a client that died, from its journal (DESIGN §6).
+"""``recover_jobs``: every job of a client that died, from its journal (docs/reliability.md §5).
 
 For each cluster the journal holds open, a new embedded scheduler opens the
 same cluster (same id, same computation) with ``recover`` set.  Nodes that

@@ -43,7 +43,12 @@ def remote_error(kind: str, message: str, traceback: str = "", node: str | None 
         except Exception:
             original = None
     error: RemoteJobError
-    if isinstance(original, Exception):
+    if isinstance(original, BaseException) and not isinstance(original, Exception):
+        # KeyboardInterrupt, SystemExit...: raised as themselves (they do not mix with an
+        # Exception class), the remote error kept as .remote_error
+        error = RemoteJobError(*args)
+        error.original = original  # type: ignore[attr-defined]
+    elif isinstance(original, Exception):
         cls = type(original)
         try:
             combined = _combined.get(cls) or _combined.setdefault(

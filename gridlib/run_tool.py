@@ -1,4 +1,4 @@
-"""``gridlib run``: one program on many argument sets (API.md "Command line"; dispy's ``dispy.py``).
+"""``gridlib run``: one program on many argument sets (docs/tools.md §1; dispy's ``dispy.py``).
 
 The logic behind the command, kept apart from typer so that it can be
 called and tested on its own: the argument sets are split like a shell

@@ -1,4 +1,4 @@
-"""``SharedJobCluster``: the JobCluster API against a ``gridlib scheduler`` daemon (DESIGN §3).
+"""``SharedJobCluster``: the JobCluster API against a ``gridlib scheduler`` daemon (docs/api.md §6).
 
 Everything but the connection is JobCluster's: the client dials the shared
 scheduler's client port with CURVE (it never has to be reachable itself, so
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gridlib.client_io import ClientConnection
-from gridlib.cluster import JobCluster, _node_specs
+from gridlib.cluster import JobCluster, _node_specs, dispy_wildcards
 from gridlib.protocol.addresses import split_host_port
 from gridlib.protocol.codec import new_message
 from gridlib.protocol.errors import ConnectionLost, GridError
@@ -49,6 +49,7 @@ class SharedJobCluster(JobCluster):
         self._scheduler_endpoint = tcp_endpoint(host, port)
         self._scheduler_key = scheduler_key.encode() if isinstance(scheduler_key, str) else scheduler_key
         self._exclusive = bool(exclusive)
+        nodes = dispy_wildcards(nodes)
         self._only_listed = None if nodes is None else [
             split_host_port(spec, 0)[0] for spec in _node_specs(nodes)]
         super().__init__(computation, nodes=nodes, **options)

@@ -1,4 +1,4 @@
-"""``gridlib status``: what a shared scheduler is doing (API.md "Command line"; operations.md §12).
+"""``gridlib status``: what a shared scheduler is doing (docs/tools.md §2).
 
 The tool is a client of the scheduler like ``SharedJobCluster`` (a CURVE
 DEALER to its client port, so its key must be on the scheduler's

@@ -1,4 +1,4 @@
-"""Node address patterns: host names, IPs, ``host:port``, ``a.b.c.*`` and CIDR (DESIGN §3)."""
+"""Node address patterns: host names, IPs, ``host:port``, ``a.b.c.*`` and CIDR."""
 
 from __future__ import annotations
 

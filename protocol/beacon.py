@@ -1,4 +1,4 @@
-"""The discovery beacon: a scheduler's public hint to nodes (DESIGN §3, §7).
+"""The discovery beacon: a scheduler's public hint to nodes (docs/architecture.md §4.1).
 
 A beacon is the only thing gridlib accepts unauthenticated.  It is a
 two-frame PUB message ``[BEACON_TOPIC, msgpack map]`` of at most

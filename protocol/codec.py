@@ -1,4 +1,4 @@
-"""The envelope codec: gridlib messages to ZeroMQ frames and back (DESIGN §4).
+"""The envelope codec: gridlib messages to ZeroMQ frames and back (docs/architecture.md §3).
 
 ::
 

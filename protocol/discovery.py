@@ -1,4 +1,4 @@
-"""Discovery without multicast (DESIGN §3, §7): announcing and hearing beacons.
+"""Discovery without multicast (docs/architecture.md §4.1): announcing and hearing beacons.
 
 :class:`BeaconAnnouncer` connects PUB sockets to the beacon port of every
 candidate node (or relay) and sends beacons, fast right after a new

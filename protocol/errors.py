@@ -1,4 +1,4 @@
-"""The one exception hierarchy of gridlib (DESIGN §4 error codes).
+"""The one exception hierarchy of gridlib (docs/api.md §4; wire codes in docs/architecture.md §3).
 
 Every error a user or a daemon can see derives from :class:`GridError`.
 Wire errors carry an HTTP-like ``code`` so that peers can answer

@@ -1,4 +1,4 @@
-"""Curve keys: the user's own key, key files, and keys derived from a secret (DESIGN §7).
+"""Curve keys: the user's own key, key files, and keys derived from a secret (docs/security.md §2).
 
 Three ways to an identity:
 

@@ -1,4 +1,4 @@
-"""Liveness of peers from the messages they send (DESIGN §5).
+"""Liveness of peers from the messages they send (docs/reliability.md §2).
 
 Any message from a peer counts as a heartbeat.  A peer silent for
 ``suspect_after`` intervals is *suspect* (no new work goes to it); silent for

@@ -1,4 +1,4 @@
-"""Message types and their required header fields (DESIGN §4).
+"""Message types and their required header fields (docs/architecture.md §3).
 
 Each message type names the fields its header must carry and their types.
 The codec rejects a message whose required fields are missing or of the

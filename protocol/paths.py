@@ -1,4 +1,4 @@
-"""Safe file placement: a peer-supplied name never escapes its base directory (DESIGN §7).
+"""Safe file placement: a peer-supplied name never escapes its base directory (docs/security.md §6).
 
 Used by nodes for shipped files and by clients for files jobs send back.
 """

@@ -1,4 +1,4 @@
-"""The start-up proof that authentication fails closed (DESIGN §7).
+"""The start-up proof that authentication fails closed (docs/security.md §5).
 
 Before a process serves anything it binds a CURVE server socket exactly as
 its real ones are made, has a client with a fresh unknown key connect and

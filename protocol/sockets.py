@@ -1,4 +1,4 @@
-"""The socket policy every process applies (DESIGN §3, §5, §7).
+"""The socket policy every process applies (docs/architecture.md §1.2).
 
 Bound request sockets are CURVE servers with a ZAP domain, enforced, set
 before ``bind``; connecting sockets are CURVE clients that must know the

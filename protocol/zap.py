@@ -1,4 +1,4 @@
-"""ZAP authentication (RFC 27) with an allowlist of Curve keys (DESIGN §7).
+"""ZAP authentication (RFC 27) with an allowlist of Curve keys (docs/security.md).
 
 :class:`ZapPolicy` is the I/O-free decision: given a domain, a mechanism and
 the client's credentials, allow or refuse.  :class:`ZapHandler` is the thin

@@ -1,4 +1,4 @@
-"""Results kept on disk until the scheduler acknowledges them (DESIGN §6).
+"""Results kept on disk until the scheduler acknowledges them (docs/reliability.md §3).
 
 A finished job's result is appended (mode 0600) to a log segment before it
 is sent; a ``RESULT_ACK`` appends a release record.  A node that lost its

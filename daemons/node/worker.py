@@ -1,4 +1,4 @@
-"""The worker process: runs one cluster's setup once, then its jobs one by one (DESIGN §6).
+"""The worker process: runs one cluster's setup once, then its jobs one by one (docs/architecture.md §5).
 
 A worker lives in its own process group, in the cluster's directory, with
 fds 1 and 2 redirected to a file so that everything a job prints (its

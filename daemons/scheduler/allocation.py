@@ -1,4 +1,4 @@
-"""Which nodes a cluster uses, and how (API.md ``NodeAllocate``; DESIGN §3).
+"""Which nodes a cluster uses, and how (docs/api.md §3, docs/architecture.md §2.1).
 
 Every node a cluster could use is offered to its client (``NODE_EVENT
 discovered``); the client decides (``NODE_ALLOCATE``: CPUs for this cluster,

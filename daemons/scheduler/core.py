@@ -1,4 +1,4 @@
-"""The scheduler's pure state machine (DESIGN §1.2, §3, §6).
+"""The scheduler's pure state machine (docs/architecture.md §1, §2).
 
 One implementation serves the scheduler embedded in a ``JobCluster`` and the
 ``gridlib scheduler`` daemon.  Every entry point takes the decoded message

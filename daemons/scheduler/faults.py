@@ -1,4 +1,4 @@
-"""What the scheduler core does when things die (DESIGN §5, §6).
+"""What the scheduler core does when things die (docs/reliability.md, docs/architecture.md §6).
 
 A lost node's jobs run again (``reentrant``) or end ``abandoned``; a job
 that lost its node on every attempt ends ``terminated`` and named.  A node

@@ -1,4 +1,4 @@
-"""The shared scheduler's journal: accepted clusters and jobs survive a restart (DESIGN §6).
+"""The shared scheduler's journal: accepted clusters and jobs survive a restart (docs/operations.md §12).
 
 The core lists its durable changes (``SchedulerCore.persist``); the shell
 writes them here in one SQLite transaction per loop turn, *before* it sends

@@ -1,4 +1,4 @@
-"""``gridlib scheduler``: the shared scheduler daemon (DESIGN §3, §6).
+"""``gridlib scheduler``: the shared scheduler daemon (docs/operations.md §12).
 
 The same :class:`~.service.SchedulerService` as a ``JobCluster`` embeds,
 with clients on a CURVE TCP port (``gridlib.clients``), an optional journal,

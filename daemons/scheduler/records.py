@@ -1,4 +1,4 @@
-"""The scheduler core's records of clients, clusters, nodes and jobs (DESIGN §6).
+"""The scheduler core's records of clients, clusters, nodes and jobs.
 
 Plain data, no I/O.  Payload frames are kept as the opaque objects the
 shell received; the core never looks inside them.

@@ -1,4 +1,4 @@
-"""The scheduler's socket shell (DESIGN §3): sockets, beacons and timers around the core.
+"""The scheduler's socket shell: sockets, beacons and timers around the core.
 
 The same class runs inside a ``JobCluster``'s I/O thread (its one client
 attached on that thread, messages passed as objects) and as the

@@ -1,4 +1,4 @@
-"""The scheduler core's state and the helpers every part of it uses (DESIGN §1.2, §6).
+"""The scheduler core's state and the helpers every part of it uses.
 
 :class:`SchedulerState` holds clients, clusters, nodes and jobs and the
 outgoing messages; the behaviour lives in :mod:`.core` (messages and

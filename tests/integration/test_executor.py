@@ -146,3 +146,38 @@ def test_executor_is_a_concurrent_futures_executor() -> None:
     assert issubclass(gridlib.GridExecutor, cf.Executor)
     with pytest.raises(ValueError):
         gridlib.GridExecutor(max_workers=0)
+
+
+def test_joblib_raises_task_errors_as_loky_does_and_nests(node_daemon: NodeProcess) -> None:
+    """The original class itself (KeyboardInterrupt included), the remote traceback as its
+    cause; and a task may run Parallel(backend="gridlib") itself."""
+    import traceback
+
+    import joblib
+
+    gridlib.register_joblib()
+
+    def divide(x: int) -> float:
+        return 1 / x
+
+    def interrupt(x: int) -> int:
+        raise KeyboardInterrupt
+
+    def nested(n: int) -> list[int]:
+        import joblib as jl
+        return jl.Parallel(n_jobs=2, backend="gridlib")(jl.delayed(abs)(-i) for i in range(n))
+
+    ex = gridlib.GridExecutor(nodes=[f"127.0.0.1:{node_daemon.port}"])
+    try:
+        with joblib.parallel_config(backend="gridlib", executor=ex):
+            with pytest.raises(ZeroDivisionError) as caught:
+                joblib.Parallel(n_jobs=2)(joblib.delayed(divide)(x) for x in (1, 0))
+            assert type(caught.value) is ZeroDivisionError
+            text = "".join(traceback.format_exception(caught.value))
+            assert "in divide" in text and "division by zero" in text  # the remote traceback
+            with pytest.raises(KeyboardInterrupt):
+                joblib.Parallel(n_jobs=2)(joblib.delayed(interrupt)(x) for x in (1, 0))
+    finally:
+        ex.shutdown()
+    with joblib.parallel_config(backend="gridlib", nodes=[f"127.0.0.1:{node_daemon.port}"]):
+        assert joblib.Parallel(n_jobs=1)(joblib.delayed(nested)(3) for _ in range(1)) == [[0, 1, 2]]

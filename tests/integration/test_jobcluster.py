@@ -158,6 +158,31 @@ def test_provisional_results_and_callbacks_on_their_own_thread(node_daemon: Node
     assert events[-1] == JobStatus.Finished
 
 
+def test_a_job_status_callback_that_raises_on_a_provisional_result_spares_cluster_status(
+        node_daemon: NodeProcess) -> None:
+    def progress():  # type: ignore[no-untyped-def]
+        from gridlib import provisional_result
+        provisional_result("halfway")
+        return "done"
+
+    def job_status(job):  # type: ignore[no-untyped-def]
+        if job.status == JobStatus.ProvisionalResult:
+            raise RuntimeError("a buggy callback")
+
+    events: list[tuple[object, object]] = []
+
+    def cluster_status(status, node, job):  # type: ignore[no-untyped-def]
+        if job is not None:
+            events.append((status, job.result))
+
+    with cluster_for(node_daemon, progress, job_status=job_status,
+                     cluster_status=cluster_status) as cluster:
+        assert cluster.submit()(timeout=60) == "done"
+        assert cluster.wait(30)
+    assert (JobStatus.ProvisionalResult, "halfway") in events
+    assert events[-1] == (JobStatus.Finished, "done")
+
+
 def test_send_file_lands_in_the_client_directory(node_daemon: NodeProcess, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     def make_report(name):  # type: ignore[no-untyped-def]
@@ -367,3 +392,11 @@ def test_a_job_running_longer_than_the_started_delay_is_seen_running(
         assert wait_for(lambda: ("long", JobStatus.Finished) in events, 30)
     assert [s for j, s in events if j == "short"][-1:] == [JobStatus.Finished]
     assert [s for j, s in events if j == "long"] == [JobStatus.Running, JobStatus.Finished]
+
+
+def test_dispy_wildcard_nodes_mean_this_hosts_node() -> None:
+    """dispy programs write nodes='*' and nodes=['*']: this host's (here: private) node."""
+    from tests.helpers import free_port
+    for nodes in ("*", ["*"]):
+        with gridlib.JobCluster(abs, nodes=nodes, node_port=free_port()) as cluster:
+            assert cluster.submit(-7)(timeout=60) == 7

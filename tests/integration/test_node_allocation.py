@@ -1,4 +1,4 @@
-"""NodeAllocate and the node operations against a real node daemon (API.md)."""
+"""NodeAllocate and the node operations against a real node daemon (docs/api.md §1.4, §3)."""
 
 from __future__ import annotations
 

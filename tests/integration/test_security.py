@@ -1,4 +1,4 @@
-"""Fail closed (DESIGN §7): the self-test, oversize messages, connection floods, canaries."""
+"""Fail closed (docs/security.md §5, §6): the self-test, oversize messages, connection floods, canaries."""
 
 from __future__ import annotations
 

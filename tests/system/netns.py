@@ -1,4 +1,4 @@
-"""Test hosts in network namespaces that the test itself creates (DESIGN §9).
+"""Test hosts in network namespaces that the test itself creates.
 
 Hosts get addresses in 198.51.100.0/24 and 203.0.113.0/24 only.  Each
 subnet is a bridge inside a private "switch" namespace; each host is a

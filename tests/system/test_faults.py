@@ -1,4 +1,4 @@
-"""Faults as tests (DESIGN §5, §6): nodes killed, frozen and restarted, poison jobs, churn.
+"""Faults as tests (docs/reliability.md): nodes killed, frozen and restarted, poison jobs, churn.
 
 Heartbeats run at 0.5 s here, so a silent node is lost after 2.5 s.
 """

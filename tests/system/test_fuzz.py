@@ -1,4 +1,4 @@
-"""Hostile but authenticated peers against live daemons (DESIGN §7, §9).
+"""Hostile but authenticated peers against live daemons (docs/security.md §6, §7).
 
 Hypothesis generates thousands of malformed, mistyped and out-of-order
 messages.  A hostile *node* speaks to a client's embedded scheduler; a

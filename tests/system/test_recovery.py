@@ -1,4 +1,4 @@
-"""Results that are never lost (DESIGN §6): a node restarted with spooled results, and a
+"""Results that are never lost (docs/reliability.md §3-§5): a node restarted with spooled results, and a
 client killed with SIGKILL whose jobs are recovered from its journal."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The shared scheduler daemon with SharedJobCluster clients (DESIGN §3, §6)."""
+"""The shared scheduler daemon with SharedJobCluster clients (docs/operations.md §12)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,8 @@ def test_exclusive_cluster_runs_alone(grid) -> None:  # type: ignore[no-untyped-
         for cl in (alone, other):
             assert wait_for(lambda cl=cl: bool(cl.status().nodes), 30)
         mine = [alone.submit(0.3) for _ in range(3)]
+        # (two clients: the scheduler must have the exclusive cluster's jobs before the others')
+        assert wait_for(lambda: any(j.status == gridlib.JobStatus.Running for j in mine), 60)
         theirs = [other.submit(0.1) for _ in range(3)]
         for job in mine + theirs:
             job(timeout=60)

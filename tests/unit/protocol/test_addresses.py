@@ -1,4 +1,4 @@
-"""Node address patterns (DESIGN §3): what ``nodes=[...]`` expands to."""
+"""Node address patterns: what ``nodes=[...]`` expands to."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The discovery beacon (DESIGN §3, §7): the one unauthenticated input, strictly validated."""
+"""The discovery beacon: the one unauthenticated input, strictly validated."""
 
 from __future__ import annotations
 

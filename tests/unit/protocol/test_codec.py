@@ -1,4 +1,4 @@
-"""The envelope codec (DESIGN §4): what a peer may send and what it gets refused with."""
+"""The envelope codec (docs/architecture.md §3): what a peer may send and what it gets refused with."""
 
 from __future__ import annotations
 

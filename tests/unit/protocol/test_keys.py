@@ -1,4 +1,4 @@
-"""Curve keys (DESIGN §7): shared secrets, key files, the user's own key and identities."""
+"""Curve keys (docs/security.md §2): shared secrets, key files, the user's own key and identities."""
 
 from __future__ import annotations
 

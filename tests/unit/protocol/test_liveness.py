@@ -1,4 +1,4 @@
-"""Peer liveness and reconnect backoff (DESIGN §5), with a fake clock."""
+"""Peer liveness and reconnect backoff (docs/reliability.md §2), with a fake clock."""
 
 from __future__ import annotations
 

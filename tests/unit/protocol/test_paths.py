@@ -1,4 +1,4 @@
-"""Safe file placement (DESIGN §7): a peer-supplied name never escapes its directory."""
+"""Safe file placement (docs/security.md §6): a peer-supplied name never escapes its directory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ZAP (DESIGN §7): the allowlist policy, and a real CURVE server that refuses unknown keys."""
+"""ZAP (docs/security.md): the allowlist policy, and a real CURVE server that refuses unknown keys."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The scheduler core (DESIGN §1.2, §6) driven with a fake clock and no sockets."""
+"""The scheduler core driven with a fake clock and no sockets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reconciliation (DESIGN §6): nodes that come back, and clients that recover, lose no job
+"""Reconciliation (docs/reliability.md §4, §5): nodes that come back, and clients that recover, lose no job
 and see no duplicate."""
 
 from __future__ import annotations
