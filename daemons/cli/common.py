@@ -66,3 +66,13 @@ def bind_failure(exc: BaseException) -> str | None:
         return f"cannot listen on {where}: permission denied (ports below 1024 need root)"
     return None
 
+
+def exit_on_bind_failure(command: str, exc: Exception) -> None:
+    """A socket that could not bind ends ``gridlib COMMAND`` with one line and exit status 2;
+    any other error is raised again."""
+    message = bind_failure(exc)
+    if message is None:
+        raise exc
+    typer.echo(f"gridlib {command}: {message}", err=True)
+    raise typer.Exit(2) from None
+

@@ -13,7 +13,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import bind_failure, parse_size, read_secret, setup_logging
+from .common import exit_on_bind_failure, parse_size, read_secret, setup_logging
 from .config import config_options
 
 if TYPE_CHECKING:  # the daemon's modules are imported only when it runs
@@ -110,11 +110,7 @@ def node(
         typer.echo(f"gridlib node: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
-        message = bind_failure(exc)
-        if message is None:
-            raise
-        typer.echo(f"gridlib node: {message}", err=True)
-        raise typer.Exit(2) from None
+        exit_on_bind_failure("node", exc)
 
 
 def _node_config(options: dict[str, Any], hours: ServiceHours | None) -> NodeConfig:

@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import bind_failure, read_secret, setup_logging
+from .common import exit_on_bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["relay"]
@@ -75,8 +75,4 @@ def relay(
         typer.echo(f"gridlib relay: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
-        message = bind_failure(exc)
-        if message is None:
-            raise
-        typer.echo(f"gridlib relay: {message}", err=True)
-        raise typer.Exit(2) from None
+        exit_on_bind_failure("relay", exc)

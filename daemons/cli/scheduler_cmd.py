@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import bind_failure, read_secret, setup_logging
+from .common import exit_on_bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["scheduler"]
@@ -67,8 +67,4 @@ def scheduler(
         typer.echo(f"gridlib scheduler: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
-        message = bind_failure(exc)
-        if message is None:
-            raise
-        typer.echo(f"gridlib scheduler: {message}", err=True)
-        raise typer.Exit(2) from None
+        exit_on_bind_failure("scheduler", exc)
