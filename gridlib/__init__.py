@@ -7,7 +7,7 @@ never pull in cloudpickle or the client machinery.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -49,17 +49,49 @@ _ALIASES = {
 
 __all__ = sorted([*_EXPORTS, *_ALIASES, "logger"])
 
+if TYPE_CHECKING:  # what a type checker sees: the real names (at run time they load lazily)
+    from gridlib import logger as logger
+    from gridlib.cluster import JobCluster as JobCluster
+    from gridlib.executor import GridExecutor as GridExecutor
+    from gridlib.httpd import DispyHTTPServer as DispyHTTPServer
+    from gridlib.httpd import HTTPServer as HTTPServer
+    from gridlib.job import DispyJob as DispyJob
+    from gridlib.job import Job as Job
+    from gridlib.job import JobStatus as JobStatus
+    from gridlib.jobctx import JobContext as JobContext
+    from gridlib.jobctx import job_context as job_context
+    from gridlib.jobctx import provisional_result as dispy_provisional_result  # noqa: F401
+    from gridlib.jobctx import provisional_result as provisional_result
+    from gridlib.jobctx import send_file as dispy_send_file  # noqa: F401
+    from gridlib.jobctx import send_file as send_file
+    from gridlib.joblib_backend import register_joblib as register_joblib
+    from gridlib.nodes import ClusterStatus as ClusterStatus
+    from gridlib.nodes import DispyNode as DispyNode
+    from gridlib.nodes import DispyNodeAvailInfo as DispyNodeAvailInfo
+    from gridlib.nodes import Node as Node
+    from gridlib.nodes import NodeAllocate as NodeAllocate
+    from gridlib.nodes import NodeAvailInfo as NodeAvailInfo
+    from gridlib.nodes import NodeStatus as NodeStatus
+    from gridlib.protocol.errors import AuthenticationFailed as AuthenticationFailed
+    from gridlib.protocol.errors import ConnectionLost as ConnectionLost
+    from gridlib.protocol.errors import GridError as GridError
+    from gridlib.protocol.errors import NoNodesError as NoNodesError
+    from gridlib.protocol.errors import PayloadTooLarge as PayloadTooLarge
+    from gridlib.protocol.errors import ProtocolVersionError as ProtocolVersionError
+    from gridlib.protocol.errors import RemoteJobError as RemoteJobError
+    from gridlib.protocol.errors import SerializationError as SerializationError
+    from gridlib.recovery import recover_jobs as recover_jobs
+    from gridlib.shared import SharedJobCluster as SharedJobCluster
+else:  # at run time, names load on first use: gridlib.protocol never pulls in the client
+    def __getattr__(name: str) -> Any:
+        if name == "logger":  # dispy's module-level logger: gridlib.logger.DEBUG, .info(...)
+            return importlib.import_module("gridlib.logger")
+        if name in _EXPORTS:
+            return getattr(importlib.import_module(_EXPORTS[name]), name)
+        if name in _ALIASES:
+            module, attr = _ALIASES[name]
+            return getattr(importlib.import_module(module), attr)
+        raise AttributeError(f"module 'gridlib' has no attribute {name!r}")
 
-def __getattr__(name: str) -> Any:
-    if name == "logger":  # dispy's module-level logger: gridlib.logger.DEBUG, .info(...)
-        return importlib.import_module("gridlib.logger")
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in _ALIASES:
-        module, attr = _ALIASES[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'gridlib' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+    def __dir__() -> list[str]:
+        return __all__
