@@ -29,10 +29,10 @@ _EXPORTS = {
     "DispyNodeAvailInfo": "gridlib.nodes",
     "NodeAllocate": "gridlib.nodes",
     "ClusterStatus": "gridlib.nodes",
-    "provisional_result": "gridlib.jobctx",
-    "send_file": "gridlib.jobctx",
-    "job_context": "gridlib.jobctx",
-    "JobContext": "gridlib.jobctx",
+    "provisional_result": "gridlib.daemons.runtime.jobctx",
+    "send_file": "gridlib.daemons.runtime.jobctx",
+    "job_context": "gridlib.daemons.runtime.jobctx",
+    "JobContext": "gridlib.daemons.runtime.jobctx",
     "GridError": "gridlib.protocol.errors",
     "ConnectionLost": "gridlib.protocol.errors",
     "AuthenticationFailed": "gridlib.protocol.errors",
@@ -43,8 +43,8 @@ _EXPORTS = {
     "RemoteJobError": "gridlib.protocol.errors",
 }
 _ALIASES = {
-    "dispy_provisional_result": ("gridlib.jobctx", "provisional_result"),
-    "dispy_send_file": ("gridlib.jobctx", "send_file"),
+    "dispy_provisional_result": ("gridlib.daemons.runtime.jobctx", "provisional_result"),
+    "dispy_send_file": ("gridlib.daemons.runtime.jobctx", "send_file"),
 }
 
 __all__ = sorted([*_EXPORTS, *_ALIASES, "logger"])
@@ -52,18 +52,18 @@ __all__ = sorted([*_EXPORTS, *_ALIASES, "logger"])
 if TYPE_CHECKING:  # what a type checker sees: the real names (at run time they load lazily)
     from gridlib import logger as logger
     from gridlib.cluster import JobCluster as JobCluster
+    from gridlib.daemons.runtime.jobctx import JobContext as JobContext
+    from gridlib.daemons.runtime.jobctx import job_context as job_context
+    from gridlib.daemons.runtime.jobctx import provisional_result as dispy_provisional_result  # noqa: F401
+    from gridlib.daemons.runtime.jobctx import provisional_result as provisional_result
+    from gridlib.daemons.runtime.jobctx import send_file as dispy_send_file  # noqa: F401
+    from gridlib.daemons.runtime.jobctx import send_file as send_file
     from gridlib.executor import GridExecutor as GridExecutor
     from gridlib.httpd import DispyHTTPServer as DispyHTTPServer
     from gridlib.httpd import HTTPServer as HTTPServer
     from gridlib.job import DispyJob as DispyJob
     from gridlib.job import Job as Job
     from gridlib.job import JobStatus as JobStatus
-    from gridlib.jobctx import JobContext as JobContext
-    from gridlib.jobctx import job_context as job_context
-    from gridlib.jobctx import provisional_result as dispy_provisional_result  # noqa: F401
-    from gridlib.jobctx import provisional_result as provisional_result
-    from gridlib.jobctx import send_file as dispy_send_file  # noqa: F401
-    from gridlib.jobctx import send_file as send_file
     from gridlib.joblib_backend import register_joblib as register_joblib
     from gridlib.nodes import ClusterStatus as ClusterStatus
     from gridlib.nodes import DispyNode as DispyNode

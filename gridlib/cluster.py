@@ -21,6 +21,7 @@ from typing import Any
 
 from gridlib.client_io import ClientConnection
 from gridlib.completion import AsCompleted
+from gridlib.daemons.runtime.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.delivery import Delivery
 from gridlib.diagnosis import describe_no_nodes
 from gridlib.job import WIRE_STATUS, Job, JobStatus, run_callback
@@ -29,7 +30,6 @@ from gridlib.local_node import LocalNode, node_listening
 from gridlib.logger import set_loglevel
 from gridlib.node_control import NodeControl
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate
-from gridlib.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.codec import Message, new_message
 from gridlib.protocol.errors import GridError, PayloadTooLarge, ProtocolError, SerializationError

@@ -42,9 +42,9 @@ from concurrent.futures import BrokenExecutor, Executor, Future
 from concurrent.futures import wait as wait_futures
 from typing import Any
 
-from gridlib.executor_runtime import run_calls, run_initializer
+from gridlib.daemons.runtime.executor_runtime import run_calls, run_initializer
+from gridlib.daemons.runtime.payload import dumps
 from gridlib.job import Job, JobStatus
-from gridlib.payload import dumps
 from gridlib.protocol.errors import GridError, RemoteJobError
 from gridlib.remote_error import info_error
 

@@ -57,7 +57,7 @@ class ClusterEntry:
 @dataclass
 class JobEntry:
     uid: str
-    meta: bytes  # pickle (gridlib.payload.pack_value) of the job id
+    meta: bytes  # pickle (gridlib.daemons.runtime.payload.pack_value) of the job id
     frames: list[bytes]
     spec: dict[str, Any]
     submit_time: float

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gridlib.daemons.runtime.payload import files_of
 from gridlib.nodes import Node, NodeAllocate, NodeStatus
-from gridlib.payload import files_of
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.codec import Message, new_message
 from gridlib.protocol.errors import GridError, SerializationError

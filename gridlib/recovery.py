@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from gridlib.cluster import JobCluster
+from gridlib.daemons.runtime.payload import unpack_args, unpack_value
 from gridlib.job import Job
 from gridlib.journal import ClusterEntry, Journal
-from gridlib.payload import unpack_args, unpack_value
 from gridlib.protocol.errors import GridError
 
 __all__ = ["recover_jobs"]

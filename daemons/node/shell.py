@@ -107,7 +107,7 @@ _LINK_FAILURES = {
 }
 _WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_LINK_FAILURES)
 _MP = multiprocessing.get_context("forkserver")
-_MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.payload"])
+_MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.daemons.runtime.payload"])
 
 
 @dataclass

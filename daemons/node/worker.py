@@ -22,8 +22,14 @@ import types
 from multiprocessing.connection import Connection
 from typing import Any
 
-from gridlib import jobctx
-from gridlib.payload import Computation, dumps, pack_value, unpack_args, unpack_computation
+from gridlib.daemons.runtime import jobctx
+from gridlib.daemons.runtime.payload import (
+    Computation,
+    dumps,
+    pack_value,
+    unpack_args,
+    unpack_computation,
+)
 
 from . import job_tree, pipes
 from .memory import retain_large_buffers

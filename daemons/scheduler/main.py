@@ -91,7 +91,9 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
 def _start_monitor(service: SchedulerService, config: SchedulerConfig,
                    log: logging.Logger) -> Any:
     """The web monitor on its own thread; the URL (with the token) goes to the log."""
-    from gridlib.httpd import HTTPServer  # only when asked for: the daemon needs no http.server
+    from gridlib.daemons.monitor.httpd import (
+        HTTPServer,  # only when asked for: no http.server otherwise
+    )
 
     from .monitor import SchedulerSource
 

@@ -25,7 +25,13 @@ from concurrent.futures import CancelledError, Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
-from gridlib.monitor_source import HISTORY, ActionError, MonitorSnapshot, MonitorSource, number
+from gridlib.daemons.monitor.source import (
+    HISTORY,
+    ActionError,
+    MonitorSnapshot,
+    MonitorSource,
+    number,
+)
 
 __all__ = ["SchedulerSource", "NODE_OPS_UNAVAILABLE"]
 

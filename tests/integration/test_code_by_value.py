@@ -24,7 +24,7 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus, RemoteJobError
-from gridlib.payload import dumps, is_user_module
+from gridlib.daemons.runtime.payload import dumps, is_user_module
 from tests.helpers import NodeProcess, free_port
 
 TEST_MODULE_CONSTANT = 7  # a global of this test module, which the node cannot import
@@ -253,7 +253,7 @@ def test_installed_modules_go_by_reference(far_node: NodeProcess,
         assert b"_make_function" not in blob and b"co_code" not in blob
         assert pickle.loads(blob) is obj
     assert not is_user_module("json", json)
-    assert not is_user_module("gridlib.payload", sys.modules["gridlib.payload"])  # editable, still installed
+    assert not is_user_module("gridlib.daemons.runtime.payload", sys.modules["gridlib.daemons.runtime.payload"])  # editable, still installed
     assert not is_user_module("pytest", pytest)
     helper_mod = user_code["helper_mod"]
     assert is_user_module("helper_mod", helper_mod)

@@ -12,7 +12,7 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus, RemoteJobError
-from gridlib.executor_runtime import FUNCTION_DIR
+from gridlib.daemons.runtime.executor_runtime import FUNCTION_DIR
 from tests.helpers import NodeProcess, wait_for
 
 

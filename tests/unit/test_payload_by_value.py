@@ -16,8 +16,13 @@ from types import ModuleType
 
 import pytest
 
-from gridlib import payload
-from gridlib.payload import dumps, is_user_module, pack_computation, unpack_computation
+from gridlib.daemons.runtime import payload
+from gridlib.daemons.runtime.payload import (
+    dumps,
+    is_user_module,
+    pack_computation,
+    unpack_computation,
+)
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -32,7 +37,7 @@ def _load(name: str, path: Path) -> ModuleType:
 def test_installed_standard_and_gridlib_modules_are_by_reference() -> None:
     assert not is_user_module("json", json)
     assert not is_user_module("pytest", pytest)  # site-packages
-    assert not is_user_module("gridlib.payload", payload)  # editable: in the checkout, still installed
+    assert not is_user_module("gridlib.daemons.runtime.payload", payload)  # editable: in the checkout, still installed
     assert not is_user_module("sys", sys)  # built in: no file
     assert is_user_module(__name__, sys.modules[__name__])  # a test module is the user's own
     assert is_user_module("__main__", sys.modules["__main__"])

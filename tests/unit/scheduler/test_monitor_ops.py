@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
+from gridlib.daemons.monitor.source import ActionError
 from gridlib.daemons.scheduler.core import Send
 from gridlib.daemons.scheduler.monitor import SchedulerSource
 from gridlib.daemons.scheduler.records import JobState
-from gridlib.monitor_source import ActionError
 from tests.helpers import wait_for
 from tests.unit.scheduler.test_core import ALICE, BOB, NODE_A, Grid, assigned, sent, the
 

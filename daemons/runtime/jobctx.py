@@ -46,7 +46,7 @@ def job_context() -> JobContext:
 
 def provisional_result(value: Any) -> None:
     """Send ``value`` to the client now; the job goes on."""
-    from gridlib.payload import pack_value
+    from gridlib.daemons.runtime.payload import pack_value
 
     if _channel is None:
         raise GridError("provisional_result() works only inside a job running on a node")

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gridlib.payload import dumps
+from gridlib.daemons.runtime.payload import dumps
 
 __all__ = ["run_calls", "run_initializer", "describe_exception", "FUNCTION_DIR"]
 

@@ -1,6 +1,6 @@
 """The web monitor's page (docs/monitor.md): one self-contained HTML document.
 
-The page lives in package data, ``gridlib/monitor/``: ``index.html`` (the
+The page lives in package data, ``daemons/monitor/assets/``: ``index.html`` (the
 document, with ``{css}``, ``{js}`` and ``{poll}`` to fill in),
 ``monitor.css`` and ``monitor.js``.  Each file's text goes between its
 ``<style>``/``<script>`` tags exactly as it is (leading newline included),
@@ -27,7 +27,7 @@ __all__ = ["render_page", "page_headers"]
 
 
 def _read(name: str) -> str:
-    return (resources.files("gridlib") / "monitor" / name).read_text(encoding="utf-8")
+    return (resources.files("gridlib.daemons.monitor") / "assets" / name).read_text(encoding="utf-8")
 
 
 def _digest(text: str) -> str:

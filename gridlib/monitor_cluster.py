@@ -1,102 +1,36 @@
-"""Where the web monitor gets its data (docs/monitor.md §5): one small interface, two sources.
+"""The web monitor's view of a ``JobCluster`` of this process (docs/monitor.md).
 
-:class:`MonitorSource` is all :mod:`gridlib.httpd` knows: a snapshot of nodes,
-jobs and clusters as JSON-ready dicts, a counter of jobs ended (the input of
-the throughput chart), and the operator's actions (cancel jobs, node
-operations).  :class:`ClusterSource` serves a ``JobCluster`` or
-``SharedJobCluster`` of this process; the shared scheduler daemon has its own
-source, ``gridlib.daemons.scheduler.monitor.SchedulerSource``.
-
-Nothing here imports cloudpickle or the cluster machinery: the scheduler daemon
-imports this module too.
+:class:`ClusterSource` is the :class:`~gridlib.daemons.monitor.source.MonitorSource`
+of a client's own cluster, read through its public API; ``gridlib.httpd.HTTPServer``
+wraps every cluster it is given in one.  The server itself (and the scheduler
+daemon's source) live below the client, in ``gridlib.daemons.monitor``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import reprlib
 import threading
 from collections import Counter, deque
-from dataclasses import dataclass, field
 from typing import Any
 
+from gridlib.daemons.monitor.source import (
+    HISTORY,
+    LISTED_QUEUED,
+    ActionError,
+    MonitorSnapshot,
+    MonitorSource,
+    number,
+    short_text,
+)
 from gridlib.job import FINAL_STATES, Job, JobStatus
 from gridlib.protocol.errors import ConnectionLost, GridError
 
-__all__ = ["MonitorSource", "MonitorSnapshot", "ActionError", "ClusterSource", "NODE_OPS",
-           "HISTORY", "short_text", "number"]
-
-NODE_OPS = ("cpus", "allocate", "deallocate", "close")
-HISTORY = 1000  #: finished jobs a source remembers (oldest forgotten first)
-LISTED_QUEUED = 500  #: queued jobs listed one by one; the rest are only counted
+__all__ = ["ClusterSource", "job_info"]
 
 log = logging.getLogger("gridlib.httpd")
 _repr = reprlib.Repr()
 _repr.maxstring, _repr.maxother, _repr.maxlist, _repr.maxtuple, _repr.maxdict = 60, 60, 6, 6, 4
-
-
-class ActionError(GridError):
-    """An operator's request the monitor cannot carry out; ``status`` is the HTTP code."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-@dataclass
-class MonitorSnapshot:
-    """The grid as the page shows it; every value is JSON-ready."""
-
-    nodes: list[dict[str, Any]] = field(default_factory=list)
-    #: running and queued jobs first, then finished ones, newest first
-    jobs: list[dict[str, Any]] = field(default_factory=list)
-    clusters: list[dict[str, Any]] = field(default_factory=list)
-    done: int = 0  #: jobs ended since the source was made (a counter for the throughput chart)
-
-
-class MonitorSource:
-    """What the web monitor reads and asks; subclasses fill it in."""
-
-    kind = "cluster"  #: "cluster" (a client's clusters) or "scheduler" (the shared daemon)
-    node_ops = True  #: False: node operations answer 501 (see :meth:`node_op`)
-
-    def snapshot(self) -> MonitorSnapshot:
-        raise NotImplementedError
-
-    def done_count(self) -> int:
-        """Jobs ended so far (only differences matter); sampled once a second."""
-        return self.snapshot().done
-
-    def cancel(self, job_ids: list[str]) -> list[str]:
-        """Cancel these jobs (queued or running); returns the ids this source acted on."""
-        raise NotImplementedError
-
-    def node_op(self, node: str, op: str, cpus: int | None = None) -> dict[str, Any]:
-        """One of :data:`NODE_OPS` on a node named by id, name or address.
-
-        Raises :class:`ActionError` 404 when this source has no such node.
-        """
-        raise ActionError(501, "node operations are not available here")
-
-    def close(self) -> None:
-        """Stop observing (the server shuts down)."""
-
-
-def short_text(value: Any, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def number(value: Any, digits: int = 3) -> float | None:
-    """A finite float for JSON (browsers cannot parse NaN), or None."""
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return round(x, digits) if math.isfinite(x) else None
-
 
 def _exception_line(text: str | None) -> str | None:
     """The last line of a traceback: what went wrong, in a table cell."""
