@@ -24,7 +24,7 @@ examples: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check protocol gridlib daemons tests examples bench
-	$(PY) -m mypy protocol daemons/scheduler/core.py daemons/scheduler/records.py daemons/scheduler/state.py daemons/scheduler/faults.py daemons/scheduler/allocation.py daemons/scheduler/status.py daemons/scheduler/waiting.py daemons/node/core.py daemons/node/jobs.py daemons/node/events.py daemons/node/lifecycle.py daemons/node/config.py
+	$(PY) -m mypy protocol daemons/scheduler/core.py daemons/scheduler/records.py daemons/scheduler/state.py daemons/scheduler/faults.py daemons/scheduler/allocation.py daemons/scheduler/status.py daemons/scheduler/waiting.py daemons/node/core.py daemons/node/spool_index.py daemons/node/dialing.py daemons/node/jobs.py daemons/node/events.py daemons/node/lifecycle.py daemons/node/config.py
 	@# import contracts, checked on the installed tree (a wheel): tools cannot follow package-dir
 	rm -rf .lint-tree && $(PY) -m pip wheel . --no-deps -q -w .lint-tree/wheel
 	$(PY) -c "import glob, zipfile; zipfile.ZipFile(glob.glob('.lint-tree/wheel/*.whl')[0]).extractall('.lint-tree/site')"

@@ -57,14 +57,8 @@ from .events import (
     ResendSpooled,
     Send,
     SendHeartbeat,
-    SetTimer,
-    SpoolAck,
-    SpoolDropCluster,
     SpoolFailed,
-    SpoolHold,
     SpoolLoaded,
-    SpoolPut,
-    SpoolWriteHeld,
     StopNode,
     Terminate,
     Tick,
@@ -79,16 +73,12 @@ from .events import (
 from .jobs import Assignment, ClusterPhase, ClusterState, JobRunner
 from .lifecycle import NodeLifecycle
 from .service_hours import ServiceHours
+from .spool_index import SPOOL_GRACE, SPOOL_TIMER, SpoolIndex
 
 __all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "PENDING_LINK_TIMEOUT",
            "HEADER_ALLOWANCE"]
 
 PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
-# A result sent over a live link is written to the spool only if it is still
-# unacknowledged this long after (acks take milliseconds): most never touch the disk.
-# One sent while no link is up is written at once, and so is everything held when the
-# link is lost.
-SPOOL_GRACE = 1.0
 HEADER_ALLOWANCE = 65536  # room left for a message's header within a size limit
 # Events come at least twice a second (ticks): a gap this long means the node was frozen;
 # a link whose scheduler may have declared it lost meanwhile (heard nothing for lost_after - 1
@@ -152,13 +142,6 @@ class Link:
     # answers a retry again instead of taking it for a node that registers anew
 
 
-@dataclass
-class Spooled:
-    cluster_id: str
-    attempt: int
-    held_since: float | None = None  # in memory since; None once on disk
-
-
 class NodeCore:
     """Links, spool index and lifecycle; clusters and jobs in ``self.jobs``."""
 
@@ -171,11 +154,10 @@ class NodeCore:
         self.now = 0.0
         self.out: list[Effect] = []
         self.links: dict[str, Link] = {}
-        self.spooled: dict[str, Spooled] = {}
+        self.spooled = SpoolIndex(self.out)
         self.jobs = JobRunner(facts.cpus, self.out, self, rules.init, self.log, rules.max_output)
         self.lifecycle = NodeLifecycle(self, rules.service_hours, rules.clock, rules.serve, self.log)
         self.stopped = False
-        self._spool_timer = False
         self._spool_expiry: float | None = None
         self._scheduler_key = b""
         self._last_event = 0.0
@@ -243,7 +225,7 @@ class NodeCore:
         Unacknowledged results stay in the spool (sent again when their
         cluster is set up here again); ``kill`` kills running jobs.
         """
-        self._write_all_held()
+        self.spooled.write_all_held()
         for link in list(self.links.values()):
             self.links.pop(link.sid, None)
             self._send(link, new_message("DISCONNECT", {"reason": reason}))
@@ -254,7 +236,7 @@ class NodeCore:
     def unacked_results(self) -> int:
         """Results of clusters of live links not acknowledged yet."""
         live = {c.cluster_id for c in self.jobs.clusters.values() if c.link in self.links}
-        return sum(1 for entry in self.spooled.values() if entry.cluster_id in live)
+        return sum(1 for entry in self.spooled.entries.values() if entry.cluster_id in live)
 
     def stop(self) -> None:
         if self.stopped:
@@ -321,7 +303,7 @@ class NodeCore:
         self._orphan(link.sid)
 
     def _orphan(self, sid: str) -> None:
-        self._write_all_held()  # its results may now wait for a long time: make them durable
+        self.spooled.write_all_held()  # its results may now wait for a long time: make them durable
         self.jobs.orphan(sid, self.now)
 
     def _link_alive(self, link: Link) -> bool:
@@ -425,17 +407,17 @@ class NodeCore:
             if since is not None and self.now - since >= self.rules.zombie_interval:
                 self.log.warning("event=zombie_cluster_removed cluster=%s", cluster.cluster_id)
                 self.jobs.teardown(cluster.cluster_id)
-                self._drop_spooled(cluster.cluster_id)
+                self.spooled.drop_cluster(cluster.cluster_id)
         if self._spool_expiry is not None and self.now >= self._spool_expiry:
             self._spool_expiry = None
-            for cluster_id in {e.cluster_id for e in self.spooled.values()}:
+            for cluster_id in self.spooled.clusters():
                 if cluster_id not in self.jobs.clusters:
                     self.log.warning("event=spool_expired cluster=%s", cluster_id)
-                    self._drop_spooled(cluster_id)
+                    self.spooled.drop_cluster(cluster_id)
 
     def on_timer(self, event: TimerFired) -> None:
-        if event.key == ("spool",):
-            self._write_held()
+        if event.key == SPOOL_TIMER:
+            self.spooled.grace_ended(self.now)
         else:
             self.jobs.timer(event.key)
 
@@ -455,8 +437,7 @@ class NodeCore:
         self.log.info("event=allowlist_reloaded trusted=%d", len(self.trusted))
 
     def on_spool_loaded(self, event: SpoolLoaded) -> None:
-        for job_id, cluster_id, attempt in event.entries:
-            self.spooled[job_id] = Spooled(cluster_id, attempt)
+        self.spooled.loaded(event.entries)
         if event.entries:  # results of an earlier run: kept until their cluster is set up again
             self._spool_expiry = self.now + self.rules.zombie_interval
 
@@ -584,10 +565,7 @@ class NodeCore:
     def on_result_ack(self, link: Link, msg: Message) -> None:
         acked = [job_id for job_id in msg.fields["job_ids"]
                  if isinstance(job_id, str) and self._may_ack(job_id, link)]
-        if acked:
-            for job_id in acked:
-                del self.spooled[job_id]
-            self.out.append(SpoolAck(acked))
+        self.spooled.acked(acked)
         self.lifecycle.poke()
 
     def _may_ack(self, job_id: str, link: Link) -> bool:
@@ -614,7 +592,7 @@ class NodeCore:
             resetup = msg.get("keep_files") is True  # set up again next: keep its files
             self.jobs.teardown(cluster.cluster_id, keep_files=resetup)
             if not resetup:  # (a resetup's unacknowledged results are still acked later)
-                self._drop_spooled(cluster.cluster_id)
+                self.spooled.drop_cluster(cluster.cluster_id)
 
     def on_error(self, link: Link, msg: Message) -> None:
         if msg.get("code") == ILLEGAL_STATE and link.welcomed:
@@ -660,11 +638,11 @@ class NodeCore:
             return
         if not owed:
             return
-        spooled = [(job_id, e) for job_id, e in self.spooled.items() if e.cluster_id == cluster.cluster_id]
+        spooled = self.spooled.of_cluster(cluster.cluster_id)
         for _ in range(owed):
             self._send(link, new_message("SETUP_OK", {
                 "cluster_id": cluster.cluster_id, "running": self.jobs.jobs_of(cluster.cluster_id),
-                "results": [[job_id, e.attempt] for job_id, e in spooled],
+                "results": [[job_id, attempt] for job_id, attempt in spooled],
                 "dropped": cluster.dropped}))
         cluster.dropped = []
         if spooled:
@@ -679,16 +657,9 @@ class NodeCore:
         size = sum(memoryview(f).nbytes for f in frames)
         if size + HEADER_ALLOWANCE > limit:
             fields, frames, labels = _too_large(fields, size, limit), [], []
-        entry = Spooled(job.cluster_id, job.attempt)
-        if link is not None and link.welcomed:  # durable within SPOOL_GRACE, unless acked first
-            entry.held_since = self.now
-            self.out.append(SpoolHold(job.cluster_id, job.job_id, fields, frames, labels))
-            if not self._spool_timer:
-                self._spool_timer = True
-                self.out.append(SetTimer(("spool",), self.now + SPOOL_GRACE))
-        else:
-            self.out.append(SpoolPut(job.cluster_id, job.job_id, fields, frames, labels))
-        self.spooled[job.job_id] = entry
+        live = link is not None and link.welcomed  # durable within SPOOL_GRACE, unless acked first
+        self.spooled.keep(job.cluster_id, job.job_id, job.attempt, fields, frames, labels, live,
+                          self.now)
         self.lifecycle.poke()
         if link is not None:
             self._send(link, new_message("JOB_RESULT", fields, frames, labels))
@@ -705,36 +676,6 @@ class NodeCore:
                              job.job_id, mtype, size, link.max_msg_size)
             return
         self._send(link, new_message(mtype, fields, frames, labels))
-
-    # -- the spool's index --------------------------------------------------------------------
-    def _write_all_held(self) -> None:
-        if any(e.held_since is not None for e in self.spooled.values()):
-            self.out.append(SpoolWriteHeld(None))
-            for entry in self.spooled.values():
-                entry.held_since = None
-
-    def _write_held(self) -> None:
-        """Make durable the results still unacknowledged SPOOL_GRACE after they were sent."""
-        self._spool_timer = False
-        before = self.now - SPOOL_GRACE
-        self.out.append(SpoolWriteHeld(before))
-        left = False
-        for entry in self.spooled.values():
-            if entry.held_since is not None:
-                if entry.held_since <= before:
-                    entry.held_since = None
-                else:
-                    left = True
-        if left:
-            self._spool_timer = True
-            self.out.append(SetTimer(("spool",), self.now + SPOOL_GRACE / 2))
-
-    def _drop_spooled(self, cluster_id: str) -> None:
-        dropped = [job_id for job_id, e in self.spooled.items() if e.cluster_id == cluster_id]
-        for job_id in dropped:
-            del self.spooled[job_id]
-        if dropped:
-            self.out.append(SpoolDropCluster(cluster_id))
 
 
 def _setup_payload(msg: Message) -> tuple[list[tuple[str, int, Any]], bytes]:
