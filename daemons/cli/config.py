@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -107,28 +105,16 @@ def _loader(command_name: str) -> Callable[[typer.Context, Any, Path | None], Pa
     return load
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    # a TOML basic string: JSON's escapes are TOML's, and DEL must be escaped too
-    return json.dumps(str(value), ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
 def to_toml(values: dict[str, Any], header: str = "") -> str:
-    """Flat ``key = value`` TOML; None values are left out (TOML has no null)."""
+    """Flat ``key = value`` TOML (written by ``tomli_w``); None values are left out (TOML has
+    no null), paths are written as strings."""
+    import tomli_w
+
+    table = {key: str(value) if isinstance(value, os.PathLike) else
+             list(value) if isinstance(value, tuple) else value
+             for key, value in values.items() if value is not None}
     lines = [f"# {line}" for line in header.splitlines()]
-    for key, value in values.items():
-        if value is not None:
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + ("\n" if lines else "") + tomli_w.dumps(table)
 
 
 def _save(ctx: typer.Context, path: Path, name: str) -> None:
