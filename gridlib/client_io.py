@@ -1,8 +1,9 @@
 """The client's I/O thread (docs/architecture.md §1, §7).
 
-One thread owns every socket of a cluster: a DEALER to a scheduler daemon
-or, for a ``JobCluster``, the embedded scheduler itself on the same reactor,
-called directly (messages pass as objects, no socket in between).  User threads hand it work through thread-safe
+One thread owns every socket of a cluster, through its transport
+(:mod:`gridlib.transports`): a DEALER to a scheduler daemon or, for a
+``JobCluster``, the embedded scheduler itself on the same reactor, called
+directly (messages pass as objects, no socket in between).  User threads hand it work through thread-safe
 queues; submissions and acknowledgements are batched into one message per
 loop turn.  Nothing slow runs here: results are handed to the delivery
 thread still serialized.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -21,14 +21,12 @@ from typing import Any
 
 import zmq
 
-from gridlib.protocol.codec import MAX_FRAMES, Message, decode, encode, new_message, split_envelope
-from gridlib.protocol.errors import ConnectionLost, GridError, ProtocolError
+from gridlib.protocol.codec import MAX_FRAMES, Message, new_message
+from gridlib.protocol.errors import ConnectionLost, GridError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.selftest import prove_fails_closed
-from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, curve_client_socket, recv_frames
-from gridlib.protocol.zap import ZapHandler, ZapPolicy
+from gridlib.transports import Transport
 
 __all__ = ["ClientConnection"]
 
@@ -42,24 +40,15 @@ class ClientConnection:
         self,
         identity: Identity,
         on_message: Callable[[Message], None],
-        embedded: bool = True,
-        scheduler_endpoint: str = "",
-        scheduler_key: bytes = b"",
-        host: str = "127.0.0.1",
+        transport: Transport,
         liveness: LivenessPolicy | None = None,
         log: logging.Logger | None = None,
         before_ack: Callable[[], None] | None = None,
-        node_port: int = 0,
-        max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
         resend_submits: bool = False,
     ) -> None:
-        self.identity, self.on_message = identity, on_message
-        self.embedded, self.host = embedded, host
-        self.scheduler_endpoint, self.scheduler_key = scheduler_endpoint, scheduler_key
+        self.identity, self.on_message, self.transport = identity, on_message, transport
         self.policy = liveness or LivenessPolicy()
         self.before_ack = before_ack  # e.g. journal this turn's results first
-        self.node_port = node_port  # the embedded scheduler's port for nodes (0: any free one)
-        self.max_msg_size = max_msg_size
         # submissions the scheduler has not acknowledged yet (a TCP scheduler may restart):
         # message id -> (when sent, the message); sent again until acknowledged
         self.resend_submits = resend_submits
@@ -67,9 +56,6 @@ class ClientConnection:
         self.log = log or logging.getLogger("gridlib.client")
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         self.reactor = Reactor(self.log)
-        self.scheduler: Any = None  # the embedded SchedulerService
-        self.socket: zmq.Socket[bytes] | None = None  # to a scheduler daemon
-        self._local_send: Callable[[Message], None] | None = None  # to the embedded one
         self._pending: dict[bytes, Future[Message]] = {}
         self._submits: deque[tuple[str, dict[str, Any], list[Any]]] = deque()
         self._acks: list[str] = []
@@ -100,27 +86,13 @@ class ClientConnection:
         finally:
             self._close_sockets()
 
-    def _open_sockets(self) -> None:
-        if self.embedded:
-            from gridlib.daemons.scheduler.service import SchedulerService
+    @property
+    def scheduler(self) -> Any:
+        """The embedded ``SchedulerService`` (None when the scheduler is a daemon)."""
+        return self.transport.scheduler
 
-            zap = ZapPolicy()
-            self._zap = ZapHandler(self.context, zap, self.log)
-            prove_fails_closed(self.context, self._zap, self.identity.keypair)
-            self.reactor.add_reader(self._zap.socket, self._zap.handle_ready)
-            self.scheduler = SchedulerService(self.reactor, self.context, self.identity, zap,
-                                              host=self.host, node_port=self.node_port,
-                                              max_msg_size=self.max_msg_size,
-                                              liveness=self.policy, log=self.log)
-            self._local_send = self.scheduler.attach_local_client(self._receive)
-        else:
-            sock = curve_client_socket(self.context, zmq.DEALER, self.identity.keypair,
-                                       self.scheduler_key)
-            # a stable routing id: after a reconnect the scheduler still knows who we are
-            sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
-            sock.connect(self.scheduler_endpoint)
-            self.socket = sock
-            self.reactor.add_reader(sock, self._on_readable)
+    def _open_sockets(self) -> None:
+        self.transport.open(self.reactor, self.context, self.identity, self._receive, self.log)
         self.reactor.after_turn.append(self._flush_acks)
         # any message counts as a heartbeat; an idle client still says it is alive
         self.reactor.call_every(self.policy.interval, self._beat)
@@ -134,12 +106,7 @@ class ClientConnection:
                 self._send_submit_message(msg)
 
     def _close_sockets(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.close()
-        if self.socket is not None:
-            self.socket.close(0)
-        if self.embedded:
-            self._zap.close()
+        self.transport.close()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionLost("the cluster was closed"))
@@ -227,32 +194,7 @@ class ClientConnection:
             self._send(new_message("RESULT_ACK", {"job_ids": acks}))
 
     def _send(self, msg: Message) -> None:
-        if self._local_send is not None:
-            self._local_send(msg)
-            return
-        if self.socket is None:
-            return
-        try:
-            self.socket.send_multipart([b"", *encode(msg)], copy=False)
-        except (zmq.ZMQError, ProtocolError) as exc:
-            self.log.warning("event=send_failed type=%s error=%s", msg.type, exc)
-
-    def _on_readable(self) -> None:
-        sock = self.socket
-        if sock is None:
-            return
-        for _ in range(2000):
-            try:
-                frames = recv_frames(sock)
-            except zmq.Again:
-                break
-            try:
-                _, body = split_envelope(frames)
-                msg = decode(body)
-            except ProtocolError as exc:
-                self.log.warning("event=bad_message reason=%r", exc.reason)
-                continue
-            self._receive(msg)
+        self.transport.send(msg)
 
     def _receive(self, msg: Message) -> None:
         """One message from the scheduler (I/O thread)."""

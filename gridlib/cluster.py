@@ -38,6 +38,7 @@ from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.paths import write_file
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE
 from gridlib.stats import ClusterReport, cluster_report, print_report
+from gridlib.transports import EmbeddedScheduler
 from gridlib.versions import VERSIONS
 
 __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
@@ -219,9 +220,10 @@ class JobCluster(NodeControl):
         # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
         local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
         bind = host or ("127.0.0.1" if local else "0.0.0.0")
-        return ClientConnection(identity, self._on_message, embedded=True, host=bind,
-                                liveness=liveness, log=log, node_port=scheduler_port,
-                                max_msg_size=max_msg_size, before_ack=before_ack)
+        transport = EmbeddedScheduler(host=bind, node_port=scheduler_port,
+                                      max_msg_size=max_msg_size, liveness=liveness)
+        return ClientConnection(identity, self._on_message, transport, liveness=liveness, log=log,
+                                before_ack=before_ack)
 
     def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
                      secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:

@@ -20,6 +20,7 @@ from gridlib.protocol.codec import new_message
 from gridlib.protocol.errors import ConnectionLost, GridError
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, tcp_endpoint
+from gridlib.transports import SchedulerLink
 
 __all__ = ["SharedJobCluster", "DEFAULT_SCHEDULER_PORT"]
 
@@ -76,12 +77,11 @@ class SharedJobCluster(JobCluster):
     def _connect(self, identity: Any, targets: list[tuple[str, int]], host: str | None,
                  liveness: LivenessPolicy, scheduler_port: int, max_msg_size: int,
                  before_ack: Callable[[], None] | None) -> ClientConnection:
-        return ClientConnection(identity, self._on_message, embedded=False,
-                                scheduler_endpoint=self._scheduler_endpoint,
-                                scheduler_key=self._scheduler_key or identity.keypair.public,
-                                liveness=liveness, before_ack=before_ack,
-                                max_msg_size=max_msg_size or DEFAULT_MAX_MSG_SIZE,
-                                resend_submits=True)
+        transport = SchedulerLink(self._scheduler_endpoint,
+                                  self._scheduler_key or identity.keypair.public,
+                                  max_msg_size or DEFAULT_MAX_MSG_SIZE)
+        return ClientConnection(identity, self._on_message, transport, liveness=liveness,
+                                before_ack=before_ack, resend_submits=True)
 
     def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
                      secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:

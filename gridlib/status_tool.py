@@ -20,6 +20,7 @@ from gridlib.protocol.codec import new_message
 from gridlib.protocol.errors import ConnectionLost, GridError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.sockets import parse_endpoint, tcp_endpoint
+from gridlib.transports import SchedulerLink
 
 __all__ = ["DEFAULT_SCHEDULER", "scheduler_endpoint", "probe_scheduler", "fetch_status",
            "render_status"]
@@ -67,9 +68,8 @@ def fetch_status(address: str, identity: Identity, scheduler_key: bytes | None =
     """
     deadline = time.monotonic() + timeout
     endpoint = probe_scheduler(address, timeout)
-    conn = ClientConnection(identity, lambda msg: None, embedded=False,
-                            scheduler_endpoint=endpoint,
-                            scheduler_key=scheduler_key or identity.keypair.public, log=log)
+    link = SchedulerLink(endpoint, scheduler_key or identity.keypair.public)
+    conn = ClientConnection(identity, lambda msg: None, link, log=log)
     conn.start()
     try:
         answer = conn.request(new_message("STATUS"),

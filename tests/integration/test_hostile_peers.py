@@ -63,7 +63,7 @@ def test_unknown_key_is_refused_before_any_message_is_read(cluster: gridlib.JobC
     except zmq.Again:
         pass  # refused before we could even queue it: as good
     assert sock.poll(1500) == 0  # no answer: the handshake never completed
-    assert wait_for(lambda: cluster._conn._zap.refused >= 1, 10)
+    assert wait_for(lambda: cluster._conn.transport._zap.refused >= 1, 10)
     sock.close()
     ctx.destroy(linger=0)
     _still_works(cluster)

@@ -1,0 +1,134 @@
+"""How a client's messages reach its scheduler: one interface, two implementations.
+
+- :class:`EmbeddedScheduler` (``JobCluster``): the scheduler runs on the
+  client's own I/O thread; messages pass to it as objects, no socket in
+  between (docs/architecture.md §7.1).  It also owns the ZAP handler and the
+  fail-closed self-test for the node socket it binds.
+- :class:`SchedulerLink` (``SharedJobCluster``, ``gridlib status``): a CURVE
+  DEALER to a ``gridlib scheduler`` daemon, with a stable routing id so a
+  reconnect is the same client.
+
+Both are opened and used on the I/O thread only
+(:class:`~gridlib.client_io.ClientConnection`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import zmq
+
+from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, decode, encode, split_envelope
+from gridlib.protocol.errors import ProtocolError
+from gridlib.protocol.keys import Identity
+from gridlib.protocol.liveness import LivenessPolicy
+from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.selftest import prove_fails_closed
+from gridlib.protocol.sockets import curve_client_socket, recv_frames
+from gridlib.protocol.zap import ZapHandler, ZapPolicy
+
+__all__ = ["Transport", "EmbeddedScheduler", "SchedulerLink"]
+
+Receive = Callable[[Message], None]
+
+
+class Transport(Protocol):
+    """The client's side of its scheduler."""
+
+    #: the embedded ``SchedulerService`` (None for a scheduler daemon)
+    scheduler: Any
+
+    def open(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]], identity: Identity,
+             receive: Receive, log: logging.Logger) -> None: ...
+
+    def send(self, msg: Message) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class EmbeddedScheduler:
+    """The scheduler in this process: ``JobCluster``'s."""
+
+    def __init__(self, host: str = "127.0.0.1", node_port: int = 0,
+                 max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
+                 liveness: LivenessPolicy | None = None) -> None:
+        self.host, self.node_port, self.max_msg_size = host, node_port, max_msg_size
+        self.liveness = liveness or LivenessPolicy()
+        self.scheduler: Any = None
+        self._zap: ZapHandler | None = None
+        self._send: Receive | None = None
+
+    def open(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]], identity: Identity,
+             receive: Receive, log: logging.Logger) -> None:
+        from gridlib.daemons.scheduler.service import SchedulerService
+
+        zap = ZapPolicy()
+        self._zap = ZapHandler(context, zap, log)
+        prove_fails_closed(context, self._zap, identity.keypair)
+        reactor.add_reader(self._zap.socket, self._zap.handle_ready)
+        self.scheduler = SchedulerService(reactor, context, identity, zap, host=self.host,
+                                          node_port=self.node_port,
+                                          max_msg_size=self.max_msg_size,
+                                          liveness=self.liveness, log=log)
+        self._send = self.scheduler.attach_local_client(receive)
+
+    def send(self, msg: Message) -> None:
+        if self._send is not None:
+            self._send(msg)
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()
+        if self._zap is not None:
+            self._zap.close()
+
+
+class SchedulerLink:
+    """A CURVE DEALER to a ``gridlib scheduler`` daemon."""
+
+    scheduler: Any = None
+
+    def __init__(self, endpoint: str, key: bytes, max_msg_size: int = DEFAULT_MAX_MSG_SIZE) -> None:
+        self.endpoint, self.key, self.max_msg_size = endpoint, key, max_msg_size
+        self.socket: zmq.Socket[bytes] | None = None
+        self._log = logging.getLogger("gridlib.client")
+
+    def open(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]], identity: Identity,
+             receive: Receive, log: logging.Logger) -> None:
+        self._log = log
+        sock = curve_client_socket(context, zmq.DEALER, identity.keypair, self.key)
+        # a stable routing id: after a reconnect the scheduler still knows who we are
+        sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
+        sock.connect(self.endpoint)
+        self.socket = sock
+        reactor.add_reader(sock, lambda: self._read(sock, receive))
+
+    def _read(self, sock: zmq.Socket[bytes], receive: Receive) -> None:
+        for _ in range(2000):
+            try:
+                frames = recv_frames(sock)
+            except zmq.Again:
+                break
+            try:
+                _, body = split_envelope(frames)
+                msg = decode(body)
+            except ProtocolError as exc:
+                self._log.warning("event=bad_message reason=%r", exc.reason)
+                continue
+            receive(msg)
+
+    def send(self, msg: Message) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.send_multipart([b"", *encode(msg)], copy=False)
+        except (zmq.ZMQError, ProtocolError) as exc:
+            self._log.warning("event=send_failed type=%s error=%s", msg.type, exc)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close(0)
+            self.socket = None
