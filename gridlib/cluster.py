@@ -8,6 +8,7 @@ applied to jobs and nodes on the delivery thread, where user callbacks run.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import itertools
 import logging
@@ -568,7 +569,7 @@ class JobCluster(NodeControl):
             self._cond.notify_all()
         self._jobs.pop(job.uid, None)
         if later:  # user code: on the delivery thread, in order, never on the I/O thread
-            self._delivery.post(lambda: [run_callback(fn, job) for fn in later])
+            self._delivery.post(functools.partial(_run_callbacks, later, job))
         if self.job_status is not None:
             try:
                 self.job_status(job)
@@ -611,3 +612,8 @@ class JobCluster(NodeControl):
             log.warning("event=file_refused path=%r reason=%s", msg.fields.get("path"), exc)
         except SerializationError:
             raise
+
+
+def _run_callbacks(callbacks: Sequence[Callable[[Job], None]], job: Job) -> None:
+    for fn in callbacks:
+        run_callback(fn, job)

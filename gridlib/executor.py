@@ -125,7 +125,8 @@ class GridExecutor(Executor):
             raise ValueError("chunksize must be >= 1")
         deadline = None if timeout is None else time.monotonic() + timeout
         pickled = self._pickle(fn)
-        calls = iter([(args, {}) for args in zip(*iterables, strict=False)])
+        calls: Iterator[tuple[tuple[Any, ...], dict[str, Any]]] = iter(
+            [(args, {}) for args in zip(*iterables, strict=False)])
         futures = []
         while chunk := list(itertools.islice(calls, chunksize)):
             futures.append(self._submit(pickled, chunk, single=False))

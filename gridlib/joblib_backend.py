@@ -97,7 +97,7 @@ class GridlibBackend(_backend_base()):  # type: ignore[misc]
         """CPUs of the cluster's nodes, waiting up to ``wait`` s for the first to set up."""
         deadline, pause = time.monotonic() + wait, threading.Event()
         while True:
-            cpus = sum(n.cpus for n in self.executor.cluster.status().nodes)
+            cpus: int = sum(n.cpus for n in self.executor.cluster.status().nodes)
             if cpus or time.monotonic() >= deadline:
                 return cpus
             pause.wait(0.05)

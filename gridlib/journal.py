@@ -35,7 +35,8 @@ CREATE INDEX IF NOT EXISTS jobs_by_cluster ON jobs (cluster_id, seq);
 
 
 def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
 
 
 def _unpack(blob: bytes | None) -> Any:

@@ -53,7 +53,8 @@ class Node:
     def update(self, info: dict[str, Any], now: float) -> None:
         self.name = str(info.get("name") or self.name)
         self.ip_addr = str(info.get("ip_addr") or self.ip_addr)
-        self.cpus = int(info.get("cpus") if info.get("cpus") is not None else self.cpus)
+        cpus = info.get("cpus")
+        self.cpus = int(cpus) if cpus is not None else self.cpus
         self.avail_cpus = int(info.get("node_cpus") or self.avail_cpus or self.cpus)
         self.platform = str(info.get("platform") or self.platform)
         avail = info.get("avail")

@@ -19,12 +19,12 @@ Key files use ZeroMQ's ZPL certificate format; secret files are written
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import zmq
+import zmq.auth
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -53,7 +53,6 @@ __all__ = [
 
 _HKDF_SALT = b"gridlib/curve/v1"
 _HKDF_INFO = b"gridlib shared-secret keypair"
-_KEY_LINE = re.compile(r'^\s*(public|secret)-key\s*=\s*"([^"]{40})"\s*$', re.M)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +131,22 @@ def write_keypair(directory: Path, name: str, keypair: KeyPair | None = None) ->
 
 
 def _read_keys(path: Path) -> dict[str, bytes]:
+    """Parse a ZPL certificate with pyzmq's own reader, then check each key.
+
+    pyzmq's ``zmq.auth.load_certificate`` reads the format; what it does not
+    do, and this adds, is refuse a key that is not 32 bytes of Z85 (a
+    truncated or hand-edited file) with a message naming the file.
+    """
     try:
-        text = path.read_text()
+        public, secret = zmq.auth.load_certificate(path)
     except OSError as exc:
-        raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    found = {kind: value.encode() for kind, value in _KEY_LINE.findall(text)}
+        raise KeyFileError(f"cannot read key file {path}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise KeyFileError(f"{path} holds no public-key") from None
+    found = {"public": public} if secret is None else {"public": public, "secret": secret}
     for value in found.values():
         try:
-            if len(z85.decode(value)) != 32:
+            if len(value) != 40 or len(z85.decode(value)) != 32:
                 raise ValueError
         except Exception:
             raise KeyFileError(f"key file {path} holds a malformed key") from None

@@ -333,7 +333,7 @@ class SchedulerCore(FaultHandling, NodeAllocation, StatusReports):
         if node_id in self.nodes:
             # a node that registers again reports what it still holds in SETUP_OK
             self._node_lost(node_id, "node re-registered", adopt_until=now + self.adopt_grace)
-        info = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size",
+        info: dict[str, Any] = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size",
                                                "session") if k in msg.fields}
         ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),

@@ -146,7 +146,7 @@ class NodeAllocation(SchedulerState):
     def handle_node_reply(self, peer: Peer, msg: Message, now: float) -> None:
         """OK or ERROR from a node answering something a client asked (FILE_PUT)."""
         waiting = self.pending_replies.get(msg.ref) if msg.ref else None
-        if waiting is None or waiting[2] != self.node_by_route.get(peer.route):
+        if msg.ref is None or waiting is None or waiting[2] != self.node_by_route.get(peer.route):
             if msg.type == "ERROR":
                 self.log.warning("event=node_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
             return

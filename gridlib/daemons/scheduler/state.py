@@ -77,7 +77,7 @@ class SchedulerState:
         self.now = 0.0  # the time of the message or timer being handled
         # durable-state changes for the shell's journal: ("cluster"|"job"|"drop_job"|"drop_cluster", ...)
         self.persist: list[tuple[str, Any]] = []
-        self.client_liveness = LivenessTracker(liveness or LivenessPolicy())
+        self.client_liveness: LivenessTracker[Route] = LivenessTracker(liveness or LivenessPolicy())
         self._unacked: dict[str, float] = {}  # job id -> when its result was (last) sent
         self.job_time = float("inf")  # recent average job run time (seconds), for the prefetch
         self.policy = liveness or LivenessPolicy()
@@ -88,7 +88,7 @@ class SchedulerState:
         self.nodes: dict[str, NodeRecord] = {}
         self.node_by_route: dict[Route, str] = {}
         self.jobs: dict[str, JobRecord] = {}
-        self.node_liveness = LivenessTracker(self.policy)
+        self.node_liveness: LivenessTracker[str] = LivenessTracker(self.policy)
         self.out: list[Send] = []
         self._replies_after_dispatch: list[Send] = []  # JOB_SUBMIT's OKs: sent after the jobs
         self.duplicates = 0

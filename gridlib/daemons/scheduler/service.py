@@ -50,7 +50,7 @@ CLIENTS_DOMAIN = "gridlib.clients"
 _BATCH = 2000  # messages read from one socket per loop turn before others get a go
 LOCAL_ROUTE = (b"local",)  # the embedded scheduler's own client
 _ROUTES = 10_000  # client routes remembered before those of non-clients are dropped
-_LOCAL = object()  # stands for its socket
+_LOCAL: Any = object()  # stands for its socket
 
 
 class SchedulerService:

@@ -11,8 +11,11 @@ import enum
 import random
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 __all__ = ["Liveness", "LivenessPolicy", "LivenessTracker", "Backoff"]
+
+PeerKey = TypeVar("PeerKey", bound=Hashable)
 
 
 class Liveness(enum.Enum):
@@ -32,24 +35,24 @@ class LivenessPolicy:
                 "lost_after": self.lost_after}
 
 
-class LivenessTracker:
+class LivenessTracker(Generic[PeerKey]):
     """Last-heard times of a set of peers."""
 
     def __init__(self, policy: LivenessPolicy) -> None:
         self.policy = policy
-        self._last: dict[Hashable, float] = {}
+        self._last: dict[PeerKey, float] = {}
 
-    def touch(self, peer: Hashable, now: float) -> None:
+    def touch(self, peer: PeerKey, now: float) -> None:
         self._last[peer] = now
 
-    def last(self, peer: Hashable) -> float:
+    def last(self, peer: PeerKey) -> float:
         """When ``peer`` was last heard (0 if never)."""
         return self._last.get(peer, 0.0)
 
-    def forget(self, peer: Hashable) -> None:
+    def forget(self, peer: PeerKey) -> None:
         self._last.pop(peer, None)
 
-    def state(self, peer: Hashable, now: float) -> Liveness:
+    def state(self, peer: PeerKey, now: float) -> Liveness:
         last = self._last.get(peer)
         if last is None:
             return Liveness.LOST
@@ -60,7 +63,7 @@ class LivenessTracker:
             return Liveness.SUSPECT
         return Liveness.ALIVE
 
-    def lost(self, now: float) -> list[Hashable]:
+    def lost(self, now: float) -> list[PeerKey]:
         """Peers silent for ``lost_after`` intervals (they stay tracked until forgotten)."""
         limit = self.policy.interval * self.policy.lost_after
         return [p for p, t in self._last.items() if now - t >= limit]
