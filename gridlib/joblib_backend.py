@@ -46,6 +46,27 @@ def register_joblib() -> None:
     register_parallel_backend("gridlib", GridlibBackend)
 
 
+def _run_batch(batch: Any) -> Any:
+    """Run one of joblib's batches on a node, where a task that runs
+    ``Parallel(backend="gridlib")`` itself (nested) finds the backend registered,
+    as it is in the client.  Shipped by reference: the node imports this module."""
+    if not _registered_here:
+        _register_here()
+    return batch()
+
+
+_registered_here = False
+
+
+def _register_here() -> None:
+    global _registered_here
+    _registered_here = True
+    try:
+        register_joblib()
+    except Exception:  # joblib without the parts we need: no nesting, nothing else lost
+        pass
+
+
 def _backend_base() -> type:
     from joblib.parallel import ParallelBackendBase
 
@@ -103,7 +124,7 @@ class GridlibBackend(_backend_base()):  # type: ignore[misc]
             pause.wait(0.05)
 
     def submit(self, func: Any, callback: Any = None) -> Future[Any]:
-        future = self.executor.submit(func)
+        future = self.executor.submit(_run_batch, func)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
         if callback is not None:

@@ -15,7 +15,6 @@ scheduler relayed, like any computation).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import pickle
 import sys
@@ -44,7 +43,6 @@ def run_calls(digest: str, blob: bytes | None, calls: list[tuple[tuple[Any, ...]
     fn = _function(digest, blob)
     if fn is None:
         return "missing", digest
-    _joblib_here()
     outcomes: list[tuple[bool, Any]] = []
     for args, kwargs in calls:
         try:
@@ -52,24 +50,6 @@ def run_calls(digest: str, blob: bytes | None, calls: list[tuple[tuple[Any, ...]
         except BaseException as exc:  # a call may raise anything (KeyboardInterrupt...): loky's rule
             outcomes.append((False, describe_exception(exc)))
     return "ok", outcomes
-
-
-_joblib_registered = False
-
-
-def _joblib_here() -> None:
-    """A task that runs ``joblib.Parallel(backend="gridlib")`` itself (nested) finds the backend
-    registered on the node too, as it is in the client."""
-    global _joblib_registered
-    if _joblib_registered:
-        return
-    _joblib_registered = True
-    if "joblib" in sys.modules or importlib.util.find_spec("joblib") is not None:
-        try:
-            from gridlib.joblib_backend import register_joblib
-            register_joblib()
-        except Exception:  # joblib without the parts we need: no nesting, nothing else lost
-            pass
 
 
 def run_initializer(initializer: Callable[..., Any], initargs: tuple[Any, ...]) -> int:
