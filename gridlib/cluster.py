@@ -32,6 +32,7 @@ from gridlib.logger import set_loglevel
 from gridlib.node_control import NodeControl
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate
 from gridlib.protocol.addresses import expand_targets
+from gridlib.protocol.bodies import ClusterEvent, Error, JobEvent, JobFile, JobResult, NodeEvent
 from gridlib.protocol.codec import Message, new_message
 from gridlib.protocol.errors import GridError, PayloadTooLarge, ProtocolError, SerializationError
 from gridlib.protocol.keys import resolve_identity
@@ -416,37 +417,52 @@ class JobCluster(NodeControl):
 
     # -- messages from the scheduler (I/O thread) ----------------------------------
     def _on_message(self, msg: Message) -> None:
-        if msg.type == "JOB_RESULT":
-            if self._journal is not None:
-                self._unjournaled.append(msg)  # journaled before the ack goes (before_ack)
-            self._conn.ack(str(msg.fields["job_id"]))
-            self._inbox.append(msg)
-        elif msg.type in ("JOB_EVENT", "JOB_FILE"):
-            self._inbox.append(msg)
-        elif msg.type == "NODE_EVENT":
-            info = msg.get("node")
-            limit = info.get("max_msg_size") if isinstance(info, dict) else None
-            if isinstance(limit, int) and msg.get("event") in ("discovered", "initialized"):
-                self._msg_limits[str(info.get("node_id"))] = limit
-            elif isinstance(info, dict) and msg.get("event") == "closed":
-                self._msg_limits.pop(str(info.get("node_id")), None)
-            self._inbox.append(msg)
-        elif msg.type == "CLUSTER_EVENT":
-            self._explain_waiting(msg)
-        elif msg.type == "ERROR":
-            log.warning("event=scheduler_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+        """I/O thread: a message from the scheduler, checked, then queued for the delivery thread."""
+        handler = _ON_MESSAGE.get(msg.type)
+        if handler is None:
+            log.warning("event=unexpected_message type=%s", msg.type)
+            return
+        try:
+            handler(self, msg)
+        except ProtocolError as exc:
+            log.warning("event=bad_message type=%s reason=%r", msg.type, exc.reason)
+
+    def _on_result(self, msg: Message) -> None:
+        job_id = msg.as_(JobResult).job_id
+        if self._journal is not None:
+            self._unjournaled.append(msg)  # journaled before the ack goes (before_ack)
+        self._conn.ack(job_id)
+        self._inbox.append(msg)
+
+    def _on_job_report(self, msg: Message) -> None:
+        msg.as_(JobEvent if msg.type == "JOB_EVENT" else JobFile)  # checked here, once
+        self._inbox.append(msg)
+
+    def _on_node_event(self, msg: Message) -> None:
+        event = msg.as_(NodeEvent)
+        limit, node_id = event.node.get("max_msg_size"), str(event.node.get("node_id"))
+        if isinstance(limit, int) and event.event in ("discovered", "initialized"):
+            self._msg_limits[node_id] = limit
+        elif event.event == "closed":
+            self._msg_limits.pop(node_id, None)
+        self._inbox.append(msg)
+
+    def _on_error(self, msg: Message) -> None:
+        error = msg.as_(Error)
+        log.warning("event=scheduler_error code=%s reason=%r", error.code, error.reason)
 
     def _explain_waiting(self, msg: Message) -> None:
         """I/O thread: the scheduler says no node can run our jobs; tell the user why (once
         now, again every half minute while it lasts) in one WARNING."""
+        event = msg.as_(ClusterEvent)
         announcer = getattr(self._conn.scheduler, "announcer", None)
         private = self._local_node is not None
         text = describe_no_nodes(
-            float(msg.get("waited") or 0), int(msg.get("queued") or 0),
+            float(event.waited or 0), event.queued or 0,
             dict(announcer.reach) if announcer is not None else None,
             self._identity.keypair.public.decode() if self._identity else "",
-            scheduler=self._scheduler_name(), known_nodes=int(msg.get("nodes") or 0),
-            rejected=int(msg.get("rejected") or 0), private_node=private)
+            scheduler=self._scheduler_name(), known_nodes=event.nodes or 0,
+            rejected=event.rejected or 0, private_node=private)
         self._no_nodes = text
         log.warning("event=no_node_can_run cluster=%s %s", self.cluster_id[:8], text)
 
@@ -478,14 +494,7 @@ class JobCluster(NodeControl):
                 log.exception("event=apply_failed type=%s", msg.type)
 
     def _apply(self, msg: Message) -> None:
-        if msg.type == "JOB_RESULT":
-            self._apply_result(msg)
-        elif msg.type == "JOB_EVENT":
-            self._apply_event(msg)
-        elif msg.type == "NODE_EVENT":
-            self._apply_node_event(msg)
-        elif msg.type == "JOB_FILE":
-            self._apply_file(msg)
+        _APPLY[msg.type](self, msg)
 
     # -- applying them (delivery thread) ---------------------------------------------
     def _notify(self, status: Any, node: Node | None, job: Job | None) -> None:
@@ -496,7 +505,7 @@ class JobCluster(NodeControl):
                 log.exception("event=cluster_status_callback_failed")
 
     def _apply_result(self, msg: Message) -> None:
-        job = self._jobs.get(str(msg.fields["job_id"]))
+        job = self._jobs.get(msg.as_(JobResult).job_id)
         if job is None or job.finished:
             self.duplicates += 1
             return
@@ -514,14 +523,14 @@ class JobCluster(NodeControl):
         self._notify(job.status, node, job)
 
     def _fill_result(self, job: Job, msg: Message) -> None:
-        f = msg.fields
-        job.status = WIRE_STATUS.get(str(f["status"]), JobStatus.Terminated)
-        job.start_time = float(f.get("start_time") or job.start_time or 0.0) or None
-        job.end_time = float(f.get("end_time") or time.time())
-        job.node, job.ip_addr = f.get("node") or job.node, f.get("ip_addr") or job.ip_addr
-        job.attempts = int(f.get("attempts") or 0)
-        exc = f.get("exception")
-        if isinstance(exc, dict):
+        r = msg.as_(JobResult)
+        job.status = WIRE_STATUS.get(r.status, JobStatus.Terminated)
+        job.start_time = float(r.start_time or job.start_time or 0.0) or None
+        job.end_time = float(r.end_time or time.time())
+        job.node, job.ip_addr = r.node or job.node, r.ip_addr or job.ip_addr
+        job.attempts = r.attempts or 0
+        exc = r.exception
+        if exc is not None:
             job.exception_type = str(exc.get("type"))
             job.exception_message = str(exc.get("message") or "")
             if job.exception_type == "NoNodesError" and self._no_nodes:
@@ -529,9 +538,8 @@ class JobCluster(NodeControl):
             job.exception = str(exc.get("traceback") or f"{job.exception_type}: {job.exception_message}")
             pickled = exc.get("pickled")
             job.exception_pickle = pickled if isinstance(pickled, bytes) else None
-        elif f.get("reason"):
-            job.exception = str(f["reason"])
-            job.exception_message = job.exception
+        elif r.reason:
+            job.exception = job.exception_message = r.reason
         result_frames = [fr for fr, lab in zip(msg.frames, msg.labels, strict=True) if lab == "result"]
         streams = {lab: bytes(memoryview(fr)) for fr, lab in zip(msg.frames, msg.labels, strict=True)
                    if lab in ("stdout", "stderr")}
@@ -577,20 +585,21 @@ class JobCluster(NodeControl):
                 log.exception("event=job_status_callback_failed job=%s", job.id)
 
     def _apply_event(self, msg: Message) -> None:
-        job = self._jobs.get(str(msg.fields["job_id"]))
+        event = msg.as_(JobEvent)
+        job = self._jobs.get(event.job_id)
         if job is None or job.finished:
             return
-        if msg.fields["event"] == "running":
+        if event.event == "running":
             job.status = JobStatus.Running
-            job.start_time = msg.get("start_time") or time.time()
-            job.node, job.ip_addr = msg.get("node"), msg.get("ip_addr")
+            job.start_time = event.start_time or time.time()
+            job.node, job.ip_addr = event.node, event.ip_addr
             node = self._node_names.get(job.node) if job.node else None
             if node is not None:
                 node.busy += 1
             if job._on_running is not None:
                 job._on_running(job)
             self._notify(JobStatus.Running, node, job)
-        elif msg.fields["event"] == "provisional":
+        elif event.event == "provisional":
             try:
                 job.result = unpack_value(msg.frames)
             except Exception as err:
@@ -605,11 +614,12 @@ class JobCluster(NodeControl):
             self._notify(JobStatus.ProvisionalResult, self._node_names.get(job.node or ""), job)
 
     def _apply_file(self, msg: Message) -> None:
+        path = msg.as_(JobFile).path
         try:
             data = b"".join(bytes(memoryview(f)) for f in msg.frames)
-            write_file(Path.cwd(), str(msg.fields["path"]), data, 0o644, 1 << 40)
+            write_file(Path.cwd(), path, data, 0o644, 1 << 40)
         except (ProtocolError, OSError) as exc:
-            log.warning("event=file_refused path=%r reason=%s", msg.fields.get("path"), exc)
+            log.warning("event=file_refused path=%r reason=%s", path, exc)
         except SerializationError:
             raise
 
@@ -617,3 +627,22 @@ class JobCluster(NodeControl):
 def _run_callbacks(callbacks: Sequence[Callable[[Job], None]], job: Job) -> None:
     for fn in callbacks:
         run_callback(fn, job)
+
+
+# one dispatch table per thread: what the I/O thread does with each message from the scheduler
+# (check it, acknowledge a result, queue it), then what the delivery thread does with it
+_ON_MESSAGE: dict[str, Callable[[JobCluster, Message], None]] = {
+    "JOB_RESULT": JobCluster._on_result,
+    "JOB_EVENT": JobCluster._on_job_report,
+    "JOB_FILE": JobCluster._on_job_report,
+    "NODE_EVENT": JobCluster._on_node_event,
+    "CLUSTER_EVENT": JobCluster._explain_waiting,
+    "ERROR": JobCluster._on_error,
+}
+
+_APPLY: dict[str, Callable[[JobCluster, Message], None]] = {
+    "JOB_RESULT": JobCluster._apply_result,
+    "JOB_EVENT": JobCluster._apply_event,
+    "NODE_EVENT": JobCluster._apply_node_event,
+    "JOB_FILE": JobCluster._apply_file,
+}

@@ -19,6 +19,7 @@ from typing import Any
 from gridlib.daemons.runtime.payload import files_of
 from gridlib.nodes import Node, NodeAllocate, NodeStatus
 from gridlib.protocol.addresses import expand_targets
+from gridlib.protocol.bodies import NodeEvent
 from gridlib.protocol.codec import Message, new_message
 from gridlib.protocol.errors import GridError, SerializationError
 
@@ -98,8 +99,8 @@ class NodeControl:
                                     ["file"] * len(files)))
 
     def _apply_node_event(self, msg: Message) -> None:
-        info = msg.fields["node"]
-        event = msg.fields["event"]
+        node_event = msg.as_(NodeEvent)
+        info, event = node_event.node, node_event.event
         if event == "discovered":
             self._offered(info)
             return
@@ -118,7 +119,7 @@ class NodeControl:
         elif event in ("closed", "setup_failed"):
             node.status = NodeStatus.Closed
             if event == "setup_failed":
-                log.warning("event=node_setup_failed node=%s reason=%r", node.name, msg.get("reason"))
+                log.warning("event=node_setup_failed node=%s reason=%r", node.name, node_event.reason)
             self._notify(NodeStatus.Closed, node, None)
 
     # -- operations (user threads) ---------------------------------------------------

@@ -12,6 +12,7 @@ here and are forwarded as received.
 
 from __future__ import annotations
 
+import builtins
 import itertools
 import os
 from collections.abc import Sequence
@@ -20,8 +21,8 @@ from typing import Any
 
 import msgpack
 
+from .bodies import B, body_of
 from .errors import PayloadTooLarge, ProtocolError, ProtocolVersionError
-from .messages import validate_fields
 
 __all__ = [
     "SIGNATURE",
@@ -59,7 +60,13 @@ def _next_mid() -> bytes:
 
 @dataclass(slots=True)
 class Message:
-    """One gridlib message: a type, header fields and opaque payload frames."""
+    """One gridlib message: a type, header fields and opaque payload frames.
+
+    ``fields`` is the header as a map (what is forwarded); :meth:`as_` gives
+    the message's typed struct (:mod:`.bodies`), built once: by :func:`decode`
+    for a message that crossed a socket, on first use for one passed within a
+    process.
+    """
 
     type: str
     fields: dict[str, Any] = field(default_factory=dict)
@@ -67,9 +74,22 @@ class Message:
     frames: list[Any] = field(default_factory=list)
     mid: bytes = b""
     ref: bytes | None = None
+    body: Any = field(default=None, repr=False, compare=False)
 
     def get(self, name: str, default: Any = None) -> Any:
         return self.fields.get(name, default)
+
+    def as_(self, kind: builtins.type[B]) -> B:
+        """The typed struct of this message, which must be of ``kind``'s type.
+
+        Raises :class:`ProtocolError` when a field is missing or of the wrong type.
+        """
+        body = self.body
+        if body is None:
+            body = self.body = body_of(self.type, self.fields)
+        if type(body) is not kind:
+            raise ProtocolError(f"a {self.type} message is not {kind.TYPE}")
+        return body
 
 
 def new_message(
@@ -186,6 +206,6 @@ def decode(frames: Sequence[Any]) -> Message:
         raise ProtocolError("header frame labels do not match the payload frames")
     if len(payload) > MAX_FRAMES:
         raise PayloadTooLarge(f"{len(payload)} payload frames (limit {MAX_FRAMES})")
-    validate_fields(mtype, header)
+    body = body_of(mtype, header)
     fields = {k: v for k, v in header.items() if k not in _RESERVED}
-    return Message(mtype, fields, labels, payload, mid, ref)
+    return Message(mtype, fields, labels, payload, mid, ref, body)

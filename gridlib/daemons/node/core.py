@@ -28,6 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from gridlib.protocol.bodies import (
+    Disconnect,
+    Error,
+    FilePut,
+    JobAssign,
+    JobCancel,
+    ResultAck,
+    Setup,
+    Teardown,
+    Welcome,
+)
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, error_reply, new_message, reply
 from gridlib.protocol.errors import (
     BAD_REQUEST,
@@ -37,7 +48,6 @@ from gridlib.protocol.errors import (
     ProtocolError,
 )
 from gridlib.protocol.liveness import Backoff
-from gridlib.protocol.messages import opt
 
 from .dialing import MAX_PENDING, Candidate, DialPolicy, Pending
 from .events import (
@@ -495,12 +505,16 @@ class NodeCore:
             self.out.append(SendHeartbeat(link.sid))
         link.welcomed = True
         link.backoff.reset()
-        link.interval = float(opt(msg.fields, "heartbeat", (int, float), link.interval))
-        link.lost_after = int(opt(msg.fields, "lost_after", int, link.lost_after))
-        link.max_msg_size = int(opt(msg.fields, "max_msg_size", int, link.max_msg_size))
+        welcome = msg.as_(Welcome)
+        link.interval = float(welcome.heartbeat)
+        if welcome.lost_after is not None:
+            link.lost_after = welcome.lost_after
+        if welcome.max_msg_size is not None:
+            link.max_msg_size = welcome.max_msg_size
 
     def on_setup(self, link: Link, msg: Message) -> None:
-        cluster_id = str(msg.fields["cluster_id"])
+        setup = msg.as_(Setup)
+        cluster_id = setup.cluster_id
         cluster = self.jobs.clusters.get(cluster_id)
         try:
             if cluster is not None:  # its scheduler reconnected, or asks again
@@ -511,51 +525,50 @@ class NodeCore:
                 if cluster.phase in (ClusterPhase.READY, ClusterPhase.FAILED):
                     self.setup_answer(cluster)
                 return
-            refusal = self.lifecycle.admit_cluster(cluster_id) or self._version_refusal(msg.fields)
+            refusal = self.lifecycle.admit_cluster(cluster_id) or self._version_refusal(setup)
             if refusal:
                 raise ProtocolError(refusal, ILLEGAL_STATE)
-            files, blob = _setup_payload(msg)
-            self.jobs.setup(link.sid, link.key, cluster_id, dict(msg.fields), files, blob)
+            files, blob = _setup_payload(msg, setup)
+            self.jobs.setup(link.sid, link.key, setup, files, blob)
             self.lifecycle.cluster_added(cluster_id)
         except ProtocolError as exc:
             self.log.warning("event=setup_refused cluster=%s reason=%r", cluster_id, exc.reason)
             self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster_id, "reason": exc.reason}))
 
-    def _version_refusal(self, fields: dict[str, Any]) -> str | None:
-        theirs, ours = fields.get("python"), self.facts.python
-        if isinstance(theirs, str) and ours and theirs != ours:
+    def _version_refusal(self, setup: Setup) -> str | None:
+        theirs, ours = setup.python, self.facts.python
+        if theirs and ours and theirs != ours:
             return (f"version mismatch: the client runs Python {theirs}, this node ({self.facts.name}) "
                     f"Python {ours}; code and data travel pickled, so the client and its nodes must "
                     f"run the same Python minor version (start the node with python{theirs}, or the "
                     f"client with python{ours})")
-        theirs, ours = fields.get("protocol"), self.facts.protocol
-        if isinstance(theirs, str) and ours and theirs != ours:
+        theirs, ours = setup.protocol, self.facts.protocol
+        if theirs and ours and theirs != ours:
             return (f"version mismatch: the client speaks gridlib protocol {theirs}, this node "
                     f"({self.facts.name}) {ours}; install the same gridlib version on both")
         return None
 
     def on_job_assign(self, link: Link, msg: Message) -> None:
-        f = msg.fields
-        owner = self.jobs.clusters.get(str(f["cluster_id"]))
+        assign = msg.as_(JobAssign)
+        owner = self.jobs.clusters.get(assign.cluster_id)
         if owner is not None and owner.link != link.sid:
             raise ProtocolError("JOB_ASSIGN for another scheduler's cluster", UNAUTHORIZED)
-        timeout = opt(f, "timeout", (int, float))
         if not link.welcomed and owner is not None:
             # sent before the scheduler heard our new READY (we were frozen and fenced): it
             # has given this job to another node, or will ask what we hold -- not run here
-            owner.dropped.append([str(f["job_id"]), int(f["attempt"])])
+            owner.dropped.append([assign.job_id, assign.attempt])
             return
-        self.jobs.assign(Assignment(link.sid, str(f["cluster_id"]), str(f["job_id"]), int(f["attempt"]),
-                                    float(timeout) if timeout else None, list(msg.frames)))
+        self.jobs.assign(Assignment(link.sid, assign.cluster_id, assign.job_id, assign.attempt,
+                                    float(assign.timeout) if assign.timeout else None, list(msg.frames)))
 
     def on_job_cancel(self, link: Link, msg: Message) -> None:
-        attempts = msg.get("attempts")
-        attempts = attempts if isinstance(attempts, list) else []
-        for i, job_id in enumerate(msg.fields["job_ids"]):
-            if not isinstance(job_id, str) or self.jobs.cancel(job_id, link.sid):
+        cancel = msg.as_(JobCancel)
+        attempts = cancel.attempts or []
+        for i, job_id in enumerate(cancel.job_ids):
+            if self.jobs.cancel(job_id, link.sid):
                 continue
             attempt = attempts[i] if i < len(attempts) else None
-            if isinstance(attempt, int) and job_id not in self.spooled:
+            if attempt is not None and job_id not in self.spooled:
                 # not here (never arrived, or ended and acknowledged): the canceller still
                 # gets its one answer; a result already sent stands (it went first)
                 self._send(link, new_message("JOB_RESULT", {
@@ -563,8 +576,7 @@ class NodeCore:
                     "end_time": self.wall(), "reason": "the job was not on the node"}))
 
     def on_result_ack(self, link: Link, msg: Message) -> None:
-        acked = [job_id for job_id in msg.fields["job_ids"]
-                 if isinstance(job_id, str) and self._may_ack(job_id, link)]
+        acked = [job_id for job_id in msg.as_(ResultAck).job_ids if self._may_ack(job_id, link)]
         self.spooled.acked(acked)
         self.lifecycle.poke()
 
@@ -578,24 +590,26 @@ class NodeCore:
 
     def on_file_put(self, link: Link, msg: Message) -> None:
         """A file for a cluster's directory (``cluster.send_file``): written by the shell, answered."""
-        cluster = self.jobs.clusters.get(str(msg.fields["cluster_id"]))
+        put = msg.as_(FilePut)
+        cluster = self.jobs.clusters.get(put.cluster_id)
         if cluster is None or cluster.link != link.sid or len(msg.frames) != 1 or not cluster.directory:
             self._send(link, error_reply(msg, NOT_FOUND, "no such cluster on this node"))
             return
-        mode = int(opt(msg.fields, "mode", int, 0o600))
-        self.out.append(WriteClusterFile(link.sid, msg, cluster.directory, str(msg.fields["name"]),
-                                         mode, msg.frames[0]))
+        mode = 0o600 if put.mode is None else put.mode
+        self.out.append(WriteClusterFile(link.sid, msg, cluster.directory, put.name, mode, msg.frames[0]))
 
     def on_teardown(self, link: Link, msg: Message) -> None:
-        cluster = self.jobs.clusters.get(str(msg.fields["cluster_id"]))
+        teardown = msg.as_(Teardown)
+        cluster = self.jobs.clusters.get(teardown.cluster_id)
         if cluster is not None and cluster.link == link.sid:
-            resetup = msg.get("keep_files") is True  # set up again next: keep its files
+            resetup = teardown.keep_files is True  # set up again next: keep its files
             self.jobs.teardown(cluster.cluster_id, keep_files=resetup)
             if not resetup:  # (a resetup's unacknowledged results are still acked later)
                 self.spooled.drop_cluster(cluster.cluster_id)
 
     def on_error(self, link: Link, msg: Message) -> None:
-        if msg.get("code") == ILLEGAL_STATE and link.welcomed:
+        error = msg.as_(Error)
+        if error.code == ILLEGAL_STATE and link.welcomed:
             # the scheduler no longer knows us (it declared us lost, or restarted): register
             # again -- unless another link already serves that endpoint (a restarted scheduler
             # with a new id): then this one is stale
@@ -603,23 +617,24 @@ class NodeCore:
                    for o in self.links.values()):
                 self._close_link(link, "superseded by a newer link to the same endpoint")
                 return
-            self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, msg.get("reason"))
+            self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, error.reason)
             link.welcomed = False
             link.backoff.reset()
             self._send_ready(link, fresh=True)
             return
         self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
-                         link.sid, msg.get("code"), msg.get("reason"))
+                         link.sid, error.code, error.reason)
 
     def on_disconnect(self, link: Link, msg: Message) -> None:
         """The scheduler said goodbye (its client closed): nothing is wrong."""
+        reason = msg.as_(Disconnect).reason
         if link.dial_out:
             link.welcomed = False  # it may come back: keep dialing
             link.next_ready = self.now + link.backoff.next()
             self._orphan(link.sid)
-            self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, msg.get("reason"))
+            self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, reason)
             return
-        self._close_link(link, str(msg.get("reason") or "the scheduler closed"), quiet=True)
+        self._close_link(link, reason or "the scheduler closed", quiet=True)
 
     def on_heartbeat(self, link: Link, msg: Message) -> None:
         pass
@@ -678,11 +693,9 @@ class NodeCore:
         self._send(link, new_message(mtype, fields, frames, labels))
 
 
-def _setup_payload(msg: Message) -> tuple[list[tuple[str, int, Any]], bytes]:
+def _setup_payload(msg: Message, setup: Setup) -> tuple[list[tuple[str, int, Any]], bytes]:
     """The computation and the files of a SETUP, paired strictly: one file entry per file frame."""
-    specs = msg.get("files") or []
-    if not isinstance(specs, list):
-        raise ProtocolError("SETUP: files must be a list")
+    specs = setup.files or []
     blob: bytes | None = None
     datas = []
     for label, frame in zip(msg.labels, msg.frames, strict=True):

@@ -23,6 +23,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gridlib.protocol.bodies import Setup
+
 from .events import (
     CancelTimer,
     Effect,
@@ -83,7 +85,7 @@ class ClusterState:
     owner: bytes  # the Curve key of the scheduler that set it up
     dest_path: str
     blob: bytes
-    options: dict[str, Any]
+    setup: Setup  # the SETUP that made it: kind, cpus, setup_args, cleanup ...
     directory: str = ""
     phase: ClusterPhase = ClusterPhase.PREPARING
     fail_reason: str = ""
@@ -96,13 +98,15 @@ class ClusterState:
     answers_owed: int = 1  # SETUPs waiting for their SETUP_OK / SETUP_FAIL
     dropped: list[list[Any]] = field(default_factory=list)  # [job id, attempt] fenced, never started
 
+    keep_files: bool = False  # set up again next (resetup): its files stay when it ends
+
     @property
     def cleanup(self) -> bool:
-        return bool(self.options.get("cleanup", True))
+        return not self.keep_files and self.setup.cleanup is not False
 
     def wanted_workers(self, cpus: int) -> int:
-        wanted = self.options.get("cpus")
-        return min(cpus, wanted) if isinstance(wanted, int) and wanted > 0 else cpus
+        wanted = self.setup.cpus
+        return min(cpus, wanted) if wanted is not None and wanted > 0 else cpus
 
 
 class Answers(Protocol):
@@ -140,14 +144,15 @@ class JobRunner:
         self._rr: deque[str] = deque()  # round robin over clusters with pending jobs
 
     # -- clusters ---------------------------------------------------------------------
-    def setup(self, link: str, owner: bytes, cluster_id: str, fields: dict[str, Any],
+    def setup(self, link: str, owner: bytes, setup: Setup,
               files: list[tuple[str, int, Any]], blob: bytes) -> ClusterState:
         """A new cluster: its directory is prepared first (``prepared``), then workers start."""
+        cluster_id = setup.cluster_id
         retired = self.retired.get(cluster_id)
         if retired is not None:  # set up again (resetup): its old workers must not remove the files
-            retired.options = {**retired.options, "cleanup": False}
-        dest = str(fields.get("dest_path") or cluster_id)
-        cluster = ClusterState(cluster_id, link, owner, dest, blob, dict(fields))
+            retired.keep_files = True
+        dest = setup.dest_path or cluster_id
+        cluster = ClusterState(cluster_id, link, owner, dest, blob, setup)
         self.clusters[cluster_id] = cluster
         self.out.append(PrepareCluster(cluster_id, dest, files))
         return cluster
@@ -195,7 +200,7 @@ class JobRunner:
         if cluster is None:
             return
         if keep_files:
-            cluster.options = {**cluster.options, "cleanup": False}
+            cluster.keep_files = True
         cluster.pending.clear()  # their scheduler settles them (it asked for the teardown)
         for worker in list(cluster.workers.values()):
             if worker.job is not None:
@@ -369,7 +374,7 @@ class JobRunner:
         worker = WorkerState(wid, cluster.cluster_id)
         self.workers[wid] = worker
         cluster.workers[wid] = worker
-        setup = {"setup_args": cluster.options.get("setup_args") or [],
+        setup = {"setup_args": cluster.setup.setup_args or [],
                  "init": list(self.init) if self.init else None, "max_output": self.max_output}
         self.out.append(SpawnWorker(wid, cluster.cluster_id, cluster.directory, setup, cluster.blob))
 
