@@ -419,8 +419,7 @@ class JobCluster(NodeControl):
     def _on_message(self, msg: Message) -> None:
         """I/O thread: a message from the scheduler, checked, then queued for the delivery thread."""
         handler = _ON_MESSAGE.get(msg.type)
-        if handler is None:
-            log.warning("event=unexpected_message type=%s", msg.type)
+        if handler is None:  # OK to a posted request, HEARTBEAT ...: nothing to do
             return
         try:
             handler(self, msg)
