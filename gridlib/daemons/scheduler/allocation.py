@@ -6,11 +6,14 @@ per-node setup arguments and files) and only then is the node set up.
 Later the client can change its mind per node (``NODE_CONTROL``: cpus,
 deallocate, allocate, close, resetup) and send it files (``FILE_PUT``).
 
-A cluster's state on a node (``NodeRecord.setup``)::
+A cluster's state on a node (``NodeRecord.setup``, a :class:`~.records.SetupState`)::
 
     offered -> pending (SETUP sent) -> ready -> deallocated <-> ready
        |                                  |-> closing -> closed   (once its jobs there ended)
        +-> rejected                       |-> resetup -> pending  (once its jobs there ended)
+
+:class:`Allocation` works on the store alone; no other part of the core is
+called from here.
 """
 
 from __future__ import annotations
@@ -21,26 +24,29 @@ from gridlib.protocol.codec import Message, new_message, reply
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.messages import opt
 
-from .records import ClusterRecord, NodeRecord
+from .records import ClusterRecord, NodeRecord, SetupState
 from .state import CLIENT, NODE, Peer, SchedulerState
 
-__all__ = ["NodeAllocation", "TAKES_JOBS"]
+__all__ = ["Allocation"]
 
-TAKES_JOBS = "ready"
-_DRAINING = ("closing", "resetup")
+_DRAINING = (SetupState.CLOSING, SetupState.RESETUP)  # left once the cluster's jobs there ended
+_DRAINING_OPS = ("closing", "resetup")  # the NODE_CONTROL ops that enter them
 
 
-class NodeAllocation(SchedulerState):
-    """Node offers, allocation and per-node operations."""
+class Allocation:
+    """Node offers, allocation and per-node operations, on the store's records."""
 
-    def _offer(self, cluster: ClusterRecord, node: NodeRecord) -> None:
+    def __init__(self, store: SchedulerState) -> None:
+        self.store = store
+
+    def offer(self, cluster: ClusterRecord, node: NodeRecord) -> None:
         """Ask the cluster's client whether (and how) to use ``node``."""
-        node.setup[cluster.cluster_id] = "offered"
-        self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+        node.setup[cluster.cluster_id] = SetupState.OFFERED
+        self.store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "discovered", "cluster_id": cluster.cluster_id, "node": node.public()}))
 
     def _setup_node(self, cluster: ClusterRecord, node: NodeRecord) -> None:
-        node.setup[cluster.cluster_id] = "pending"
+        node.setup[cluster.cluster_id] = SetupState.PENDING
         extra = node.extra_setup.get(cluster.cluster_id)
         fields = {"cluster_id": cluster.cluster_id, "kind": cluster.kind, **cluster.options,
                   "cpus": node.cluster_cpus.get(cluster.cluster_id, node.cpus)}
@@ -50,16 +56,17 @@ class NodeAllocation(SchedulerState):
             fields["files"] = [*(cluster.options.get("files") or []), *extra.fields.get("files", [])]
             frames += extra.frames
             labels += extra.labels
-        self._send(NODE, node.route, new_message("SETUP", fields, frames, labels))
+        self.store.send(NODE, node.route, new_message("SETUP", fields, frames, labels))
 
     def handle_node_allocate(self, peer: Peer, msg: Message, now: float) -> None:
-        cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
-        node = self.nodes.get(str(msg.fields["node_id"]))
-        if node is None or node.setup.get(cluster.cluster_id) not in ("offered", "rejected", "closed"):
+        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
+        node = self.store.nodes.get(str(msg.fields["node_id"]))
+        if node is None or node.setup.get(cluster.cluster_id) not in (
+                SetupState.OFFERED, SetupState.REJECTED, SetupState.CLOSED):
             return  # the node left meanwhile, or it is already in use
         cpus = int(msg.fields["cpus"])
         if cpus <= 0:
-            node.setup[cluster.cluster_id] = "rejected"
+            node.setup[cluster.cluster_id] = SetupState.REJECTED
             return
         node.cluster_cpus[cluster.cluster_id] = min(cpus, node.cpus)
         files = opt(msg.fields, "files", list, [])
@@ -72,98 +79,101 @@ class NodeAllocation(SchedulerState):
         self._setup_node(cluster, node)
 
     def _find_node(self, cluster: ClusterRecord, spec: str) -> NodeRecord:
-        for node in self.nodes.values():
+        for node in self.store.nodes.values():
             if spec in (node.node_id, node.name, node.ip_addr) and cluster.cluster_id in node.setup:
                 return node
         raise ProtocolError(f"no node {spec!r} serves this cluster", NOT_FOUND)
 
     def handle_node_control(self, peer: Peer, msg: Message, now: float) -> None:
-        cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
+        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
         node = self._find_node(cluster, str(msg.fields["node"]))
         cid, op, state = cluster.cluster_id, str(msg.fields["op"]), node.setup[cluster.cluster_id]
-        if op == "cpus" and not self.options.cooperative:
+        if op == "cpus" and not self.store.options.cooperative:
             raise ProtocolError("this scheduler is not cooperative: clients cannot change node CPUs",
                                 ILLEGAL_STATE)
         if op == "cpus":
             node.cluster_cpus[cid] = max(0, min(int(opt(msg.fields, "cpus", int, 0)), node.cpus))
-        elif op == "deallocate" and state == TAKES_JOBS:
-            node.setup[cid] = "deallocated"
-        elif op == "allocate" and state == "deallocated":
-            node.setup[cid] = TAKES_JOBS
-        elif op in _DRAINING and state in (TAKES_JOBS, "deallocated", "pending"):
-            node.setup[cid] = op
+        elif op == "deallocate" and state == SetupState.READY:
+            node.setup[cid] = SetupState.DEALLOCATED
+        elif op == "allocate" and state == SetupState.DEALLOCATED:
+            node.setup[cid] = SetupState.READY
+        elif op in _DRAINING_OPS and state in (SetupState.READY, SetupState.DEALLOCATED, SetupState.PENDING):
+            node.setup[cid] = SetupState(op)
             if op == "closing" or msg.get("terminate"):
                 self._cancel_on(node, cid, bool(msg.get("terminate")))
-        elif op not in ("cpus", "deallocate", "allocate", *_DRAINING):
+        elif op not in ("cpus", "deallocate", "allocate", *_DRAINING_OPS):
             raise ProtocolError(f"unknown node operation {op!r}")
-        self._dirty = True
-        self._send(CLIENT, peer.route, reply(msg, "OK", {
-            "cpus": node.cluster_cpus.get(cid, 0), "state": node.setup[cid]}))
+        self.store.dirty = True
+        self.store.send(CLIENT, peer.route, reply(msg, "OK", {
+            "cpus": node.cluster_cpus.get(cid, 0), "state": node.setup[cid].value}))
 
     def _cancel_on(self, node: NodeRecord, cluster_id: str, terminate: bool) -> None:
         if not terminate:
             return
-        ids = [j for j in node.inflight if self.jobs.get(j) and self.jobs[j].cluster_id == cluster_id]
+        jobs = self.store.jobs
+        ids = [j for j in node.inflight if jobs.get(j) and jobs[j].cluster_id == cluster_id]
         if ids:
-            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": ids}))
+            self.store.send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": ids}))
 
-    def _drain(self) -> None:
+    def drain(self) -> None:
         """Close or set up again the nodes whose jobs for a cluster have all ended."""
-        for node in self.nodes.values():
+        store = self.store
+        for node in store.nodes.values():
             for cid, state in list(node.setup.items()):
-                if state not in _DRAINING or self._busy_for(node, cid):
+                if state not in _DRAINING or store.busy_for(node, cid):
                     continue
-                cluster = self.clusters.get(cid)
+                cluster = store.clusters.get(cid)
                 # a resetup keeps the cluster's files (depends, files sent since) for the new setup
-                self._send(NODE, node.route, new_message("TEARDOWN", {
-                    "cluster_id": cid, "keep_files": state == "resetup" and cluster is not None}))
+                store.send(NODE, node.route, new_message("TEARDOWN", {
+                    "cluster_id": cid, "keep_files": state == SetupState.RESETUP and cluster is not None}))
                 if cluster is None:
                     continue
-                if state == "closing":
-                    node.setup[cid] = "closed"
-                    self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-                        "event": "closed", "cluster_id": cid, "node": self._node_info(node, cid),
+                if state == SetupState.CLOSING:
+                    node.setup[cid] = SetupState.CLOSED
+                    store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                        "event": "closed", "cluster_id": cid, "node": self.node_info(node, cid),
                         "reason": "closed by the client"}))
                 else:
                     self._setup_node(cluster, node)
 
-    def _busy_for(self, node: NodeRecord, cluster_id: str) -> int:
-        return sum(1 for j in node.inflight if (job := self.jobs.get(j)) and job.cluster_id == cluster_id)
-
     def handle_file_put(self, peer: Peer, msg: Message, now: float) -> None:
         """A client's file for a node's cluster directory: forwarded, and the node's answer relayed."""
-        cluster = self._cluster_for(peer, str(msg.fields["cluster_id"]))
+        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
         node = self._find_node(cluster, str(msg.fields["node"]))
         if len(msg.frames) != 1:
             raise ProtocolError("FILE_PUT carries exactly one frame")
         forward = new_message("FILE_PUT", {k: v for k, v in msg.fields.items() if k != "node"},
                               msg.frames, msg.labels)
-        if len(self.pending_replies) >= 10_000:  # unanswered requests do not pile up for ever
-            self.pending_replies.pop(next(iter(self.pending_replies)))
-        self.pending_replies[forward.mid] = (peer.route, msg.mid, node.node_id)
-        self._send(NODE, node.route, forward)
+        pending = self.store.pending_replies
+        if len(pending) >= 10_000:  # unanswered requests do not pile up for ever
+            pending.pop(next(iter(pending)))
+        pending[forward.mid] = (peer.route, msg.mid, node.node_id)
+        self.store.send(NODE, node.route, forward)
 
     def handle_node_reply(self, peer: Peer, msg: Message, now: float) -> None:
         """OK or ERROR from a node answering something a client asked (FILE_PUT)."""
-        waiting = self.pending_replies.get(msg.ref) if msg.ref else None
-        if msg.ref is None or waiting is None or waiting[2] != self.node_by_route.get(peer.route):
+        store = self.store
+        waiting = store.pending_replies.get(msg.ref) if msg.ref else None
+        if msg.ref is None or waiting is None or waiting[2] != store.node_by_route.get(peer.route):
             if msg.type == "ERROR":
-                self.log.warning("event=node_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+                store.log.warning("event=node_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
             return
-        del self.pending_replies[msg.ref]
+        del store.pending_replies[msg.ref]
         route, ref, _ = waiting
-        self._send(CLIENT, route, new_message(msg.type, dict(msg.fields), ref=ref))
+        store.send(CLIENT, route, new_message(msg.type, dict(msg.fields), ref=ref))
 
-    def _node_info(self, node: NodeRecord, cluster_id: str) -> dict[str, Any]:
+    @staticmethod
+    def node_info(node: NodeRecord, cluster_id: str) -> dict[str, Any]:
         """What a cluster's client is told about a node: its CPUs for that cluster."""
         info = node.public()
         info["node_cpus"] = node.cpus
         info["cpus"] = node.cluster_cpus.get(cluster_id, node.cpus)
         return info
 
-    def _announce_avail(self, node: NodeRecord) -> None:
+    def announce_avail(self, node: NodeRecord) -> None:
+        """A node's AvailInfo, to every cluster that has it ready."""
         for cid, state in node.setup.items():
-            cluster = self.clusters.get(cid)
-            if cluster is not None and state == TAKES_JOBS:
-                self._send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-                    "event": "avail", "cluster_id": cid, "node": self._node_info(node, cid)}))
+            cluster = self.store.clusters.get(cid)
+            if cluster is not None and state == SetupState.READY:
+                self.store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                    "event": "avail", "cluster_id": cid, "node": self.node_info(node, cid)}))

@@ -6,66 +6,83 @@ that registers again, or a client that recovers, gets a grace period in
 which nodes report the jobs they still hold (``SETUP_OK`` lists running jobs
 and spooled results): those jobs carry on where they are, stale copies are
 cancelled, and jobs nobody reports are settled when the grace ends.
+
+:class:`Faults` works on the store, and offers nodes again through
+:class:`~.allocation.Allocation` when a restored client comes back.
 """
 
 from __future__ import annotations
 
 from gridlib.protocol.codec import new_message
 
-from .records import ClientRecord, ClusterRecord, JobRecord, JobState, NodeRecord, advance_seq
+from .allocation import Allocation
+from .records import (
+    ClientRecord,
+    ClusterRecord,
+    JobRecord,
+    JobState,
+    NodeRecord,
+    SetupState,
+    advance_seq,
+)
 from .state import CLIENT, NODE, SchedulerState
 
-__all__ = ["FaultHandling"]
+__all__ = ["Faults"]
 
 
-class FaultHandling(SchedulerState):
+class Faults:
     """Lost nodes, adoption of reported jobs, recovery of a crashed client's jobs."""
+
+    def __init__(self, store: SchedulerState, allocation: Allocation) -> None:
+        self.store = store
+        self.allocation = allocation  # offers nodes again to a restored client
 
     def restore(self, clusters: list[ClusterRecord], jobs: list[JobRecord], now: float) -> None:
         """After a restart: the journaled clusters and jobs, each job waiting for a node
         to report it (nodes reconnect first) before it is run again."""
-        grace = self.policy.interval * (self.policy.lost_after + 3)
+        store = self.store
+        grace = store.policy.interval * (store.policy.lost_after + 3)
         for cluster in clusters:
-            self.clusters[cluster.cluster_id] = cluster
-            client = self.clients.setdefault(cluster.client, ClientRecord(
+            store.clusters[cluster.cluster_id] = cluster
+            client = store.clients.setdefault(cluster.client, ClientRecord(
                 cluster.client, cluster.user, "restored", seen=False))
             client.clusters.add(cluster.cluster_id)
-            self.client_liveness.touch(cluster.client, now)
+            store.client_liveness.touch(cluster.client, now)
         for job in jobs:
-            owner = self.clusters.get(job.cluster_id)
+            owner = store.clusters.get(job.cluster_id)
             if owner is None:
                 continue
-            self.jobs[job.job_id] = job
+            store.jobs[job.job_id] = job
             owner.jobs.add(job.job_id)
             job.recovered, job.state = True, JobState.ADOPTING
-            self._adopting[job.job_id] = now + grace
+            store.adopting[job.job_id] = now + grace
         advance_seq(max([c.created for c in clusters] + [j.seq for j in jobs] + [0]))
-        self.log.info("event=journal_restored clusters=%d jobs=%d", len(clusters), len(self.jobs))
+        store.log.info("event=journal_restored clusters=%d jobs=%d", len(clusters), len(store.jobs))
 
-    def _client_back(self, client: ClientRecord) -> None:
+    def client_back(self, client: ClientRecord) -> None:
         """A restored client spoke: offer it again the nodes it could not hear about."""
         client.seen = True
         for cluster_id in client.clusters:
-            cluster = self.clusters.get(cluster_id)
-            for node in self.nodes.values():
-                if cluster is not None and node.setup.get(cluster_id) == "offered":
-                    self._offer(cluster, node)
+            cluster = self.store.clusters.get(cluster_id)
+            for node in self.store.nodes.values():
+                if cluster is not None and node.setup.get(cluster_id) == SetupState.OFFERED:
+                    self.allocation.offer(cluster, node)
 
-    def _recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
+    def recover(self, cluster: ClusterRecord, job: JobRecord, now: float) -> None:
         """A job of a crashed client: claim it where a node has it, else wait, then run it."""
         job.recovered = True
         job.state = JobState.ADOPTING  # never queued: claiming it must not count it out
         reported = cluster.reported.pop(job.job_id, None)
-        node = self.nodes.get(reported[0]) if reported else None
+        node = self.store.nodes.get(reported[0]) if reported else None
         if reported is not None and node is not None:
             self._claim(job, node, reported[1], reported[2])
         else:
-            self._adopting[job.job_id] = now + self.adopt_grace
+            self.store.adopting[job.job_id] = now + self.store.adopt_grace
 
-    def _reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,
-                   running: bool, now: float) -> None:
+    def reconcile(self, cluster: ClusterRecord, node: NodeRecord, job_id: str, attempt: int,
+                  running: bool, now: float) -> None:
         """A node reports a job it runs (or a result it spooled) for ``cluster``."""
-        job = self.jobs.get(job_id)
+        job = self.store.jobs.get(job_id)
         if job is None or job.cluster_id != cluster.cluster_id:
             if cluster.recovering and len(cluster.reported) < 1_000_000:
                 cluster.reported[job_id] = (node.node_id, attempt, running, now)
@@ -80,10 +97,23 @@ class FaultHandling(SchedulerState):
         else:
             self._drop_copy(node, job_id, running)  # superseded by another attempt
 
+    def requeue_dropped(self, cluster: ClusterRecord, node: NodeRecord, job_id: str,
+                        attempt: int) -> None:
+        """A node fenced (dropped unstarted) a job of ours after a freeze: run it elsewhere."""
+        job = self.store.jobs.get(job_id)
+        if job is None or job.cluster_id != cluster.cluster_id or job.attempt != attempt:
+            return  # settled meanwhile, or already given out again
+        if job.state is JobState.ADOPTING or (job.state is JobState.DISPATCHED
+                                              and job.node_id == node.node_id):
+            node.inflight.pop(job_id, None)
+            self.store.adopting.pop(job_id, None)
+            job.node_id = None
+            self.store.enqueue(cluster, job)
+
     def _claim(self, job: JobRecord, node: NodeRecord, attempt: int, running: bool) -> None:
         if job.state is JobState.QUEUED:
-            self.clusters[job.cluster_id].queued -= 1
-        self._adopting.pop(job.job_id, None)
+            self.store.clusters[job.cluster_id].queued -= 1
+        self.store.adopting.pop(job.job_id, None)
         job.state = JobState.RUNNING if running else JobState.DISPATCHED
         job.node_id, job.attempt = node.node_id, attempt
         node.inflight[job.job_id] = attempt
@@ -91,45 +121,48 @@ class FaultHandling(SchedulerState):
     def _drop_copy(self, node: NodeRecord, job_id: str, running: bool) -> None:
         """Tell a node to let go of a job copy nobody waits for."""
         if running:
-            self._send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
+            self.store.send(NODE, node.route, new_message("JOB_CANCEL", {"job_ids": [job_id]}))
         else:
-            self._send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
+            self.store.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
 
-    def _expire_adoptions(self, now: float) -> None:
-        for job_id, deadline in list(self._adopting.items()):
+    def expire_adoptions(self, now: float) -> None:
+        """Settle the jobs nobody reported within the grace; drop reported copies nobody claimed."""
+        store = self.store
+        for job_id, deadline in list(store.adopting.items()):
             if deadline > now:
                 continue
-            del self._adopting[job_id]
-            job = self.jobs.get(job_id)
+            del store.adopting[job_id]
+            job = store.jobs.get(job_id)
             if job is not None and job.state is JobState.ADOPTING:
                 self._settle_orphan(job, None, "no node reported it after a reconnect")
-        for cluster in self.clusters.values():
+        for cluster in store.clusters.values():
             for job_id, (node_id, _, running, when) in list(cluster.reported.items()):
-                if now - when >= self.adopt_grace:
+                if now - when >= store.adopt_grace:
                     del cluster.reported[job_id]
-                    node = self.nodes.get(node_id)
+                    node = store.nodes.get(node_id)
                     if node is not None:
                         self._drop_copy(node, job_id, running)
 
-    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
+    def node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
         """Forget a node; settle its jobs now, or (``adopt_until``) let it reclaim them."""
-        node = self.nodes.pop(node_id, None)
+        store = self.store
+        node = store.nodes.pop(node_id, None)
         if node is None:
             return
-        self.node_by_route.pop(node.route, None)
-        self.node_liveness.forget(node_id)
-        self.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
-                         node_id, node.name, reason, len(node.inflight))
+        store.node_by_route.pop(node.route, None)
+        store.node_liveness.forget(node_id)
+        store.log.warning("event=node_lost node=%s name=%s reason=%r jobs=%d",
+                          node_id, node.name, reason, len(node.inflight))
         ahead: dict[str, int] = {}  # cluster id -> its unfinished jobs dispatched earlier here
         for job_id in node.inflight:  # (in dispatch order)
-            job = self.jobs.get(job_id)
+            job = store.jobs.get(job_id)
             if job is None or job.state is JobState.DONE:
                 continue
             earlier = ahead.get(job.cluster_id, 0)
             ahead[job.cluster_id] = earlier + 1
             if adopt_until is not None and job.state is not JobState.CANCELLING:
                 job.state, job.node_id = JobState.ADOPTING, None
-                self._adopting[job_id] = adopt_until
+                store.adopting[job_id] = adopt_until
             else:
                 # a node starts a cluster's jobs in the order they came, on at most that
                 # cluster's CPUs there: a job behind that many unfinished ones never started
@@ -137,9 +170,9 @@ class FaultHandling(SchedulerState):
                                  earlier >= node.cluster_cpus.get(job.cluster_id, node.cpus))
                 self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}", never_started)
         for cluster_id in node.setup:
-            owner = self.clusters.get(cluster_id)
+            owner = store.clusters.get(cluster_id)
             if owner is not None:
-                self._send(CLIENT, owner.client, new_message("NODE_EVENT", {
+                store.send(CLIENT, owner.client, new_message("NODE_EVENT", {
                     "event": "closed", "cluster_id": cluster_id, "node": node.public(),
                     "reason": reason}))
 
@@ -150,22 +183,23 @@ class FaultHandling(SchedulerState):
         A job that surely never started (``never_started``) runs again even if its
         cluster is not reentrant: running it elsewhere cannot run it twice.
         """
-        cluster = self.clusters[job.cluster_id]
+        store = self.store
+        cluster = store.clusters[job.cluster_id]
         job.node_id = None
         pinned = bool(job.spec.get("node"))
         if job.state is JobState.CANCELLING:
-            self._finish(job, {"status": "cancelled", "reason": reason}, [], [])
+            store.finish(job, {"status": "cancelled", "reason": reason}, [], [])
         elif never_started and not pinned:
-            self.log.info("event=job_requeued job=%s reason=%r never_started=true", job.job_id, reason)
-            self._enqueue(cluster, job)
+            store.log.info("event=job_requeued job=%s reason=%r never_started=true", job.job_id, reason)
+            store.enqueue(cluster, job)
         elif (cluster.reentrant or job.recovered) and not pinned \
                 and job.attempt < cluster.max_attempts:
-            self._enqueue(cluster, job)
+            store.enqueue(cluster, job)
         elif cluster.reentrant and not pinned:
             message = (f"job lost its node on all {job.attempt} attempts (max_attempts); "
                        f"it may be what kills its nodes")
-            self._finish(job, {"status": "terminated", "node": node_name, "reason": message,
+            store.finish(job, {"status": "terminated", "node": node_name, "reason": message,
                                "exception": {"type": "JobLostNodes", "message": message,
                                              "traceback": ""}}, [], [])
         else:
-            self._finish(job, {"status": "abandoned", "node": node_name, "reason": reason}, [], [])
+            store.finish(job, {"status": "abandoned", "node": node_name, "reason": reason}, [], [])

@@ -41,6 +41,9 @@ class SchedulerConfig:
     httpd: bool = False  #: serve the web monitor (docs/monitor.md)
     http_host: str = "127.0.0.1"
     http_port: int = 8181
+    #: called once every socket is bound, with the ports by name ("client", "node" and, with
+    #: httpd, "http"; the ones the OS chose for a port 0): how --port-file learns them
+    on_listening: Callable[[dict[str, int | None]], None] | None = None
 
 
 def run_scheduler(config: SchedulerConfig, identity: Identity,
@@ -60,7 +63,7 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
                                    node_port=config.node_port,
                                    liveness=LivenessPolicy(config.heartbeat), log=log,
                                    options=config.options, journal=journal)
-        service.bind_clients_tcp(config.host, config.client_port)
+        client_port = service.bind_clients_tcp(config.host, config.client_port)
         service.announce_to(config.node_targets)
 
         def apply(fresh: Identity) -> None:
@@ -72,8 +75,13 @@ def run_scheduler(config: SchedulerConfig, identity: Identity,
         if config.httpd:
             monitor = _start_monitor(service, config, log)
         log.info("event=scheduler_started sid=%s clients=%s:%d nodes=%s:%d policy=%s journal=%s",
-                 service.scheduler_id, config.host, config.client_port, config.host,
+                 service.scheduler_id, config.host, client_port, config.host,
                  service.node_port, config.options.policy, config.journal or "-")
+        if config.on_listening is not None:
+            bound: dict[str, int | None] = {"client": client_port, "node": service.node_port}
+            if monitor is not None:
+                bound["http"] = monitor.port
+            config.on_listening(bound)
         gc.freeze()  # start-up objects live forever: the collector need not scan them again
         reactor.run()
         service.close()

@@ -12,7 +12,8 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Route", "JobState", "ClientRecord", "ClusterRecord", "NodeRecord", "JobRecord", "JobQueue"]
+__all__ = ["Route", "JobState", "SetupState", "ClientRecord", "ClusterRecord", "NodeRecord", "JobRecord",
+           "JobQueue"]
 
 Route = tuple[bytes, ...]
 
@@ -25,6 +26,23 @@ class JobState(enum.Enum):
     DONE = "done"  #: result sent to the client, waiting for its acknowledgement
     ADOPTING = "adopting"  #: its node re-registered, or its client recovers it: waiting
     #: for a node to report it (then it carries on there) before it is settled
+
+
+class SetupState(enum.StrEnum):
+    """A cluster's state on a node (``NodeRecord.setup``; the diagram is in allocation.py).
+
+    A ``str`` enum: messages carry its ``.value``, the plain string.
+    """
+
+    OFFERED = "offered"  #: told to the client (NODE_EVENT discovered), waiting for NODE_ALLOCATE
+    REJECTED = "rejected"  #: the client allocated no CPUs of it
+    PENDING = "pending"  #: SETUP sent, waiting for SETUP_OK or SETUP_FAIL
+    READY = "ready"  #: set up: the only state in which the node takes the cluster's jobs
+    FAILED = "failed"  #: SETUP_FAIL (the reason is in ``NodeRecord.setup_failures``)
+    DEALLOCATED = "deallocated"  #: set up, but the client takes no jobs there for now
+    CLOSING = "closing"  #: torn down once the cluster's jobs there ended
+    CLOSED = "closed"  #: torn down at the client's request
+    RESETUP = "resetup"  #: set up again once the cluster's jobs there ended
 
 
 @dataclass(slots=True)
@@ -141,7 +159,7 @@ class NodeRecord:
     info: dict[str, Any]
     last_seen: float
     inflight: dict[str, int] = field(default_factory=dict)  # job id -> attempt
-    setup: dict[str, str] = field(default_factory=dict)  # cluster id -> state (allocation.py)
+    setup: dict[str, SetupState] = field(default_factory=dict)  # cluster id -> state (allocation.py)
     cluster_cpus: dict[str, int] = field(default_factory=dict)  # CPUs each cluster may use here
     extra_setup: dict[str, Any] = field(default_factory=dict)  # per-node setup args and files
     setup_failures: dict[str, str] = field(default_factory=dict)  # cluster id -> why its setup failed

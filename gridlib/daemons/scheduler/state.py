@@ -1,9 +1,13 @@
-"""The scheduler core's state and the helpers every part of it uses.
+"""The scheduler core's store: its records, its outbox and the helpers every part uses.
 
-:class:`SchedulerState` holds clients, clusters, nodes and jobs and the
-outgoing messages; the behaviour lives in :mod:`.core` (messages and
-dispatch), :mod:`.faults` (lost nodes, reconciliation, recovery) and
-:mod:`.allocation` (which nodes a cluster uses and how).  No I/O, no zmq.
+:class:`SchedulerState` is plain data -- clients, clusters, nodes and jobs,
+the liveness trackers, the options and the messages to send -- plus the few
+helpers that every part of the core needs (send a message, find a caller's
+cluster or node, queue a job, deliver a job's final result).  It has no
+behaviour of its own: the parts are collaborators constructed with it
+(:mod:`.allocation`, :mod:`.dispatch`, :mod:`.faults`, :mod:`.waiting`,
+:mod:`.status`, :mod:`.client_requests`, :mod:`.node_reports`) and
+:class:`~.core.SchedulerCore` puts them together.  No I/O, no zmq.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from gridlib.protocol.messages import opt
 
 from .records import ClientRecord, ClusterRecord, JobQueue, JobRecord, JobState, NodeRecord, Route
 
-__all__ = ["CLIENT", "NODE", "Peer", "Send", "SchedulerState"]
+__all__ = ["CLIENT", "NODE", "POLICIES", "Peer", "Send", "SchedulerOptions", "SchedulerState"]
 
 CLIENT = "client"
 NODE = "node"
@@ -64,7 +68,6 @@ class SchedulerState:
         self,
         scheduler_id: str,
         liveness: LivenessPolicy | None = None,
-        prefetch: int = 1,
         log: logging.Logger | None = None,
         options: SchedulerOptions | None = None,
         max_msg_size: int = DEFAULT_MAX_MSG_SIZE,
@@ -78,10 +81,8 @@ class SchedulerState:
         # durable-state changes for the shell's journal: ("cluster"|"job"|"drop_job"|"drop_cluster", ...)
         self.persist: list[tuple[str, Any]] = []
         self.client_liveness: LivenessTracker[Route] = LivenessTracker(liveness or LivenessPolicy())
-        self._unacked: dict[str, float] = {}  # job id -> when its result was (last) sent
-        self.job_time = float("inf")  # recent average job run time (seconds), for the prefetch
+        self.unacked: dict[str, float] = {}  # job id -> when its result was (last) sent, in send order
         self.policy = liveness or LivenessPolicy()
-        self.prefetch = prefetch
         self.log = log or logging.getLogger("gridlib.scheduler")
         self.clients: dict[Route, ClientRecord] = {}
         self.clusters: dict[str, ClusterRecord] = {}
@@ -90,41 +91,41 @@ class SchedulerState:
         self.jobs: dict[str, JobRecord] = {}
         self.node_liveness: LivenessTracker[str] = LivenessTracker(self.policy)
         self.out: list[Send] = []
-        self._replies_after_dispatch: list[Send] = []  # JOB_SUBMIT's OKs: sent after the jobs
+        self.replies_after_dispatch: list[Send] = []  # JOB_SUBMIT's OKs: sent after the jobs
         self.duplicates = 0
-        self._dirty = False  # something may be dispatchable
-        # forwarded message id -> (client route, client message id), for node answers
+        self.dirty = False  # something may be dispatchable
+        # forwarded message id -> (client route, client message id, node id), for node answers
         self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
-        self._adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
+        self.adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
         self.adopt_grace = self.policy.interval * 3
 
-    def _offer(self, cluster: ClusterRecord, node: NodeRecord) -> None:
-        raise NotImplementedError  # allocation.NodeAllocation
-
-    def _node_lost(self, node_id: str, reason: str, adopt_until: float | None = None) -> None:
-        raise NotImplementedError  # faults.FaultHandling
-
-    def _send(self, to: str, route: Route, msg: Message) -> None:
+    def send(self, to: str, route: Route, msg: Message) -> None:
         self.out.append(Send(to, route, msg))
 
-    def _cluster_for(self, peer: Peer, cluster_id: str) -> ClusterRecord:
+    def cluster_for(self, peer: Peer, cluster_id: str) -> ClusterRecord:
+        """The caller's cluster ``cluster_id`` (another user's is as good as unknown)."""
         cluster = self.clusters.get(cluster_id)
         if cluster is None or cluster.user != peer.user:
             raise ProtocolError(f"unknown cluster {cluster_id}", NOT_FOUND)
         return cluster
 
-    def _touch_node(self, peer: Peer, now: float) -> None:
+    def touch_node(self, peer: Peer, now: float) -> None:
         node_id = self.node_by_route.get(peer.route)
         if node_id is not None:
             self.node_liveness.touch(node_id, now)
 
-    def _node_of(self, peer: Peer) -> NodeRecord:
+    def node_of(self, peer: Peer) -> NodeRecord:
         node_id = self.node_by_route.get(peer.route)
         if node_id is None:
             raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
         return self.nodes[node_id]
 
-    def _enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
+    def busy_for(self, node: NodeRecord, cluster_id: str) -> int:
+        """How many of ``cluster_id``'s jobs ``node`` holds."""
+        return sum(1 for j in node.inflight if (job := self.jobs.get(j)) and job.cluster_id == cluster_id)
+
+    def enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
+        """Queue a job (pinned to a node if its spec says so) for the next dispatch."""
         pin = opt(job.spec, "node", str)
         if pin:
             cluster.pinned.setdefault(pin, JobQueue()).push(job)
@@ -132,10 +133,10 @@ class SchedulerState:
             cluster.queue.push(job)
         cluster.queued += 1
         job.state = JobState.QUEUED
-        self._dirty = True
+        self.dirty = True
 
-    def _finish(self, job: JobRecord, fields: dict[str, Any], frames: list[Any],
-                labels: list[str], node_id: str | None = None) -> None:
+    def finish(self, job: JobRecord, fields: dict[str, Any], frames: list[Any],
+               labels: list[str], node_id: str | None = None) -> None:
         """Deliver a job's one final result to its client and keep it until acked."""
         job.state = JobState.DONE
         self.clusters[job.cluster_id].done += 1
@@ -144,5 +145,5 @@ class SchedulerState:
         fields["job_id"] = job.job_id
         fields.setdefault("attempts", job.attempt)
         job.result = new_message("JOB_RESULT", fields, frames, labels)
-        self._unacked[job.job_id] = self.now
-        self._send(CLIENT, self.clusters[job.cluster_id].client, job.result)
+        self.unacked[job.job_id] = self.now
+        self.send(CLIENT, self.clusters[job.cluster_id].client, job.result)

@@ -120,3 +120,13 @@ def test_heartbeat_availability_reaches_the_clusters_client() -> None:
     out = grid.send(NODE_A, "HEARTBEAT", {"avail": {"cpu": 50.0, "memory": 1e9, "disk": 2e9, "swap": 1.0}})
     event = the(sent(out, "NODE_EVENT", ALICE))
     assert event.fields["event"] == "avail" and event.fields["node"]["avail"]["cpu"] == 50.0
+
+
+def test_node_control_reports_its_state_as_a_plain_string() -> None:
+    """``NodeRecord.setup`` holds a SetupState (a str enum); what a client is told is the bare str."""
+    grid = Grid()
+    grid.running_cluster((NODE_A, 2))
+    for op, state in (("deallocate", "deallocated"), ("allocate", "ready"), ("closing", "closing")):
+        ok = the(sent(control(grid, "node-a", op), "OK", ALICE))
+        assert ok.fields["state"] == state and type(ok.fields["state"]) is str
+    assert grid.core.nodes["id-node-a"].setup["c1"] == "closing"

@@ -1,0 +1,203 @@
+"""What nodes tell the scheduler core (docs/architecture.md §2, §6).
+
+``READY`` (registration, or registration again), ``SETUP_OK``/``SETUP_FAIL``,
+``NODE_ALERT``, ``HEARTBEAT`` (with AvailInfo), ``DISCONNECT`` and a job's
+``JOB_STARTED``, ``JOB_PROVISIONAL``, ``JOB_FILE`` and ``JOB_RESULT``.
+
+:class:`NodeReports` works on the store and calls
+:class:`~.allocation.Allocation` (offers, node info, AvailInfo),
+:class:`~.faults.Faults` (a node lost or registering again, the jobs a
+node reports), :class:`~.waiting.Waiting` (a failed setup may leave jobs no
+node can run) and :class:`~.dispatch.Dispatch` (job run times, for the
+prefetch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gridlib.protocol.codec import Message, new_message, reply
+from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
+from gridlib.protocol.messages import opt
+
+from .allocation import Allocation
+from .dispatch import Dispatch
+from .faults import Faults
+from .records import JobRecord, JobState, NodeRecord, SetupState
+from .state import CLIENT, NODE, Peer, SchedulerState
+from .waiting import Waiting
+
+__all__ = ["NodeReports"]
+
+
+def _job_entries(entries: Any) -> list[tuple[str, int]]:
+    """``[[job id, attempt], ...]`` from a node, the malformed ones left out."""
+    return [(e[0], e[1]) for e in (entries if isinstance(entries, list) else [])
+            if isinstance(e, list) and len(e) == 2 and isinstance(e[0], str)
+            and isinstance(e[1], int) and not isinstance(e[1], bool)]
+
+
+class NodeReports:
+    """Node registration, setup answers, liveness messages and job reports."""
+
+    def __init__(self, store: SchedulerState, allocation: Allocation, faults: Faults,
+                 waiting: Waiting, dispatcher: Dispatch) -> None:
+        self.store = store
+        self.allocation = allocation
+        self.faults = faults
+        self.waiting = waiting
+        self.dispatcher = dispatcher
+
+    def _welcome(self, msg: Message) -> Message:
+        store = self.store
+        return reply(msg, "WELCOME", {
+            "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size})
+
+    def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
+        store = self.store
+        node_id = str(msg.fields["node_id"])
+        cpus = int(msg.fields["cpus"])
+        if not 0 < cpus <= 4096 or not node_id:
+            raise ProtocolError("READY: bad node id or cpu count")
+        known = store.nodes.get(node_id)
+        if known is not None and known.user != peer.user:
+            raise ProtocolError("that node id belongs to another key", ILLEGAL_STATE)
+        session = msg.get("session")
+        if (known is not None and isinstance(session, str) and session
+                and known.info.get("session") == session and known.route == peer.route):
+            # the same registration again: a retry of a READY whose WELCOME was slow to arrive
+            store.send(NODE, peer.route, self._welcome(msg))
+            return
+        previous = store.node_by_route.get(peer.route)
+        if previous is not None and previous != node_id:  # one connection, one node
+            self.faults.node_lost(previous, "another node id on the same connection")
+        if node_id in store.nodes:
+            # a node that registers again reports what it still holds in SETUP_OK
+            self.faults.node_lost(node_id, "node re-registered", adopt_until=now + store.adopt_grace)
+        info: dict[str, Any] = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size",
+                                               "session") if k in msg.fields}
+        ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
+        node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
+                          ip_addr, cpus, info, now)
+        store.nodes[node_id] = node
+        store.node_by_route[peer.route] = node_id
+        store.node_liveness.touch(node_id, now)
+        store.send(NODE, peer.route, self._welcome(msg))
+        for cluster in store.clusters.values():
+            self.allocation.offer(cluster, node)
+        store.log.info("event=node_ready node=%s name=%s cpus=%d", node_id, node.name, cpus)
+
+    def handle_setup_ok(self, peer: Peer, msg: Message, now: float) -> None:
+        store = self.store
+        node = store.node_of(peer)
+        cluster = store.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None or node.setup.get(cluster.cluster_id) != SetupState.PENDING:
+            return  # a cluster closed meanwhile
+        node.setup[cluster.cluster_id] = SetupState.READY
+        for key, running in (("running", True), ("results", False)):
+            for job_id, attempt in _job_entries(msg.get(key)):
+                self.faults.reconcile(cluster, node, job_id, attempt, running, now)
+        for job_id, attempt in _job_entries(msg.get("dropped")):
+            self.faults.requeue_dropped(cluster, node, job_id, attempt)
+        store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+            "event": "initialized", "cluster_id": cluster.cluster_id,
+            "node": self.allocation.node_info(node, cluster.cluster_id)}))
+        store.dirty = True
+
+    def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
+        store = self.store
+        node = store.node_of(peer)
+        cluster = store.clusters.get(str(msg.fields["cluster_id"]))
+        if cluster is None:
+            return
+        reason = str(msg.fields["reason"])[:4000]
+        node.setup[cluster.cluster_id] = SetupState.FAILED
+        node.setup_failures[cluster.cluster_id] = reason
+        store.log.warning("event=setup_failed node=%s cluster=%s reason=%r",
+                          node.name, cluster.cluster_id, reason)
+        store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+            "event": "setup_failed", "cluster_id": cluster.cluster_id, "node": node.public(),
+            "reason": reason}))
+        self.waiting.settle_nodeless(cluster, now)  # was it the last node that could run it?
+
+    def handle_node_alert(self, peer: Peer, msg: Message, now: float) -> None:
+        """A node reports trouble its clients should hear of (its spool cannot be written)."""
+        store = self.store
+        node = store.node_of(peer)
+        reason = str(msg.fields["reason"])[:2000]
+        store.log.warning("event=node_alert node=%s reason=%r", node.name, reason)
+        for cluster_id in node.setup:
+            cluster = store.clusters.get(cluster_id)
+            if cluster is not None:
+                store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                    "event": "alert", "cluster_id": cluster_id, "node": node.public(),
+                    "reason": reason}))
+
+    def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
+        store = self.store
+        node_id = store.node_by_route.get(peer.route)
+        if node_id is None:  # e.g. this scheduler restarted: the node must register again
+            raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
+        avail = msg.get("avail")
+        if isinstance(avail, dict):
+            store.nodes[node_id].info["avail"] = avail
+            self.allocation.announce_avail(store.nodes[node_id])
+
+    def handle_disconnect(self, peer: Peer, msg: Message, now: float) -> None:
+        node_id = self.store.node_by_route.get(peer.route)
+        if node_id is not None:
+            self.faults.node_lost(node_id, "node disconnected")
+
+    def _job_from_node(self, peer: Peer, msg: Message) -> tuple[NodeRecord, JobRecord | None]:
+        node = self.store.node_of(peer)
+        job = self.store.jobs.get(str(msg.fields["job_id"]))
+        attempt = msg.fields.get("attempt")
+        if (job is None or job.node_id != node.node_id or job.attempt != attempt
+                or job.state is JobState.DONE):
+            return node, None  # stale: an old attempt, a repeat, or a job closed meanwhile
+        return node, job
+
+    def handle_job_started(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None or job.state is not JobState.DISPATCHED:
+            return
+        job.state = JobState.RUNNING
+        fields = {"job_id": job.job_id, "event": "running", "node": node.name,
+                  "ip_addr": node.ip_addr, "start_time": msg.get("start_time")}
+        self.store.send(CLIENT, self.store.clusters[job.cluster_id].client, new_message("JOB_EVENT", fields))
+
+    def handle_job_provisional(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None:
+            return
+        fields = {"job_id": job.job_id, "event": "provisional", "node": node.name}
+        self.store.send(CLIENT, self.store.clusters[job.cluster_id].client,
+                        new_message("JOB_EVENT", fields, msg.frames, msg.labels))
+
+    def handle_job_file(self, peer: Peer, msg: Message, now: float) -> None:
+        node, job = self._job_from_node(peer, msg)
+        if job is None:
+            return
+        fields = {"job_id": job.job_id, "path": msg.fields["path"], "node": node.name}
+        self.store.send(CLIENT, self.store.clusters[job.cluster_id].client,
+                        new_message("JOB_FILE", fields, msg.frames, msg.labels))
+
+    def handle_job_result(self, peer: Peer, msg: Message, now: float) -> None:
+        store = self.store
+        node, job = self._job_from_node(peer, msg)
+        job_id = str(msg.fields["job_id"])
+        if job is None:
+            store.duplicates += 1
+            if job_id not in store.jobs or store.jobs[job_id].state is JobState.DONE:
+                # acknowledge so the node can drop its spooled copy
+                store.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
+            return
+        node.inflight.pop(job_id, None)
+        node.jobs_done += 1
+        start, end = msg.get("start_time"), msg.get("end_time")
+        if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end >= start:
+            self.dispatcher.job_ran(end - start)
+        fields = {k: v for k, v in msg.fields.items() if k != "attempt"}
+        fields.update(node=node.name, ip_addr=node.ip_addr, attempts=job.attempt)
+        store.finish(job, fields, msg.frames, msg.labels, node.node_id)
+        store.dirty = True
