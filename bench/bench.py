@@ -273,6 +273,64 @@ def table(rows: list[list[str]]) -> str:
     return "\n".join([line(HEADER), sep, *(line(r) for r in rows)])
 
 
+# The performance targets (docs/benchmarks.md): each a ratio of gridlib's figure to the pool's
+# in the same run, except startup (seconds to the first result with the private local node).
+# (column, what is compared, bound, "max" or "min")
+TARGETS: tuple[tuple[str, str, float, str], ...] = (
+    ("startup_s", "seconds", 0.6, "max"),
+    ("noop_tasks_per_s", "ratio", 1.0, "min"),
+    ("p50_ms", "ratio", 2.0, "max"),
+    ("p99_ms", "ratio", 3.0, "max"),
+    ("payload_mb_per_s", "ratio", 1.0, "min"),
+)
+
+
+def target_rows(gridlib_figures: dict[str, float], ratio: dict[str, float]) -> list[dict[str, Any]]:
+    """Each target with gridlib's figure, the ratio to the pool, and whether it is met."""
+    rows = []
+    for column, kind, bound, sense in TARGETS:
+        value = gridlib_figures[column] if kind == "seconds" else ratio[column]
+        met = value <= bound if sense == "max" else value >= bound
+        rows.append({"column": column, "compared": kind, "value": value,
+                     "target": f"{'<=' if sense == 'max' else '>='} {bound:g}"
+                               + (" s" if kind == "seconds" else " x pool"),
+                     "met": met})
+    return rows
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    header = ("target", "gridlib", "bound", "met")
+    cells = [[r["column"] + (" (gridlib/pool)" if r["compared"] == "ratio" else " (s)"),
+              fmt(r["value"]), r["target"], "yes" if r["met"] else "NO"] for r in rows]
+    widths = [max(len(c[i]) for c in [list(header), *cells]) for i in range(len(header))]
+
+    def line(c: Sequence[str]) -> str:
+        return " | ".join(x.ljust(w) if i == 0 else x.rjust(w)
+                          for i, (x, w) in enumerate(zip(c, widths, strict=True)))
+
+    met = sum(r["met"] for r in rows)
+    return "\n".join([line(header), "-+-".join("-" * w for w in widths),
+                      *(line(c) for c in cells), f"{met} of {len(rows)} targets met"])
+
+
+LOWER_IS_BETTER = ("startup_s", "p50_ms", "p99_ms")
+
+
+def ahead_of_peers(ours: dict[str, float], peers: dict[str, dict[str, float]]) -> list[str]:
+    """One line per column: is gridlib ahead of every peer measured (the best one named)?"""
+    lines = []
+    for column in COLUMNS:
+        figures = {name: f[column] for name, f in peers.items() if column in f}
+        if not figures:
+            continue
+        low = column in LOWER_IS_BETTER
+        best = min(figures, key=figures.__getitem__) if low else max(figures, key=figures.__getitem__)
+        ahead = ours[column] < figures[best] if low else ours[column] > figures[best]
+        lines.append(f"ahead of every peer on {column}: {'yes' if ahead else 'NO'} "
+                     f"(gridlib {fmt(ours[column])}, best peer {best} {fmt(figures[best])})")
+    return lines
+
+
 def median_figures(runs: list[Figures]) -> dict[str, float]:
     return {k: statistics.median(getattr(r, k) for r in runs) for k in asdict(runs[0])}
 
@@ -344,6 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(rows))
     for line in peer_runs.not_measured_lines(len("gridlib/ProcessPool")) if peer_runs else []:
         print(line)
+    targets = target_rows(med["gridlib"], ratio)
+    print("\ntargets (docs/benchmarks.md):")
+    print(targets_table(targets))
+    if peer_runs:
+        for line in ahead_of_peers(med["gridlib"], peer_runs.medians()):
+            print(line)
 
     if args.json:
         report = {
@@ -358,6 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": {name: [asdict(f) for f in figs] for name, figs in runs.items()},
             "median": med,
             "ratio_gridlib_over_processpool": ratio,
+            "targets": targets,
         }
         if peer_runs:
             report["peers"] = peer_runs.report(med["ProcessPool"])
