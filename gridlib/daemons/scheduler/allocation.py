@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridlib.protocol.bodies import Error, FilePut, NodeAllocate, NodeControl
 from gridlib.protocol.codec import Message, new_message, reply
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
-from gridlib.protocol.messages import opt
 
 from .records import ClusterRecord, NodeRecord, SetupState
 from .state import CLIENT, NODE, Peer, SchedulerState
@@ -59,22 +59,23 @@ class Allocation:
         self.store.send(NODE, node.route, new_message("SETUP", fields, frames, labels))
 
     def handle_node_allocate(self, peer: Peer, msg: Message, now: float) -> None:
-        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
-        node = self.store.nodes.get(str(msg.fields["node_id"]))
+        allocate = msg.as_(NodeAllocate)
+        cluster = self.store.cluster_for(peer, allocate.cluster_id)
+        node = self.store.nodes.get(allocate.node_id)
         if node is None or node.setup.get(cluster.cluster_id) not in (
                 SetupState.OFFERED, SetupState.REJECTED, SetupState.CLOSED):
             return  # the node left meanwhile, or it is already in use
-        cpus = int(msg.fields["cpus"])
+        cpus = allocate.cpus
         if cpus <= 0:
             node.setup[cluster.cluster_id] = SetupState.REJECTED
             return
         node.cluster_cpus[cluster.cluster_id] = min(cpus, node.cpus)
-        files = opt(msg.fields, "files", list, [])
+        files = allocate.files if allocate.files is not None else []
         if len(files) != len(msg.frames):
             raise ProtocolError("NODE_ALLOCATE: one file entry per frame")
         extra: dict[str, Any] = {"files": files}
-        if isinstance(msg.get("setup_args"), list):
-            extra["setup_args"] = msg.fields["setup_args"]
+        if allocate.setup_args is not None:
+            extra["setup_args"] = allocate.setup_args
         node.extra_setup[cluster.cluster_id] = Message("", extra, list(msg.labels), list(msg.frames))
         self._setup_node(cluster, node)
 
@@ -85,22 +86,23 @@ class Allocation:
         raise ProtocolError(f"no node {spec!r} serves this cluster", NOT_FOUND)
 
     def handle_node_control(self, peer: Peer, msg: Message, now: float) -> None:
-        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
-        node = self._find_node(cluster, str(msg.fields["node"]))
-        cid, op, state = cluster.cluster_id, str(msg.fields["op"]), node.setup[cluster.cluster_id]
+        control = msg.as_(NodeControl)
+        cluster = self.store.cluster_for(peer, control.cluster_id)
+        node = self._find_node(cluster, control.node)
+        cid, op, state = cluster.cluster_id, control.op, node.setup[cluster.cluster_id]
         if op == "cpus" and not self.store.options.cooperative:
             raise ProtocolError("this scheduler is not cooperative: clients cannot change node CPUs",
                                 ILLEGAL_STATE)
         if op == "cpus":
-            node.cluster_cpus[cid] = max(0, min(int(opt(msg.fields, "cpus", int, 0)), node.cpus))
+            node.cluster_cpus[cid] = max(0, min(control.cpus or 0, node.cpus))
         elif op == "deallocate" and state == SetupState.READY:
             node.setup[cid] = SetupState.DEALLOCATED
         elif op == "allocate" and state == SetupState.DEALLOCATED:
             node.setup[cid] = SetupState.READY
         elif op in _DRAINING_OPS and state in (SetupState.READY, SetupState.DEALLOCATED, SetupState.PENDING):
             node.setup[cid] = SetupState(op)
-            if op == "closing" or msg.get("terminate"):
-                self._cancel_on(node, cid, bool(msg.get("terminate")))
+            if op == "closing" or control.terminate:
+                self._cancel_on(node, cid, bool(control.terminate))
         elif op not in ("cpus", "deallocate", "allocate", *_DRAINING_OPS):
             raise ProtocolError(f"unknown node operation {op!r}")
         self.store.dirty = True
@@ -138,10 +140,14 @@ class Allocation:
 
     def handle_file_put(self, peer: Peer, msg: Message, now: float) -> None:
         """A client's file for a node's cluster directory: forwarded, and the node's answer relayed."""
-        cluster = self.store.cluster_for(peer, str(msg.fields["cluster_id"]))
-        node = self._find_node(cluster, str(msg.fields["node"]))
+        put = msg.as_(FilePut)
+        if put.node is None:  # (optional in the struct: a node's FILE_PUT has none)
+            raise ProtocolError("FILE_PUT: missing field 'node'")
+        cluster = self.store.cluster_for(peer, put.cluster_id)
+        node = self._find_node(cluster, put.node)
         if len(msg.frames) != 1:
             raise ProtocolError("FILE_PUT carries exactly one frame")
+        # forwarded to the node as the client sent it, less the node it was meant for
         forward = new_message("FILE_PUT", {k: v for k, v in msg.fields.items() if k != "node"},
                               msg.frames, msg.labels)
         pending = self.store.pending_replies
@@ -156,10 +162,12 @@ class Allocation:
         waiting = store.pending_replies.get(msg.ref) if msg.ref else None
         if msg.ref is None or waiting is None or waiting[2] != store.node_by_route.get(peer.route):
             if msg.type == "ERROR":
-                store.log.warning("event=node_error code=%s reason=%r", msg.get("code"), msg.get("reason"))
+                error = msg.as_(Error)
+                store.log.warning("event=node_error code=%s reason=%r", error.code, error.reason)
             return
         del store.pending_replies[msg.ref]
         route, ref, _ = waiting
+        # relayed to the client that asked, as the node answered
         store.send(CLIENT, route, new_message(msg.type, dict(msg.fields), ref=ref))
 
     @staticmethod

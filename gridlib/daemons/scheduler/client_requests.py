@@ -14,6 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridlib.protocol.bodies import (
+    ClusterClose,
+    ClusterOpen,
+    Hello,
+    JobCancel,
+    JobSubmit,
+    ResultAck,
+)
 from gridlib.protocol.codec import Message, new_message, reply
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import Liveness
@@ -21,7 +29,18 @@ from gridlib.protocol.messages import opt
 
 from .allocation import Allocation
 from .faults import Faults
-from .records import ClientRecord, ClusterRecord, JobRecord, JobState, Route, next_seq
+from .records import (
+    ClientRecord,
+    ClusterRecord,
+    DropCluster,
+    DropJob,
+    JobRecord,
+    JobState,
+    Route,
+    SaveCluster,
+    SaveJob,
+    next_seq,
+)
 from .state import CLIENT, NODE, Peer, SchedulerState, Send
 from .waiting import Waiting
 
@@ -56,9 +75,10 @@ class ClientRequests:
 
     def handle_hello(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
+        hello = msg.as_(Hello)
         known = store.clients.get(peer.route)
         if known is None or known.user != peer.user:  # a reconnecting client keeps its clusters
-            store.clients[peer.route] = ClientRecord(peer.route, peer.user, str(msg.get("name")))
+            store.clients[peer.route] = ClientRecord(peer.route, peer.user, hello.name)
         store.client_liveness.touch(peer.route, now)
         store.send(CLIENT, peer.route, reply(msg, "WELCOME", {
             "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size,
@@ -67,28 +87,31 @@ class ClientRequests:
 
     def handle_cluster_open(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
+        opening = msg.as_(ClusterOpen)
         client = store.clients.get(peer.route)
         if client is None:
             raise ProtocolError("HELLO first", ILLEGAL_STATE)
-        cluster_id = str(msg.fields["cluster_id"])
+        cluster_id = opening.cluster_id
         if cluster_id in store.clusters:
             raise ProtocolError(f"cluster {cluster_id} is already open", ILLEGAL_STATE)
+        # every other field is an option carried into each node's SETUP, as the client sent it
         options = {k: v for k, v in msg.fields.items() if k not in ("cluster_id", "kind")}
         if store.options.cleanup_nodes:
             options["cleanup"] = True
-        cluster = ClusterRecord(cluster_id, peer.route, peer.user, str(msg.fields["kind"]),
+        cluster = ClusterRecord(cluster_id, peer.route, peer.user, opening.kind,
                                 options, list(msg.labels), list(msg.frames))
         store.clusters[cluster_id] = cluster
         client.clusters.add(cluster_id)
-        store.persist.append(("cluster", cluster))
+        store.persist.append(SaveCluster(cluster))
         store.send(CLIENT, peer.route, reply(msg, "OK", {"cluster_id": cluster_id}))
         for node in store.nodes.values():
             self.allocation.offer(cluster, node)
 
     def handle_job_submit(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
-        cluster = store.cluster_for(peer, str(msg.fields["cluster_id"]))
-        specs = [_valid_job_spec(spec) for spec in msg.fields["jobs"]]
+        submit = msg.as_(JobSubmit)
+        cluster = store.cluster_for(peer, submit.cluster_id)
+        specs = [_valid_job_spec(spec) for spec in submit.jobs]
         if sum(int(spec["n"]) for spec in specs) != len(msg.frames):
             raise ProtocolError("JOB_SUBMIT: job frame counts do not match the frames")
         offset = 0
@@ -110,7 +133,7 @@ class ClientRequests:
                 self.faults.recover(cluster, job, now)
             else:
                 store.enqueue(cluster, job)
-            store.persist.append(("job", job))
+            store.persist.append(SaveJob(job))
         if cluster.no_node_since is not None:  # no node can run them: say so now, not later
             self.waiting.settle_nodeless(cluster, now)
         # after the shell journaled them, and after this turn's dispatch: the jobs first
@@ -119,10 +142,10 @@ class ClientRequests:
     def handle_job_cancel(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
         foreign = []
-        for job_id in msg.fields["job_ids"]:
-            job = store.jobs.get(job_id) if isinstance(job_id, str) else None
+        for job_id in msg.as_(JobCancel).job_ids:
+            job = store.jobs.get(job_id)
             if job is None or store.clusters[job.cluster_id].user != peer.user:
-                foreign.append(str(job_id))
+                foreign.append(job_id)
             else:
                 self.cancel_job(job)
         if foreign:  # another client's jobs are not yours to cancel, nor to see
@@ -152,8 +175,8 @@ class ClientRequests:
     def handle_result_ack(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
         per_node: dict[str, list[str]] = {}
-        for job_id in msg.fields["job_ids"]:
-            job = store.jobs.get(job_id) if isinstance(job_id, str) else None
+        for job_id in msg.as_(ResultAck).job_ids:
+            job = store.jobs.get(job_id)
             if job is None or job.state is not JobState.DONE:
                 continue
             if store.clusters[job.cluster_id].user != peer.user:
@@ -161,7 +184,7 @@ class ClientRequests:
             del store.jobs[job_id]
             store.unacked.pop(job_id, None)
             store.clusters[job.cluster_id].jobs.discard(job_id)
-            store.persist.append(("drop_job", job_id))
+            store.persist.append(DropJob(job_id))
             if job.result_node:
                 per_node.setdefault(job.result_node, []).append(job_id)
         for node_id, ids in per_node.items():
@@ -171,7 +194,7 @@ class ClientRequests:
 
     def handle_cluster_close(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
-        cluster = store.cluster_for(peer, str(msg.fields["cluster_id"]))
+        cluster = store.cluster_for(peer, msg.as_(ClusterClose).cluster_id)
         for job_id in list(cluster.jobs):
             job = store.jobs[job_id]
             if job.state in (JobState.DISPATCHED, JobState.RUNNING, JobState.CANCELLING) and job.node_id:
@@ -181,7 +204,7 @@ class ClientRequests:
             if node.setup.pop(cluster.cluster_id, None) is not None:
                 store.send(NODE, node.route, new_message("TEARDOWN", {"cluster_id": cluster.cluster_id}))
         del store.clusters[cluster.cluster_id]
-        store.persist.append(("drop_cluster", cluster.cluster_id))
+        store.persist.append(DropCluster(cluster.cluster_id))
         client = store.clients.get(peer.route)
         if client:
             client.clusters.discard(cluster.cluster_id)

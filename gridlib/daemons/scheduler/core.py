@@ -4,7 +4,10 @@ One implementation serves the scheduler embedded in a ``JobCluster`` and the
 ``gridlib scheduler`` daemon.  Every entry point takes the decoded message
 and the current time and returns the messages to send; there is no socket
 and no zmq here, so it is unit-tested with a fake clock.  Payload frames
-are carried through untouched.
+are carried through untouched.  Each handler reads its message through the
+message's struct (``msg.as_(JobResult)``, :mod:`gridlib.protocol.bodies`);
+a message whose struct check fails is a bad message like any other: its
+sender gets ``ERROR``.
 
 :class:`SchedulerCore` is the one public face.  It builds the store
 (:class:`~.state.SchedulerState`) and the parts that work on it, each passed
@@ -38,7 +41,7 @@ from .client_requests import ClientRequests
 from .dispatch import PREFETCH_PER_CPU, PREFETCH_WORK, Dispatch
 from .faults import Faults
 from .node_reports import NodeReports
-from .records import ClientRecord, ClusterRecord, JobRecord, NodeRecord, Route
+from .records import Change, ClientRecord, ClusterRecord, JobRecord, NodeRecord, Route
 from .state import CLIENT, NODE, Peer, SchedulerOptions, SchedulerState, Send
 from .status import StatusReports
 from .waiting import Waiting
@@ -223,7 +226,7 @@ class SchedulerCore:
         return self.store.log
 
     @property
-    def persist(self) -> list[tuple[str, Any]]:
+    def persist(self) -> list[Change]:
         """Durable changes since the shell last journaled (it clears the list)."""
         return self.store.persist
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import msgpack
 
-from .records import ClusterRecord, JobRecord
+from .records import Change, ClusterRecord, DropCluster, DropJob, JobRecord, SaveCluster, SaveJob
 
 __all__ = ["SchedulerJournal"]
 
@@ -58,29 +59,30 @@ class SchedulerJournal:
         self._db.execute("INSERT INTO meta VALUES ('sid', ?)", (new,))
         return new
 
-    def apply(self, changes: list[tuple[str, Any]]) -> None:
-        """Write a batch of the core's durable changes in one transaction."""
+    def apply(self, changes: Sequence[Change]) -> None:
+        """Write a batch of the core's durable changes (``SchedulerCore.persist``) in one transaction."""
         if not changes:
             return
         db = self._db
         db.execute("BEGIN")
         try:
-            for kind, item in changes:
-                if kind == "cluster":
-                    c: ClusterRecord = item
-                    db.execute("INSERT OR REPLACE INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                               (c.cluster_id, _pack(list(c.client)), c.user, c.kind,
-                                _pack(c.options), _pack(c.labels), _frames(c.frames), c.created))
-                elif kind == "job":
-                    j: JobRecord = item
-                    db.execute("INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
-                               (j.job_id, j.cluster_id, _pack(j.spec), _pack(j.labels),
-                                _frames(j.frames), j.seq))
-                elif kind == "drop_job":
-                    db.execute("DELETE FROM jobs WHERE job_id = ?", (item,))
-                elif kind == "drop_cluster":
-                    db.execute("DELETE FROM jobs WHERE cluster_id = ?", (item,))
-                    db.execute("DELETE FROM clusters WHERE cluster_id = ?", (item,))
+            for change in changes:
+                match change:
+                    case SaveCluster(cluster=c):
+                        db.execute("INSERT OR REPLACE INTO clusters VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (c.cluster_id, _pack(list(c.client)), c.user, c.kind,
+                                    _pack(c.options), _pack(c.labels), _frames(c.frames), c.created))
+                    case SaveJob(job=j):
+                        db.execute("INSERT OR IGNORE INTO jobs VALUES (?, ?, ?, ?, ?, ?)",
+                                   (j.job_id, j.cluster_id, _pack(j.spec), _pack(j.labels),
+                                    _frames(j.frames), j.seq))
+                    case DropJob(job_id=job_id):
+                        db.execute("DELETE FROM jobs WHERE job_id = ?", (job_id,))
+                    case DropCluster(cluster_id=cluster_id):
+                        db.execute("DELETE FROM jobs WHERE cluster_id = ?", (cluster_id,))
+                        db.execute("DELETE FROM clusters WHERE cluster_id = ?", (cluster_id,))
+                    case _:
+                        assert_never(change)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

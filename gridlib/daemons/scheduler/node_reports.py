@@ -16,9 +16,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gridlib.protocol.bodies import (
+    Heartbeat,
+    JobFile,
+    JobProvisional,
+    JobResult,
+    JobStarted,
+    NodeAlert,
+    Ready,
+    SetupFail,
+    SetupOk,
+)
 from gridlib.protocol.codec import Message, new_message, reply
 from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
-from gridlib.protocol.messages import opt
 
 from .allocation import Allocation
 from .dispatch import Dispatch
@@ -28,6 +38,9 @@ from .state import CLIENT, NODE, Peer, SchedulerState
 from .waiting import Waiting
 
 __all__ = ["NodeReports"]
+
+#: READY fields kept as the node's info (``NodeRecord.info``; what clients are told of it)
+_NODE_INFO = ("platform", "port", "pid", "python", "max_msg_size", "session")
 
 
 def _job_entries(entries: Any) -> list[tuple[str, int]]:
@@ -55,15 +68,15 @@ class NodeReports:
 
     def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
-        node_id = str(msg.fields["node_id"])
-        cpus = int(msg.fields["cpus"])
+        ready = msg.as_(Ready)
+        node_id, cpus = ready.node_id, ready.cpus
         if not 0 < cpus <= 4096 or not node_id:
             raise ProtocolError("READY: bad node id or cpu count")
         known = store.nodes.get(node_id)
         if known is not None and known.user != peer.user:
             raise ProtocolError("that node id belongs to another key", ILLEGAL_STATE)
-        session = msg.get("session")
-        if (known is not None and isinstance(session, str) and session
+        session = ready.session
+        if (known is not None and session
                 and known.info.get("session") == session and known.route == peer.route):
             # the same registration again: a retry of a READY whose WELCOME was slow to arrive
             store.send(NODE, peer.route, self._welcome(msg))
@@ -74,11 +87,10 @@ class NodeReports:
         if node_id in store.nodes:
             # a node that registers again reports what it still holds in SETUP_OK
             self.faults.node_lost(node_id, "node re-registered", adopt_until=now + store.adopt_grace)
-        info: dict[str, Any] = {k: msg.fields.get(k) for k in ("platform", "port", "pid", "python", "max_msg_size",
-                                               "session") if k in msg.fields}
-        ip_addr = str(opt(msg.fields, "ip_addr", str, "")) or peer.address
-        node = NodeRecord(node_id, peer.route, peer.user, str(msg.fields["name"]),
-                          ip_addr, cpus, info, now)
+        # the info fields the node sent (a nil one too: clients are told what it said)
+        info: dict[str, Any] = {k: getattr(ready, k) for k in _NODE_INFO if k in msg.fields}
+        ip_addr = ready.ip_addr or peer.address
+        node = NodeRecord(node_id, peer.route, peer.user, ready.name, ip_addr, cpus, info, now)
         store.nodes[node_id] = node
         store.node_by_route[peer.route] = node_id
         store.node_liveness.touch(node_id, now)
@@ -89,15 +101,16 @@ class NodeReports:
 
     def handle_setup_ok(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
+        ok = msg.as_(SetupOk)
         node = store.node_of(peer)
-        cluster = store.clusters.get(str(msg.fields["cluster_id"]))
+        cluster = store.clusters.get(ok.cluster_id)
         if cluster is None or node.setup.get(cluster.cluster_id) != SetupState.PENDING:
             return  # a cluster closed meanwhile
         node.setup[cluster.cluster_id] = SetupState.READY
-        for key, running in (("running", True), ("results", False)):
-            for job_id, attempt in _job_entries(msg.get(key)):
+        for entries, running in ((ok.running, True), (ok.results, False)):
+            for job_id, attempt in _job_entries(entries):
                 self.faults.reconcile(cluster, node, job_id, attempt, running, now)
-        for job_id, attempt in _job_entries(msg.get("dropped")):
+        for job_id, attempt in _job_entries(ok.dropped):
             self.faults.requeue_dropped(cluster, node, job_id, attempt)
         store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
             "event": "initialized", "cluster_id": cluster.cluster_id,
@@ -106,11 +119,12 @@ class NodeReports:
 
     def handle_setup_fail(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
+        fail = msg.as_(SetupFail)
         node = store.node_of(peer)
-        cluster = store.clusters.get(str(msg.fields["cluster_id"]))
+        cluster = store.clusters.get(fail.cluster_id)
         if cluster is None:
             return
-        reason = str(msg.fields["reason"])[:4000]
+        reason = fail.reason[:4000]
         node.setup[cluster.cluster_id] = SetupState.FAILED
         node.setup_failures[cluster.cluster_id] = reason
         store.log.warning("event=setup_failed node=%s cluster=%s reason=%r",
@@ -123,8 +137,8 @@ class NodeReports:
     def handle_node_alert(self, peer: Peer, msg: Message, now: float) -> None:
         """A node reports trouble its clients should hear of (its spool cannot be written)."""
         store = self.store
+        reason = msg.as_(NodeAlert).reason[:2000]
         node = store.node_of(peer)
-        reason = str(msg.fields["reason"])[:2000]
         store.log.warning("event=node_alert node=%s reason=%r", node.name, reason)
         for cluster_id in node.setup:
             cluster = store.clusters.get(cluster_id)
@@ -135,11 +149,11 @@ class NodeReports:
 
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
+        avail = msg.as_(Heartbeat).avail
         node_id = store.node_by_route.get(peer.route)
         if node_id is None:  # e.g. this scheduler restarted: the node must register again
             raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
-        avail = msg.get("avail")
-        if isinstance(avail, dict):
+        if avail is not None:
             store.nodes[node_id].info["avail"] = avail
             self.allocation.announce_avail(store.nodes[node_id])
 
@@ -148,26 +162,29 @@ class NodeReports:
         if node_id is not None:
             self.faults.node_lost(node_id, "node disconnected")
 
-    def _job_from_node(self, peer: Peer, msg: Message) -> tuple[NodeRecord, JobRecord | None]:
+    def _job_from_node(self, peer: Peer, job_id: str,
+                       attempt: int | None) -> tuple[NodeRecord, JobRecord | None]:
+        """The node that reports on a job, and that job unless the report is stale."""
         node = self.store.node_of(peer)
-        job = self.store.jobs.get(str(msg.fields["job_id"]))
-        attempt = msg.fields.get("attempt")
+        job = self.store.jobs.get(job_id)
         if (job is None or job.node_id != node.node_id or job.attempt != attempt
                 or job.state is JobState.DONE):
             return node, None  # stale: an old attempt, a repeat, or a job closed meanwhile
         return node, job
 
     def handle_job_started(self, peer: Peer, msg: Message, now: float) -> None:
-        node, job = self._job_from_node(peer, msg)
+        started = msg.as_(JobStarted)
+        node, job = self._job_from_node(peer, started.job_id, started.attempt)
         if job is None or job.state is not JobState.DISPATCHED:
             return
         job.state = JobState.RUNNING
         fields = {"job_id": job.job_id, "event": "running", "node": node.name,
-                  "ip_addr": node.ip_addr, "start_time": msg.get("start_time")}
+                  "ip_addr": node.ip_addr, "start_time": started.start_time}
         self.store.send(CLIENT, self.store.clusters[job.cluster_id].client, new_message("JOB_EVENT", fields))
 
     def handle_job_provisional(self, peer: Peer, msg: Message, now: float) -> None:
-        node, job = self._job_from_node(peer, msg)
+        provisional = msg.as_(JobProvisional)
+        node, job = self._job_from_node(peer, provisional.job_id, provisional.attempt)
         if job is None:
             return
         fields = {"job_id": job.job_id, "event": "provisional", "node": node.name}
@@ -175,17 +192,19 @@ class NodeReports:
                         new_message("JOB_EVENT", fields, msg.frames, msg.labels))
 
     def handle_job_file(self, peer: Peer, msg: Message, now: float) -> None:
-        node, job = self._job_from_node(peer, msg)
+        file = msg.as_(JobFile)
+        node, job = self._job_from_node(peer, file.job_id, file.attempt)
         if job is None:
             return
-        fields = {"job_id": job.job_id, "path": msg.fields["path"], "node": node.name}
+        fields = {"job_id": job.job_id, "path": file.path, "node": node.name}
         self.store.send(CLIENT, self.store.clusters[job.cluster_id].client,
                         new_message("JOB_FILE", fields, msg.frames, msg.labels))
 
     def handle_job_result(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
-        node, job = self._job_from_node(peer, msg)
-        job_id = str(msg.fields["job_id"])
+        result = msg.as_(JobResult)
+        job_id = result.job_id
+        node, job = self._job_from_node(peer, job_id, result.attempt)
         if job is None:
             store.duplicates += 1
             if job_id not in store.jobs or store.jobs[job_id].state is JobState.DONE:
@@ -194,9 +213,10 @@ class NodeReports:
             return
         node.inflight.pop(job_id, None)
         node.jobs_done += 1
-        start, end = msg.get("start_time"), msg.get("end_time")
-        if isinstance(start, (int, float)) and isinstance(end, (int, float)) and end >= start:
+        start, end = result.start_time, result.end_time
+        if start is not None and end is not None and end >= start:
             self.dispatcher.job_ran(end - start)
+        # the result goes to the client as the node reported it (its fields, then ours)
         fields = {k: v for k, v in msg.fields.items() if k != "attempt"}
         fields.update(node=node.name, ip_addr=node.ip_addr, attempts=job.attempt)
         store.finish(job, fields, msg.frames, msg.labels, node.node_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["Route", "JobState", "SetupState", "ClientRecord", "ClusterRecord", "NodeRecord", "JobRecord",
-           "JobQueue"]
+           "JobQueue", "SaveCluster", "SaveJob", "DropJob", "DropCluster", "Change"]
 
 Route = tuple[bytes, ...]
 
@@ -174,6 +174,39 @@ class NodeRecord:
             **{k: v for k, v in self.info.items()
                if k in ("platform", "avail", "port", "pid", "python", "max_msg_size")},
         }
+
+
+# -- durable changes: what the shell journals (SchedulerState.persist, journal.py) ---------------
+@dataclass(frozen=True, slots=True)
+class SaveCluster:
+    """A cluster was opened: journal it (its options, computation and files)."""
+
+    cluster: ClusterRecord
+
+
+@dataclass(frozen=True, slots=True)
+class SaveJob:
+    """A job was accepted: journal it (its spec and argument frames)."""
+
+    job: JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DropJob:
+    """A job's result was acknowledged: forget it."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DropCluster:
+    """A cluster was closed: forget it and its jobs."""
+
+    cluster_id: str
+
+
+#: one durable change, in the order the core made them
+Change = SaveCluster | SaveJob | DropJob | DropCluster
 
 
 _seq = itertools.count()

@@ -21,7 +21,16 @@ from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import LivenessPolicy, LivenessTracker
 from gridlib.protocol.messages import opt
 
-from .records import ClientRecord, ClusterRecord, JobQueue, JobRecord, JobState, NodeRecord, Route
+from .records import (
+    Change,
+    ClientRecord,
+    ClusterRecord,
+    JobQueue,
+    JobRecord,
+    JobState,
+    NodeRecord,
+    Route,
+)
 
 __all__ = ["CLIENT", "NODE", "POLICIES", "Peer", "Send", "SchedulerOptions", "SchedulerState"]
 
@@ -78,8 +87,8 @@ class SchedulerState:
         if self.options.policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
         self.now = 0.0  # the time of the message or timer being handled
-        # durable-state changes for the shell's journal: ("cluster"|"job"|"drop_job"|"drop_cluster", ...)
-        self.persist: list[tuple[str, Any]] = []
+        # durable changes for the shell's journal (SaveCluster, SaveJob, DropJob, DropCluster), in order
+        self.persist: list[Change] = []
         self.client_liveness: LivenessTracker[Route] = LivenessTracker(liveness or LivenessPolicy())
         self.unacked: dict[str, float] = {}  # job id -> when its result was (last) sent, in send order
         self.policy = liveness or LivenessPolicy()
