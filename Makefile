@@ -9,7 +9,7 @@ STRICT := scheduler/core.py scheduler/records.py scheduler/state.py scheduler/fa
 	scheduler/client_requests.py scheduler/node_reports.py node/core.py \
 	node/spool_index.py node/dialing.py node/jobs.py node/events.py node/lifecycle.py node/config.py
 
-.PHONY: demo examples test lint unit bench bench-peers clean
+.PHONY: demo examples test test-quick test-slow lint unit bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,28 @@ lint: $(STAMP)
 	$(PY) -m mypy gridlib/protocol $(addprefix gridlib/daemons/,$(STRICT))
 	$(VENV)/bin/lint-imports
 
+# Test tiers (markers in pyproject.toml). `make test` (CI, the README) runs lint and every
+# test: the ones marked `serial` (they measure time or heartbeats) alone, after the others,
+# which run on TEST_WORKERS processes (pytest-xdist, a test module at a time per process;
+# TEST_WORKERS=0: all in one process). Both parts always run; it fails if either failed.
+# `make test-quick`: lint and every test not marked `slow` (the serial ones are slow too).
+# `make test-slow`: only the slow ones. `make unit`: tests/unit.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PYTEST) $(PARALLEL) -m "not serial" tests; rest=$$?; \
+	$(PYTEST) -m serial tests; serial=$$?; \
+	test $$rest -eq 0 && test $$serial -eq 0
+
+test-quick: lint
+	$(PYTEST) $(PARALLEL) -m "not slow" tests
+
+test-slow: $(STAMP)
+	$(PYTEST) $(PARALLEL) -m "slow and not serial" tests; rest=$$?; \
+	$(PYTEST) -m serial tests; serial=$$?; \
+	test $$rest -eq 0 && test $$serial -eq 0
 
 unit: $(STAMP)
 	$(PY) -m pytest -q tests/unit

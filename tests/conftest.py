@@ -1,4 +1,5 @@
-"""Shared fixtures: an isolated key directory, free ports, node processes cleaned up by PID."""
+"""Shared fixtures: an isolated key directory, node processes cleaned up by PID; serial
+tests are slow tests too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import LIVE, NodeProcess, free_port
+from tests.helpers import LIVE, NodeProcess
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked ``serial`` (run alone by ``make test``) is slow too: ``make test-quick``,
+    which runs everything on several processes, leaves it out."""
+    for item in items:
+        if item.get_closest_marker("serial") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -31,6 +40,6 @@ def isolated_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def node_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """One ``gridlib node`` (2 CPUs) shared by a test module."""
-    node = NodeProcess(free_port(), tmp_path_factory.mktemp("node"), "--cpus", "2")
+    node = NodeProcess(tmp_path_factory.mktemp("node"), "--cpus", "2")
     yield node
     node.stop()

@@ -1,7 +1,10 @@
-"""Test helpers: free ports, polling with a deadline, node daemons stopped by PID."""
+"""Test helpers: polling with a deadline, daemons started on ports the OS chooses (read from
+their ``--port-file``) and stopped by PID, scripts run with a deadline."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import signal
 import socket
@@ -16,6 +19,13 @@ import psutil
 
 
 def free_port() -> int:
+    """A port nothing listens on right now (it may be taken by the time it is used).
+
+    Only for what must have a number before anything binds it: an address where
+    nothing should listen, a client's fixed ``scheduler_port``, a ``node_port``
+    where no node may answer.  A daemon never gets one: it binds port 0 and reports
+    the port it got (``--port-file``; see :class:`NodeProcess`).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -60,13 +70,50 @@ def run_script(args: list[str], timeout: float,
     return proc.returncode, stdout, stderr, gone
 
 
-LIVE: list[NodeProcess | SchedulerProcess] = []  # stopped at the end of the session at the latest
+LIVE: list[_Daemon] = []  # stopped at the end of the session at the latest
+_SERIAL = itertools.count(1)  # names a daemon's log (and a node's directory) before its ports are known
+PORT_FILE_WAIT = 60.0  # seconds a daemon gets to bind its sockets and write its port file
+
+
+def read_port_file(path: Path, proc: subprocess.Popen[Any], what: str = "daemon",
+                   output: Callable[[], str] = lambda: "",
+                   timeout: float = PORT_FILE_WAIT) -> dict[str, Any]:
+    """Wait for the ``--port-file`` of ``proc`` and return it: ``{"pid": PID, "ports": {...}}``.
+
+    The daemon writes it (atomically, so it is never seen half-written) once every socket
+    it binds is bound and its start line is logged.  If ``proc`` exits first, or nothing
+    comes within ``timeout`` s, this fails with ``output()`` (the daemon's log).
+    """
+    def ready() -> bool:
+        return proc.poll() is not None or _port_file_of(path, proc.pid) is not None
+
+    wait_for(ready, timeout, interval=0.02)
+    found = _port_file_of(path, proc.pid)
+    if found is None:
+        status = proc.poll()
+        why = (f"exited with status {status}" if status is not None else
+               f"wrote no port file in {timeout:.0f} s")
+        raise RuntimeError(f"{what} (pid {proc.pid}) {why} before reporting its ports in "
+                           f"{path}:\n{output()}")
+    return found
+
+
+def _port_file_of(path: Path, pid: int) -> dict[str, Any] | None:
+    """The port file at ``path`` if process ``pid`` wrote it (a restart's old one is not)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("pid") == pid else None
 
 
 class _Daemon:
-    """A daemon process whose output goes to a log file we can read."""
+    """A daemon process whose output goes to a log file we can read, started with
+    ``--port-file``: its ports are read from there, never guessed in advance."""
 
     log_path: Path
+    port_file: Path
+    ports: dict[str, Any]
     _log: Any
     proc: subprocess.Popen[bytes]
     pid: int
@@ -77,24 +124,37 @@ class _Daemon:
         except FileNotFoundError:
             return ""
 
-    def _launch(self, cmd: list[str], started: str, what: str, env: dict[str, str] | None = None,
+    def _launch(self, cmd: list[str], what: str, env: dict[str, str] | None = None,
                 cwd: Path | None = None) -> None:
-        """Start ``cmd`` and wait (with a deadline) for one more ``started`` line in the log."""
-        starts = self.log().count(started)
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+        """Start ``cmd --port-file F`` and wait (with a deadline) for F; fail with the log if
+        the process exits first."""
+        try:
+            self.port_file.unlink()  # a previous run's (a restart): never read it
+        except FileNotFoundError:
+            pass
+        self.proc = subprocess.Popen([*cmd, "--port-file", str(self.port_file)], stdout=self._log,
+                                     stderr=subprocess.STDOUT, env=env, cwd=cwd)
         self.pid = self.proc.pid
-        ok = wait_for(lambda: self.log().count(started) > starts or self.proc.poll() is not None, 30)
-        if not ok or self.proc.poll() is not None:
-            raise RuntimeError(f"{what} did not start:\n" + self.log())
+        try:
+            self.ports = read_port_file(self.port_file, self.proc, what, self.log)["ports"]
+        except RuntimeError:
+            if self.proc.poll() is None:  # stuck: by PID, like every clean-up here
+                self.proc.kill()
+                self.proc.wait()
+            raise
 
     def _start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
         raise NotImplementedError
 
     def kill(self) -> None:
         raise NotImplementedError
 
     def restart(self) -> None:
-        """Kill it (as a crash would) if it runs, then start it again with the same options."""
+        """Kill it (as a crash would) if it runs, then start it again with the same options
+        and on the same ports (clients and nodes know them)."""
         if self.proc.poll() is None:
             self.kill()
         self._start()
@@ -113,29 +173,46 @@ class _Daemon:
 class NodeProcess(_Daemon):
     """A ``gridlib node`` daemon started as a real process; stopped by PID.
 
-    ``restart()`` starts it again with the same port and directory (so the
-    same node id and result spool); every process it ever had, workers
-    included, is tracked and killed at ``stop()`` if still alive.  ``cwd``
-    is the daemon's working directory (default: the test's own).
+    ``NodeProcess(tmp, *options)`` starts it with ``--port 0``: the node binds a beacon
+    port the OS chooses and reports it in its port file; ``port`` is that port (0 for a
+    node that only dials out: ``--port 0 --scheduler ...``).  ``restart()`` starts it
+    again on the same port and directory (so the same node id and result spool); every
+    process it ever had, workers included, is tracked and killed at ``stop()`` if still
+    alive.  ``cwd`` is the daemon's working directory (default: the test's own);
+    ``prefix`` its ``--dest-path-prefix`` (default: a fresh ``tmp/node-N``).
+
+    The older form ``NodeProcess(PORT, tmp, *options)`` (bench/ uses it) asks for that port.
     """
 
-    def __init__(self, port: int, tmp: Path, *extra: str, env: dict[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(self, tmp: Path | int, *extra: str, port: int = 0,
+                 env: dict[str, str] | None = None, cwd: Path | None = None,
+                 prefix: Path | None = None) -> None:
+        if isinstance(tmp, int):  # NodeProcess(PORT, tmp, *options)
+            port, tmp, extra = tmp, Path(extra[0]), extra[1:]
+        serial = next(_SERIAL)
         self.port, self.tmp, self.extra, self.env, self.cwd = port, tmp, extra, env, cwd
-        self.log_path = tmp / f"node-{port}.log"
-        self.prefix = tmp / f"node-{port}"
+        self.log_path = tmp / f"node-{serial}.log"
+        self.port_file = tmp / f"node-{serial}.ports.json"
+        self.prefix = prefix or tmp / f"node-{serial}"
         self._seen: dict[int, psutil.Process] = {}
         self.orphans: list[int] = []
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         LIVE.append(self)
         self._start()
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _command(self) -> list[str]:
+        """How the node is started (the module; a subclass may use the console script)."""
+        return [sys.executable, "-m", "gridlib.daemons.node"]
+
     def _start(self) -> None:
-        cmd = [sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
-               "--port", str(self.port), "--dest-path-prefix", str(self.prefix),
-               "--log-level", "info", *self.extra]
-        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})},
-                     cwd=self.cwd)
+        cmd = [*self._command(), "--host", "127.0.0.1", "--port", str(self.port),
+               "--dest-path-prefix", str(self.prefix), "--log-level", "info", *self.extra]
+        self._launch(cmd, "node", env={**os.environ, **(self.env or {})}, cwd=self.cwd)
+        self.port = int(self.ports.get("beacon") or 0)  # the next start asks for the same one
         self._seen[self.pid] = psutil.Process(self.pid)
 
     def track(self) -> None:
@@ -185,13 +262,22 @@ class NodeProcess(_Daemon):
 
 
 class SchedulerProcess(_Daemon):
-    """A ``gridlib scheduler`` daemon as a real process on loopback; stopped by PID."""
+    """A ``gridlib scheduler`` daemon as a real process on loopback; stopped by PID.
+
+    It binds its client and node ports (and, with ``--httpd``, the monitor's unless
+    ``--http-port`` is given) where the OS chooses and reports them in its port file:
+    ``port``, ``node_port`` and ``http_port``.  ``restart()`` asks for the same ones
+    again (its clients reconnect there).  ``nodes`` are announced to: start those
+    nodes first and pass their addresses.
+    """
 
     def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None,
                  journal: Path | None = None) -> None:
-        self.port, self.node_port = free_port(), free_port()
+        serial = next(_SERIAL)
+        self.port, self.node_port, self.http_port = 0, 0, 0
         self.tmp, self.extra, self.nodes, self.journal = tmp, extra, nodes or [], journal
-        self.log_path = tmp / f"scheduler-{self.port}.log"
+        self.log_path = tmp / f"scheduler-{serial}.log"
+        self.port_file = tmp / f"scheduler-{serial}.ports.json"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
         LIVE.append(self)
         self._start()
@@ -203,10 +289,48 @@ class SchedulerProcess(_Daemon):
     def _start(self) -> None:
         cmd = [sys.executable, "-m", "gridlib.daemons.scheduler", "--host", "127.0.0.1",
                "--port", str(self.port), "--node-port", str(self.node_port), "--log-level", "info",
-               *(a for n in self.nodes for a in ("--node", n)), *self.extra]
+               *(a for n in self.nodes for a in ("--node", n))]
+        if "--httpd" in self.extra:
+            cmd += ["--http-port", str(self.http_port)]  # (an --http-port in extra wins)
+        cmd += self.extra
         if self.journal is not None:
             cmd += ["--journal", str(self.journal)]
-        self._launch(cmd, "event=scheduler_started", "scheduler")
+        self._launch(cmd, "scheduler")
+        self.port, self.node_port = int(self.ports["client"]), int(self.ports["node"])
+        self.http_port = int(self.ports.get("http") or 0)
+
+    def kill(self) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(15)
+
+    def stop(self) -> None:
+        self._terminate()
+        self._log.close()
+
+
+class RelayProcess(_Daemon):
+    """A ``gridlib relay`` on loopback; its beacon port (``port``) is chosen by the OS and
+    read from its port file.  Stopped by PID."""
+
+    def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None) -> None:
+        serial = next(_SERIAL)
+        self.port, self.tmp, self.extra, self.nodes = 0, tmp, extra, nodes or []
+        self.log_path = tmp / f"relay-{serial}.log"
+        self.port_file = tmp / f"relay-{serial}.ports.json"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        LIVE.append(self)
+        self._start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _start(self) -> None:
+        cmd = [sys.executable, "-m", "gridlib.daemons.relay", "--host", "127.0.0.1",
+               "--port", str(self.port), "--log-level", "info",
+               *(a for n in self.nodes for a in ("--node", n)), *self.extra]
+        self._launch(cmd, "relay")
+        self.port = int(self.ports["beacon"])
 
     def kill(self) -> None:
         os.kill(self.pid, signal.SIGKILL)

@@ -25,7 +25,7 @@ import pytest
 import gridlib
 from gridlib import JobStatus, RemoteJobError
 from gridlib.daemons.runtime.payload import dumps, is_user_module
-from tests.helpers import NodeProcess, free_port
+from tests.helpers import NodeProcess
 
 TEST_MODULE_CONSTANT = 7  # a global of this test module, which the node cannot import
 
@@ -123,7 +123,7 @@ MODULES = ["sibling_only_on_client", "helper_mod", "gridlocal_pkg", "gridlocal_p
 def far_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node whose cwd is a fresh empty directory and whose environment has no PYTHONPATH."""
     home = tmp_path_factory.mktemp("far-node-cwd")
-    node = NodeProcess(free_port(), tmp_path_factory.mktemp("far-node"), "--cpus", "2",
+    node = NodeProcess(tmp_path_factory.mktemp("far-node"), "--cpus", "2",
                        env={"PYTHONPATH": ""}, cwd=home)  # an empty PYTHONPATH is no PYTHONPATH
     yield node
     node.stop()

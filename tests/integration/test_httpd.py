@@ -21,7 +21,7 @@ import pytest
 import gridlib
 from gridlib import JobStatus
 from gridlib.httpd import MAX_BODY, DispyHTTPServer, HTTPServer
-from tests.helpers import NodeProcess, SchedulerProcess, free_port, wait_for
+from tests.helpers import NodeProcess, SchedulerProcess, wait_for
 
 
 def work(seconds):  # type: ignore[no-untyped-def]
@@ -254,16 +254,14 @@ def test_port_in_use_is_a_clear_error(monitored) -> None:  # type: ignore[no-unt
 
 @pytest.fixture
 def shared_grid(tmp_path: Path) -> Iterator[tuple[SchedulerProcess, Monitor]]:
-    node_port, http_port = free_port(), free_port()
-    scheduler = SchedulerProcess(tmp_path, "--httpd", "--http-port", str(http_port),
-                                 nodes=[f"127.0.0.1:{node_port}"])
-    node = NodeProcess(node_port, tmp_path, "--cpus", "2")
+    node = NodeProcess(tmp_path, "--cpus", "2")
+    scheduler = SchedulerProcess(tmp_path, "--httpd", nodes=[node.address])  # --http-port 0
     try:
         found = re.search(r"event=httpd_started url=(http://127\.0\.0\.1:(\d+)/\?token=(\S+))",
                           scheduler.log())
         assert found, scheduler.log()
-        assert int(found.group(2)) == http_port
-        yield scheduler, Monitor(http_port, found.group(3))
+        assert scheduler.http_port and int(found.group(2)) == scheduler.http_port  # its port file's
+        yield scheduler, Monitor(scheduler.http_port, found.group(3))
     finally:
         node.stop()
         scheduler.stop()

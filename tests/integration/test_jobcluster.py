@@ -398,5 +398,6 @@ def test_dispy_wildcard_nodes_mean_this_hosts_node() -> None:
     """dispy programs write nodes='*' and nodes=['*']: this host's (here: private) node."""
     from tests.helpers import free_port
     for nodes in ("*", ["*"]):
+        # node_port: where no node answers, so that the cluster starts its private node
         with gridlib.JobCluster(abs, nodes=nodes, node_port=free_port()) as cluster:
             assert cluster.submit(-7)(timeout=60) == 7

@@ -9,7 +9,7 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus, NodeAllocate, NodeStatus
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
 
 
 def state_on(cluster: gridlib.JobCluster) -> dict[str, str]:
@@ -120,7 +120,7 @@ def test_send_file_and_discover_nodes(node_daemon: NodeProcess, tmp_path: Path) 
 
 
 def test_send_file_over_the_nodes_limit_is_refused(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--max-file-size", "1k")
+    node = NodeProcess(tmp_path, "--cpus", "1", "--max-file-size", "1k")
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 4096)
     try:

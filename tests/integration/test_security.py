@@ -14,7 +14,7 @@ from gridlib.protocol.errors import AuthenticationFailed
 from gridlib.protocol.keys import generate_keypair, user_keypair, write_keypair
 from gridlib.protocol.selftest import prove_fails_closed
 from gridlib.protocol.zap import ZapDecision, ZapHandler, ZapPolicy
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
 
 
 class LetEveryoneIn(ZapPolicy):
@@ -90,7 +90,7 @@ def test_rce_canary_never_runs_for_an_untrusted_scheduler(tmp_path: Path) -> Non
     """(c) a known client reaching a node through a scheduler key the node does not trust."""
     keys = tmp_path / "node-keys"
     write_keypair(keys, "identity")  # the node trusts only its own, different key
-    node = NodeProcess(free_port(), tmp_path, "--keys", str(keys))
+    node = NodeProcess(tmp_path, "--keys", str(keys))
     marker = tmp_path / "pwned"
 
     def canary(path):  # type: ignore[no-untyped-def]

@@ -29,7 +29,7 @@ import pytest
 
 import gridlib
 from gridlib import GridExecutor
-from tests.helpers import NodeProcess, free_port
+from tests.helpers import NodeProcess
 
 
 def _testsuite() -> Path | None:
@@ -62,7 +62,7 @@ _NODE: list[str] = []  # the node daemon the bound tests use (one for the module
 
 @pytest.fixture(scope="module", autouse=True)
 def node_daemon(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    node = NodeProcess(free_port(), tmp_path_factory.mktemp("stdlib-node"), "--cpus", "5")
+    node = NodeProcess(tmp_path_factory.mktemp("stdlib-node"), "--cpus", "5")
     _NODE[:] = [f"127.0.0.1:{node.port}"]
     yield node
     node.stop()

@@ -103,23 +103,25 @@ class Lab:
         return proc, log
 
     def stop_processes(self) -> None:
-        """Stop every process started in the lab so far, and its children, by PID."""
+        """Stop every process started in the lab so far, and its children, by PID: all of
+        them signalled first, then 10 s for all of them together, then SIGKILL."""
+        everyone: list[psutil.Process] = []
         for proc in self.processes:  # our daemons and everything they started, by PID
             try:
-                family = [proc, *proc.children(recursive=True)]
+                everyone += [proc, *proc.children(recursive=True)]
             except psutil.NoSuchProcess:
                 continue
-            for member in family:
-                try:
-                    member.send_signal(signal.SIGTERM)
-                except psutil.NoSuchProcess:
-                    pass
-            _, alive = psutil.wait_procs(family, timeout=10)
-            for member in alive:
-                try:
-                    member.kill()
-                except psutil.NoSuchProcess:
-                    pass
+        for member in everyone:
+            try:
+                member.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(everyone, timeout=10)
+        for member in alive:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                pass
         self.processes.clear()
 
     def cleanup(self) -> None:

@@ -33,6 +33,7 @@ def _positive(figures: dict[str, Any], *keys: str) -> None:
         assert isinstance(figures[key], (int, float)) and figures[key] > 0, (key, figures)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_scale_quick_prints_positive_figures(tmp_path: Path) -> None:
     report = tmp_path / "scale.json"

@@ -10,10 +10,11 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 import gridlib
 from gridlib import JobStatus
-from tests.helpers import free_port, wait_for
+from tests.helpers import read_port_file, wait_for
 
 GRIDLIB = str(Path(sys.executable).parent / "gridlib")
 
@@ -22,15 +23,20 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([GRIDLIB, *args], capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def start_node(tmp_path: Path, port: int, *extra: str) -> tuple[subprocess.Popen[bytes], Path]:
-    log = tmp_path / f"node-{port}.log"
+def start_node(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], Path, int]:
+    """``gridlib node --port 0 --port-file F``: the process, its log and the port it got."""
+    log, port_file = tmp_path / "node.log", tmp_path / "node.ports.json"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([GRIDLIB, "node", "--host", "127.0.0.1", "--port", str(port),
-                                 "--dest-path-prefix", str(tmp_path / f"n{port}"), *extra],
+        proc = subprocess.Popen([GRIDLIB, "node", "--host", "127.0.0.1", "--port", "0",
+                                 "--port-file", str(port_file),
+                                 "--dest-path-prefix", str(tmp_path / "n"), *extra],
                                 stdout=out, stderr=subprocess.STDOUT)
-    assert wait_for(lambda: "event=node_started" in log.read_text() or proc.poll() is not None, 30)
-    assert proc.poll() is None, log.read_text()
-    return proc, log
+    try:
+        ports = read_port_file(port_file, proc, "gridlib node", log.read_text)["ports"]
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, log, int(ports["beacon"])
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -76,8 +82,7 @@ def test_keys_generate_and_show(tmp_path: Path) -> None:
 
 def test_node_found_through_the_beacon_runs_jobs_and_stops_clean(tmp_path: Path) -> None:
     """Story: `gridlib node` in one terminal, JobCluster(nodes=[...]) in another."""
-    port = free_port()
-    proc, log = start_node(tmp_path, port, "--cpus", "2", "--name", "node-under-test")
+    proc, log, port = start_node(tmp_path, "--cpus", "2", "--name", "node-under-test")
     try:
         with gridlib.JobCluster(lambda x: x + 1, nodes=[f"127.0.0.1:{port}"]) as cluster:
             jobs = [cluster.submit(i) for i in range(6)]
@@ -92,11 +97,51 @@ def test_node_found_through_the_beacon_runs_jobs_and_stops_clean(tmp_path: Path)
                                     for p in workers), 15)
 
 
+def test_node_port_0_reports_the_port_it_got_and_a_client_reaches_it(tmp_path: Path) -> None:
+    """`gridlib node --port 0 --port-file F`: the OS chooses the beacon port, F says which."""
+    port_file = tmp_path / "node.json"
+    log = tmp_path / "node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([GRIDLIB, "node", "--host", "127.0.0.1", "--port", "0",
+                                 "--port-file", str(port_file), "--cpus", "1",
+                                 "--dest-path-prefix", str(tmp_path / "prefix")],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        report = read_port_file(port_file, proc, "gridlib node", log.read_text)
+        port = report["ports"]["beacon"]
+        assert report == {"pid": proc.pid, "ports": {"beacon": port}}
+        assert isinstance(port, int) and 0 < port < 65536
+        started = next(line for line in log.read_text().splitlines() if "event=node_started" in line)
+        assert f" port={port} " in started  # the INFO line names it too
+        assert f"event=port_file_written path={port_file} beacon={port}" in log.read_text()
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".node.json")] == []
+        with gridlib.JobCluster(lambda: "reached", nodes=[f"127.0.0.1:{port}"]) as cluster:
+            assert cluster.submit()(timeout=60) == "reached"
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+    assert not port_file.exists()  # gone with the daemon: a port file names a live process
+
+
+@pytest.mark.parametrize("daemon", ["node", "scheduler", "relay"])
+@pytest.mark.parametrize("bad", ["missing-directory", "a-directory"])
+def test_a_bad_port_file_is_one_line_and_exit_2(tmp_path: Path, daemon: str, bad: str) -> None:
+    path = tmp_path / "no-such-dir" / "ports.json" if bad == "missing-directory" else tmp_path
+    extra = {"node": ["--dest-path-prefix", str(tmp_path / "prefix")],
+             "scheduler": ["--node-port", "0"], "relay": ["--node", "127.0.0.1"]}[daemon]
+    result = run(daemon, "--host", "127.0.0.1", "--port", "0", "--port-file", str(path), *extra)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    reason = "No such file or directory" if bad == "missing-directory" else "is a directory"
+    assert lines[0].startswith(f"gridlib {daemon}: cannot write the port file {path}: ")
+    assert reason in lines[0], lines[0]
+
+
 def test_node_ignores_a_scheduler_it_does_not_trust(tmp_path: Path) -> None:
     keys = tmp_path / "other-keys"
     assert run("keys", "generate", str(keys)).returncode == 0
-    port = free_port()
-    proc, log = start_node(tmp_path, port, "--keys", str(keys))
+    proc, log, port = start_node(tmp_path, "--keys", str(keys))
     try:
         with gridlib.JobCluster(lambda: 1, nodes=[f"127.0.0.1:{port}"]) as cluster:
             job = cluster.submit()
@@ -116,8 +161,7 @@ def test_node_with_a_shared_secret(tmp_path: Path) -> None:
     refused = run("node", "--port", "0", "--secret-file", str(secret_file))  # 0644: refused
     assert refused.returncode == 2 and "chmod 600" in refused.stderr
     secret_file.chmod(0o600)
-    port = free_port()
-    proc, _ = start_node(tmp_path, port, "--secret-file", str(secret_file), "--cpus", "1")
+    proc, _, port = start_node(tmp_path, "--secret-file", str(secret_file), "--cpus", "1")
     try:
         with gridlib.JobCluster(lambda: "shared", nodes=[f"127.0.0.1:{port}"],
                                 secret="correct horse battery staple") as cluster:

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+pytestmark = pytest.mark.slow  # every example, each a program of its own
 
 
 @pytest.mark.parametrize("name, expect", [

@@ -16,9 +16,11 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus, NodeStatus
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
 
 PULSE = 0.5
+# a lost node must be detected within 6.5 heartbeat intervals: run alone (make test), and slow
+pytestmark = pytest.mark.serial
 
 
 def sleeper(seconds):  # type: ignore[no-untyped-def]
@@ -29,8 +31,8 @@ def sleeper(seconds):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def two_nodes(tmp_path: Path) -> Iterator[tuple[NodeProcess, NodeProcess]]:
-    a = NodeProcess(free_port(), tmp_path, "--cpus", "2", "--name", "node-a")
-    b = NodeProcess(free_port(), tmp_path, "--cpus", "2", "--name", "node-b")
+    a = NodeProcess(tmp_path, "--cpus", "2", "--name", "node-a")
+    b = NodeProcess(tmp_path, "--cpus", "2", "--name", "node-b")
     yield a, b
     for node in (a, b):
         node.stop()
@@ -123,7 +125,7 @@ def test_frozen_node_is_lost_then_comes_back_without_duplicates(two_nodes) -> No
 
 
 def test_poison_job_is_terminated_and_named_and_the_grid_goes_on(tmp_path: Path) -> None:
-    nodes = [NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", f"n{i}") for i in range(3)]
+    nodes = [NodeProcess(tmp_path, "--cpus", "1", "--name", f"n{i}") for i in range(3)]
 
     def poison():  # type: ignore[no-untyped-def]
         import os
@@ -189,7 +191,7 @@ def test_churn_loses_no_job_and_delivers_no_duplicate(two_nodes) -> None:  # typ
 
 
 def test_a_killed_nodes_long_job_dies_with_it(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1")
+    node = NodeProcess(tmp_path, "--cpus", "1")
     try:
         with gridlib.JobCluster(sleeper, nodes=addresses(node), pulse_interval=PULSE) as c:
             job = c.submit(300)

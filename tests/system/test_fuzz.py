@@ -16,6 +16,7 @@ from typing import Any
 
 import msgpack
 import psutil
+import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,7 +28,9 @@ from gridlib.protocol.keys import user_keypair
 from gridlib.protocol.messages import SCHEMAS
 from gridlib.protocol.sockets import curve_client_socket, curve_server_socket
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
+
+pytestmark = pytest.mark.slow  # thousands of generated messages per test
 
 FIELD_NAMES = sorted({f for schema in SCHEMAS.values() for f in schema} |
                      {"files", "running", "results", "timeout", "priority", "node", "setup_args",
@@ -109,7 +112,7 @@ def test_hostile_node_against_the_embedded_scheduler(node_daemon: NodeProcess) -
 
 
 def test_hostile_scheduler_against_a_node_daemon(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--max-file-size", "4k")
+    node = NodeProcess(tmp_path, "--cpus", "1", "--max-file-size", "4k")
     me = user_keypair()  # the node trusts it: a trusted scheduler turned hostile
     ctx = zmq.Context()
     policy = ZapPolicy()

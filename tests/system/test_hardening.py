@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
+import pytest
+
 import gridlib
-from tests.helpers import NodeProcess, free_port
+from tests.helpers import NodeProcess
 
 
 class ConsoleNode(NodeProcess):
     """A node started the way an operator starts one: the ``gridlib`` console script."""
 
-    def _start(self) -> None:
-        import psutil
-        script = str(Path(sys.executable).with_name("gridlib"))
-        cmd = [script, "node", "--host", "127.0.0.1", "--port", str(self.port),
-               "--dest-path-prefix", str(self.prefix), "--log-level", "info", *self.extra]
-        self._launch(cmd, "event=node_started", "node", env={**os.environ, **(self.env or {})},
-                     cwd=self.cwd)
-        self._seen[self.pid] = psutil.Process(self.pid)
+    def _command(self) -> list[str]:
+        return [str(Path(sys.executable).with_name("gridlib")), "node"]
 
 
 def test_code_planted_where_a_node_is_started_never_runs(tmp_path: Path) -> None:
@@ -32,7 +27,7 @@ def test_code_planted_where_a_node_is_started_never_runs(tmp_path: Path) -> None
         (scratch / f"{name}.py").write_text(plant)
     (scratch / "gridlib").mkdir()
     (scratch / "gridlib" / "__init__.py").write_text(plant)
-    node = ConsoleNode(free_port(), tmp_path, "--cpus", "1", cwd=scratch,
+    node = ConsoleNode(tmp_path, "--cpus", "1", cwd=scratch,
                        env={"PYTHONPATH": ""})
     try:
         def where(x: int) -> tuple[int, str]:
@@ -49,7 +44,7 @@ def test_code_planted_where_a_node_is_started_never_runs(tmp_path: Path) -> None
 
 
 def test_a_jobs_output_is_capped_with_a_marker(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--max-output", "64k", cwd=tmp_path)
+    node = NodeProcess(tmp_path, "--cpus", "1", "--max-output", "64k", cwd=tmp_path)
     try:
         def loud(n: int) -> int:
             import sys
@@ -78,7 +73,7 @@ def _alive(pid: int) -> bool:
 
 def test_what_a_job_starts_ends_with_it_even_in_a_new_session(tmp_path: Path) -> None:
     from tests.helpers import wait_for
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "2", cwd=tmp_path)
+    node = NodeProcess(tmp_path, "--cpus", "2", cwd=tmp_path)
     pidfile = tmp_path / "escapee.pid"
     try:
         def escape(path: str, linger: float) -> int:
@@ -114,14 +109,15 @@ def test_what_a_job_starts_ends_with_it_even_in_a_new_session(tmp_path: Path) ->
         node.stop()
 
 
+@pytest.mark.serial  # 4000 jobs, a node frozen until it is declared lost (0.5 s heartbeats)
 def test_a_frozen_node_never_runs_a_job_that_was_only_queued_there(tmp_path: Path) -> None:
     import signal
     import time
 
     from tests.helpers import wait_for
     runs = tmp_path / "runs.log"
-    node_a = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "node-a", cwd=tmp_path)
-    node_b = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "node-b", cwd=tmp_path)
+    node_a = NodeProcess(tmp_path, "--cpus", "1", "--name", "node-a", cwd=tmp_path)
+    node_b = NodeProcess(tmp_path, "--cpus", "1", "--name", "node-b", cwd=tmp_path)
     try:
         def work(i: int, path: str) -> int:
             import time
@@ -206,11 +202,12 @@ class Forger:
         self.context.term()
 
 
+@pytest.mark.serial  # times the first result under a flood of 1000 beacons/s
 def test_forged_beacons_do_not_keep_a_real_client_from_being_served(tmp_path: Path) -> None:
     import time
 
     from tests.helpers import wait_for
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", cwd=tmp_path)
+    node = NodeProcess(tmp_path, "--cpus", "1", cwd=tmp_path)
     served = {}
     try:
         for rate in (20, 1000):
@@ -296,9 +293,9 @@ class SlowProxy:
                 pass
 
 
+@pytest.mark.serial  # heartbeats over a delayed, stalling link: no false alarm, if nothing else runs
 def test_a_slow_stalling_link_raises_no_false_alarm(tmp_path: Path) -> None:
     from gridlib.protocol.keys import resolve_identity
-    scheduler_port = free_port()
     events: list[str] = []
 
     def cluster_status(status, node, job) -> None:  # type: ignore[no-untyped-def]
@@ -307,11 +304,11 @@ def test_a_slow_stalling_link_raises_no_false_alarm(tmp_path: Path) -> None:
         elif status == gridlib.NodeStatus.Initialized:
             events.append("initialized")
 
-    with gridlib.JobCluster(abs, nodes=[], scheduler_port=scheduler_port, host="127.0.0.1",
+    with gridlib.JobCluster(abs, nodes=[], host="127.0.0.1",
                             cluster_status=cluster_status) as cluster:
-        proxy = SlowProxy(scheduler_port)
+        proxy = SlowProxy(cluster._conn.scheduler.node_port)  # (the port it bound: 0, a free one)
         key = resolve_identity(None, None).keypair.public.decode()
-        node = NodeProcess(free_port(), tmp_path, "--cpus", "2", "--port", "0",
+        node = NodeProcess(tmp_path, "--cpus", "2",  # --port 0 with --scheduler: it only dials
                            "--scheduler", f"127.0.0.1:{proxy.port}", "--scheduler-key", key,
                            cwd=tmp_path)
         try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import gridlib
 from gridlib import JobStatus
 from gridlib.protocol.keys import derive_keypair, user_keypair
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
 
 GRIDLIB = str(Path(sys.executable).parent / "gridlib")
 
@@ -30,7 +30,7 @@ def test_allow_and_revoke_take_effect_on_sighup(tmp_path: Path) -> None:
     # "--" ends the options: a Z85 key may start with "-"
     assert keys("allow", "--as", "node", "--name", "test-node", "--dir", client_dir, "--",
                 node_public).returncode == 0
-    node = NodeProcess(free_port(), tmp_path, "--keys", str(node_keys), "--cpus", "1")
+    node = NodeProcess(tmp_path, "--keys", str(node_keys), "--cpus", "1")
     try:
         with gridlib.JobCluster(lambda: "in", nodes=[f"127.0.0.1:{node.port}"], pulse_interval=0.5) as c:
             job = c.submit()
@@ -67,7 +67,7 @@ def test_secrets_never_reach_the_logs(tmp_path: Path) -> None:
     secret_file = tmp_path / "secret"
     secret_file.write_text(secret)
     secret_file.chmod(0o600)
-    node = NodeProcess(free_port(), tmp_path, "--secret-file", str(secret_file), "--cpus", "1",
+    node = NodeProcess(tmp_path, "--secret-file", str(secret_file), "--cpus", "1",
                        "--log-level", "debug")
     try:
         with gridlib.JobCluster(lambda: 7, nodes=[f"127.0.0.1:{node.port}"], secret=secret) as c:
@@ -78,6 +78,6 @@ def test_secrets_never_reach_the_logs(tmp_path: Path) -> None:
     derived = derive_keypair(secret)
     assert secret not in log and derived.secret.decode() not in log
     assert derived.secret.decode() not in repr(derived)
-    on_command_line = NodeProcess(free_port(), tmp_path, "--secret", secret, "--cpus", "1")
+    on_command_line = NodeProcess(tmp_path, "--secret", secret, "--cpus", "1")
     on_command_line.stop()
     assert "event=secret_on_command_line" in on_command_line.log()

@@ -146,6 +146,7 @@ def busy_for_docs(browser: Any, cluster: gridlib.JobCluster) -> None:
         "every job done")
 
 
+@pytest.mark.slow  # a real browser, 240 jobs
 def test_the_page_in_a_browser(driver, monitored, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
 

@@ -22,7 +22,8 @@ from tests.helpers import wait_for
 from tests.system.netns import Lab, netns_unavailable
 
 _WHY = netns_unavailable()
-pytestmark = pytest.mark.skipif(bool(_WHY), reason=_WHY or "namespaces available")
+pytestmark = [pytest.mark.skipif(bool(_WHY), reason=_WHY or "namespaces available"),
+              pytest.mark.slow]  # a lab of network namespaces, daemons in them
 
 CLIENT = r'''
 import json, sys, time

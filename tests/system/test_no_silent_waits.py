@@ -30,7 +30,7 @@ from tests.helpers import NodeProcess, free_port, wait_for
 def far_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A node daemon whose working directory is an empty directory of its own."""
     home = tmp_path_factory.mktemp("far-node")
-    node = NodeProcess(free_port(), home, "--cpus", "2", cwd=home)
+    node = NodeProcess(home, "--cpus", "2", cwd=home)
     yield node
     node.stop()
 
@@ -70,7 +70,7 @@ def test_a_refused_dest_path_ends_the_jobs_naming_the_path(far_node: NodeProcess
 # -- 3. no node reachable -----------------------------------------------------------------
 
 def test_a_wrong_port_ends_with_no_nodes_error_naming_the_address() -> None:
-    port = free_port()
+    port = free_port()  # where nothing listens
     with gridlib.JobCluster(slow, nodes=[f"127.0.0.1:{port}"], node_wait=2) as cluster:
         job = cluster.submit(0)
         assert job(timeout=60) is None
@@ -96,8 +96,13 @@ def test_a_wrong_secret_ends_with_no_nodes_error_and_the_allow_line(far_node: No
         assert "gridlib keys allow" in message and "secret" in message
 
 
-def test_without_node_wait_the_wait_is_announced_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    port = free_port()
+def test_without_node_wait_the_wait_is_announced_as_a_warning(caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridlib.daemons.scheduler import waiting
+    assert waiting.WARN_AFTER == 10.0  # what the README promises: a WARNING within 10 s
+    # the embedded scheduler runs in this process: here it warns after 1 s, not 10
+    monkeypatch.setattr(waiting, "WARN_AFTER", 1.0)
+    port = free_port()  # where nothing listens
     caplog.set_level(logging.WARNING, logger="gridlib.client")
     cluster = gridlib.JobCluster(slow, nodes=[f"127.0.0.1:{port}"])
     try:
@@ -114,7 +119,7 @@ def test_without_node_wait_the_wait_is_announced_as_a_warning(caplog: pytest.Log
 def test_gridlib_run_with_a_wrong_port_says_why(tmp_path: Path) -> None:
     program = tmp_path / "hello.py"
     program.write_text("print('hello')\n")
-    port = free_port()
+    port = free_port()  # where nothing listens
     gridlib_script = Path(sys.executable).with_name("gridlib")
     proc = subprocess.run([str(gridlib_script), "run", str(program), "-a", "",
                            "-n", f"127.0.0.1:{port}", "--node-wait", "2"],
@@ -137,7 +142,7 @@ def test_a_result_over_the_clients_limit_ends_the_job_and_the_link_stays_up(far_
 
 
 def test_an_argument_over_the_nodes_limit_is_refused_not_a_lost_node(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--max-msg-size", "1m", cwd=tmp_path)
+    node = NodeProcess(tmp_path, "--cpus", "1", "--max-msg-size", "1m", cwd=tmp_path)
     try:
         with gridlib.JobCluster(len, nodes=at(node)) as cluster:
             assert cluster.submit(b"small")(timeout=60) == 5  # now the node's limit is known
@@ -152,6 +157,7 @@ def test_an_argument_over_the_nodes_limit_is_refused_not_a_lost_node(tmp_path: P
 # -- 5. the private local node dies, or cannot start --------------------------------------------
 
 def test_a_private_node_killed_ends_its_jobs_with_its_reason_and_close_returns() -> None:
+    # node_port: where no node answers, so that the cluster starts its private node
     cluster = gridlib.JobCluster(slow, node_port=free_port(), local_cpus=1)
     try:
         jobs = [cluster.submit(30) for _ in range(3)]
@@ -172,7 +178,7 @@ def test_a_private_node_that_cannot_start_ends_the_jobs_with_its_log(tmp_path: P
     broken.mkdir()
     (broken / "msgpack.py").write_text("raise ImportError('this msgpack is broken on purpose')\n")
     monkeypatch.setenv("PYTHONPATH", str(broken))  # only the node's interpreter sees it
-    with gridlib.JobCluster(slow, node_port=free_port()) as cluster:
+    with gridlib.JobCluster(slow, node_port=free_port()) as cluster:  # (a private node)
         job = cluster.submit(0)
         assert job(timeout=60) is None
         assert "private local node" in (job.exception or "")
@@ -255,7 +261,7 @@ def test_a_node_whose_workers_cannot_start_fails_the_cluster(tmp_path: Path) -> 
     broken = tmp_path / "broken"
     broken.mkdir()  # the node's main process never imports cloudpickle; its workers do
     (broken / "cloudpickle.py").write_text("raise RuntimeError('cloudpickle is broken here')\n")
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", env={"PYTHONPATH": str(broken)},
+    node = NodeProcess(tmp_path, "--cpus", "1", env={"PYTHONPATH": str(broken)},
                        cwd=tmp_path)
     try:
         with gridlib.JobCluster(slow, nodes=at(node)) as cluster:

@@ -8,6 +8,7 @@ makes it read the time of day from a file the test rewrites.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ from typer.testing import CliRunner
 import gridlib
 from gridlib import JobStatus
 from gridlib.daemons.cli import app
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
 
 GRIDLIB = str(Path(sys.executable).parent / "gridlib")
 PULSE = 0.5
@@ -84,7 +85,7 @@ def test_init_file_gives_every_computation_its_globals_and_cpus_minus_one(
     init = tmp_path / "site_init.py"
     init.write_text("FACTOR = 7\n\ndef helper(x):\n    return x * FACTOR\n\n"
                     "def init():\n    global READY\n    READY = 'yes'\n")
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "-1", "--init", str(init))
+    node = NodeProcess(tmp_path, "--cpus", "-1", "--init", str(init))
     nodes.append(node)
     expected_cpus = max(1, (os.cpu_count() or 1) - 1)
     assert f"cpus={expected_cpus} " in node.log()
@@ -115,7 +116,7 @@ def test_an_init_file_with_an_error_stops_the_node_from_starting(tmp_path: Path)
 
 # -- signals ---------------------------------------------------------------------------------
 def test_sigint_lets_running_jobs_finish_then_exits(tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1")
+    node = NodeProcess(tmp_path, "--cpus", "1")
     nodes.append(node)
     go = tmp_path / "go"
     with gridlib.JobCluster(leave_a_child_and_wait_for_file, nodes=address(node),
@@ -136,8 +137,8 @@ def test_sigint_lets_running_jobs_finish_then_exits(tmp_path: Path, nodes: list[
 
 
 def test_a_second_sigint_or_a_sigterm_stops_at_once(tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    first = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "first")
-    second = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--name", "second")
+    first = NodeProcess(tmp_path, "--cpus", "1", "--name", "first")
+    second = NodeProcess(tmp_path, "--cpus", "1", "--name", "second")
     nodes += [first, second]
     never = tmp_path / "never"
     with gridlib.JobCluster(wait_for_file, nodes=address(first) + address(second),
@@ -162,7 +163,7 @@ def test_outside_service_hours_the_node_ignores_schedulers_until_start(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
     clock = tmp_path / "clock"
     clock.write_text("03:00")
-    node = NodeProcess(free_port(), tmp_path, "--service-start", "08:00", "--service-stop",
+    node = NodeProcess(tmp_path, "--service-start", "08:00", "--service-stop",
                        "17:00", "--clock-file", str(clock))
     nodes.append(node)
     assert "event=out_of_service next_start=08:00" in node.log()
@@ -179,7 +180,7 @@ def test_service_stop_drains_service_end_kills_and_start_rejoins(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
     clock = tmp_path / "clock"
     clock.write_text("12:00")  # start in the past, stop in the future: serving
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--service-start", "08:00",
+    node = NodeProcess(tmp_path, "--cpus", "1", "--service-start", "08:00",
                        "--service-stop", "17:00", "--service-end", "18:00",
                        "--clock-file", str(clock))
     nodes.append(node)
@@ -214,7 +215,7 @@ def test_serve_one_cluster_then_exit_with_options_from_a_config_file(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
     config = tmp_path / "node.toml"
     config.write_text('serve = 1\nname = "from-file"\ncpus = 2\n[scheduler]\npolicy = "fair"\n')
-    node = NodeProcess(free_port(), tmp_path, "--config", str(config), "--cpus", "1")
+    node = NodeProcess(tmp_path, "--config", str(config), "--cpus", "1")
     nodes.append(node)
     assert "name=from-file" in node.log() and "cpus=1 " in node.log()  # the command line wins
     with gridlib.JobCluster(lambda: 42, nodes=address(node), pulse_interval=PULSE) as cluster:
@@ -227,7 +228,7 @@ def test_serve_one_cluster_then_exit_with_options_from_a_config_file(
 # -- --clean and the prefix lock -------------------------------------------------------------
 def test_a_live_node_keeps_its_prefix_and_clean_takes_it_over(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    old = NodeProcess(free_port(), tmp_path, "--cpus", "1")
+    old = NodeProcess(tmp_path, "--cpus", "1")
     nodes.append(old)
     never = tmp_path / "never"
     with gridlib.JobCluster(wait_for_file, nodes=address(old), pulse_interval=PULSE) as cluster:
@@ -235,10 +236,10 @@ def test_a_live_node_keeps_its_prefix_and_clean_takes_it_over(
         assert wait_for(lambda: job.status == JobStatus.Running, 60)
         old.track()
         assert (old.prefix / "node.pid").read_text().strip() == str(old.pid)
-        refused = run("node", "--port", str(free_port()), "--dest-path-prefix", str(old.prefix))
+        refused = run("node", "--port", "0", "--dest-path-prefix", str(old.prefix))
         assert refused.returncode == 2
         assert f"another node (pid {old.pid})" in refused.stderr and "--clean" in refused.stderr
-        new = NodeProcess(free_port(), tmp_path, "--dest-path-prefix", str(old.prefix), "--clean")
+        new = NodeProcess(tmp_path, "--clean", prefix=old.prefix)
         nodes.append(new)
         assert old.proc.wait(15) is not None
         assert wait_for(lambda: not old.leftovers(), 10), old.leftovers()
@@ -249,8 +250,7 @@ def test_a_live_node_keeps_its_prefix_and_clean_takes_it_over(
 
 def test_clean_never_kills_a_reused_pid_but_kills_stale_jobs(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    port = free_port()
-    prefix = tmp_path / f"node-{port}"
+    prefix = tmp_path / "stale-node"
     job_dir = prefix / "clusters" / "stale"
     job_dir.mkdir(parents=True, mode=0o700)
     prefix.chmod(0o700)
@@ -260,7 +260,7 @@ def test_clean_never_kills_a_reused_pid_but_kills_stale_jobs(
                                  stdin=subprocess.PIPE, cwd=job_dir, start_new_session=True)
     try:
         (prefix / "node.pid").write_text(f"{bystander.pid}\n")  # a dead node's PID, reused
-        nodes.append(NodeProcess(port, tmp_path, "--clean"))
+        nodes.append(NodeProcess(tmp_path, "--clean", prefix=prefix))
         assert stale_job.wait(10) == -signal.SIGKILL
         assert bystander.poll() is None
         assert not job_dir.exists()
@@ -273,17 +273,20 @@ def test_clean_never_kills_a_reused_pid_but_kills_stale_jobs(
 
 # -- --daemon --------------------------------------------------------------------------------
 def test_daemon_prints_its_pid_and_log_then_detaches(tmp_path: Path) -> None:
-    port = free_port()
     prefix = tmp_path / "daemon-prefix"
-    result = run("node", "--daemon", "--host", "127.0.0.1", "--port", str(port), "--cpus", "1",
-                 "--dest-path-prefix", str(prefix), timeout=60)
+    port_file = tmp_path / "ports.json"
+    result = run("node", "--daemon", "--host", "127.0.0.1", "--port", "0", "--cpus", "1",
+                 "--dest-path-prefix", str(prefix), "--port-file", str(port_file), timeout=60)
     assert result.returncode == 0, result.stderr
     log = prefix / "node.log"
     assert f"log {log}" in result.stdout
     pid = int(result.stdout.split("daemon pid ")[1].split(",")[0])
     daemon = psutil.Process(pid)
     family: list[psutil.Process] = [daemon]
-    try:
+    try:  # written by the daemon before it reported that it started
+        report = json.loads(port_file.read_text())
+        assert report["pid"] == pid
+        port = report["ports"]["beacon"]
         assert "event=node_started" in log.read_text()
         assert os.getsid(pid) != os.getsid(0) and daemon.ppid() != os.getpid()
         assert daemon.terminal() is None

@@ -9,9 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gridlib
 from gridlib import JobStatus
-from tests.helpers import NodeProcess, free_port, wait_for
+from tests.helpers import NodeProcess, wait_for
+
+# 0.5 s heartbeats and a node that gives up on its client after 5 s: run alone (make test)
+pytestmark = pytest.mark.serial
 
 CLIENT = '''
 import json, sys, time
@@ -73,7 +78,7 @@ def _spooled_bytes(spool: Path) -> int:
 
 
 def test_node_restarted_with_a_spooled_result_delivers_it_once(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "1", "--zombie-interval", "5")
+    node = NodeProcess(tmp_path, "--cpus", "1", "--zombie-interval", "5")
     client, marker = start_client(tmp_path, node.port, "", 1, first=4.0)
     try:
         read_until(client, lambda s: s.get("running") == ["job-0"])
@@ -102,7 +107,7 @@ def test_node_restarted_with_a_spooled_result_delivers_it_once(tmp_path: Path) -
 
 
 def test_client_killed_and_every_job_recovered(tmp_path: Path) -> None:
-    node = NodeProcess(free_port(), tmp_path, "--cpus", "2")
+    node = NodeProcess(tmp_path, "--cpus", "2")
     journal = str(tmp_path / "journal.sqlite")
     count = 12
     client, marker = start_client(tmp_path, node.port, journal, count)

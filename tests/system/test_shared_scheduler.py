@@ -17,7 +17,7 @@ from gridlib import JobStatus
 from gridlib.protocol.codec import decode, encode, new_message, split_envelope
 from gridlib.protocol.keys import allow_key, load_keypair, write_keypair
 from gridlib.protocol.sockets import curve_client_socket
-from tests.helpers import NodeProcess, SchedulerProcess, free_port, wait_for
+from tests.helpers import NodeProcess, SchedulerProcess, wait_for
 
 
 def nap(seconds):  # type: ignore[no-untyped-def]
@@ -28,9 +28,8 @@ def nap(seconds):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def grid(tmp_path: Path) -> Iterator[tuple[SchedulerProcess, NodeProcess]]:
-    node_port = free_port()
-    scheduler = SchedulerProcess(tmp_path, nodes=[f"127.0.0.1:{node_port}"])
-    node = NodeProcess(node_port, tmp_path, "--cpus", "2")
+    node = NodeProcess(tmp_path, "--cpus", "2")  # first: the scheduler is told its port
+    scheduler = SchedulerProcess(tmp_path, nodes=[node.address])
     yield scheduler, node
     node.stop()
     scheduler.stop()
@@ -72,9 +71,8 @@ def queued(cluster: gridlib.SharedJobCluster) -> int:
 
 def run_order(tmp_path: Path, policy: str) -> list[str]:
     """Three clusters queue jobs while the 1-CPU node is busy; the order they run in."""
-    node_port = free_port()
-    scheduler = SchedulerProcess(tmp_path, "--policy", policy, nodes=[f"127.0.0.1:{node_port}"])
-    node = NodeProcess(node_port, tmp_path, "--cpus", "1")
+    node = NodeProcess(tmp_path, "--cpus", "1")
+    scheduler = SchedulerProcess(tmp_path, "--policy", policy, nodes=[node.address])
     clusters = []
     try:
         blocker = gridlib.SharedJobCluster(nap, scheduler=scheduler.address)
@@ -143,11 +141,11 @@ def make_keys(root: Path) -> dict[str, Path]:
     return dirs
 
 
+@pytest.mark.slow  # a refused client waits for its HELLO's 10 s timeout
 def test_a_client_sees_and_cancels_only_its_own_jobs(tmp_path: Path) -> None:
     dirs = make_keys(tmp_path / "keys")
-    node_port = free_port()
-    scheduler = SchedulerProcess(tmp_path, "--keys", str(dirs["sched"]), nodes=[f"127.0.0.1:{node_port}"])
-    node = NodeProcess(node_port, tmp_path, "--keys", str(dirs["node"]), "--cpus", "1")
+    node = NodeProcess(tmp_path, "--keys", str(dirs["node"]), "--cpus", "1")
+    scheduler = SchedulerProcess(tmp_path, "--keys", str(dirs["sched"]), nodes=[node.address])
     sched_key = load_keypair(dirs["sched"] / "identity.key_secret").public
     try:
         with gridlib.SharedJobCluster(nap, scheduler=scheduler.address, keys=str(dirs["alice"]),
@@ -182,11 +180,11 @@ def test_a_client_sees_and_cancels_only_its_own_jobs(tmp_path: Path) -> None:
         scheduler.stop()
 
 
+@pytest.mark.serial  # 300 jobs through a kill -9 and a restart, 0.5 s heartbeats
 def test_scheduler_killed_and_restarted_with_its_journal(tmp_path: Path) -> None:
-    node_port = free_port()
-    scheduler = SchedulerProcess(tmp_path, "--heartbeat", "0.5", nodes=[f"127.0.0.1:{node_port}"],
+    node = NodeProcess(tmp_path, "--cpus", "2")
+    scheduler = SchedulerProcess(tmp_path, "--heartbeat", "0.5", nodes=[node.address],
                                  journal=tmp_path / "journal.sqlite")
-    node = NodeProcess(node_port, tmp_path, "--cpus", "2")
     finals: Counter[str] = Counter()
     lock = threading.Lock()
 

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 USER_SCRIPT = '''
@@ -25,6 +27,7 @@ gridlib.JobClustr
 '''
 
 
+@pytest.mark.slow  # builds a wheel, installs it in a fresh venv, runs mypy
 def test_mypy_on_a_users_script_sees_real_types_and_typos(tmp_path: Path) -> None:
     wheels = tmp_path / "wheels"
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "-q", "-w",

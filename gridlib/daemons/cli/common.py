@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -9,9 +10,13 @@ from pathlib import Path
 
 import typer
 
-from gridlib.protocol.errors import KeyFileError
+from gridlib.protocol.errors import GridError, KeyFileError
 
-__all__ = ["parse_size", "setup_logging", "read_secret"]
+__all__ = ["parse_size", "setup_logging", "read_secret", "PortFile", "PORT_FILE_HELP"]
+
+PORT_FILE_HELP = ("Once every port is bound, write {\"pid\": PID, \"ports\": {...}} (JSON) to "
+                  "this file, atomically: how a program learns the ports --port 0 got. "
+                  "Removed at exit.")
 
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -76,3 +81,65 @@ def exit_on_bind_failure(command: str, exc: Exception) -> None:
     typer.echo(f"gridlib {command}: {message}", err=True)
     raise typer.Exit(2) from None
 
+
+class PortFileError(GridError):
+    """The ``--port-file`` cannot be written."""
+
+
+class PortFile:
+    """``--port-file PATH``: where a daemon says which ports it bound.
+
+    Checked before the daemon binds anything (a path that cannot be written
+    is a one-line error, exit status 2); :meth:`write` replaces the file
+    atomically (a reader never sees half of it) with ``{"pid": PID, "ports":
+    {NAME: PORT}}`` once every socket is bound, and :meth:`remove` deletes it
+    at exit if it is still this process's.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path.absolute() if path is not None else None  # a daemon works elsewhere
+        self.log = logging.getLogger("gridlib")
+        if self.path is not None:
+            self._check(self.path)
+
+    @staticmethod
+    def _check(path: Path) -> None:
+        if path.is_dir():
+            raise PortFileError(f"cannot write the port file {path}: it is a directory")
+        probe = path.with_name(f".{path.name}.{os.getpid()}.check")
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
+        except OSError as exc:
+            raise PortFileError(f"cannot write the port file {path}: {exc.strerror} "
+                                f"({path.parent})") from None
+
+    def write(self, ports: dict[str, int | None]) -> None:
+        """Write the file (a no-op without ``--port-file``); logs what it wrote."""
+        if self.path is None:
+            return
+        text = json.dumps({"pid": os.getpid(), "ports": ports}) + "\n"
+        temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(temp, self.path)
+        except OSError as exc:
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            raise PortFileError(f"cannot write the port file {self.path}: {exc.strerror}") from None
+        self.log.info("event=port_file_written path=%s %s", self.path,
+                      " ".join(f"{name}={port}" for name, port in ports.items()))
+
+    def remove(self) -> None:
+        """Delete the file if this process wrote it (never another daemon's)."""
+        if self.path is None:
+            return
+        try:
+            if json.loads(self.path.read_text()).get("pid") == os.getpid():
+                self.path.unlink()
+        except (OSError, ValueError, AttributeError):
+            pass

@@ -13,7 +13,14 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import exit_on_bind_failure, parse_size, read_secret, setup_logging
+from .common import (
+    PORT_FILE_HELP,
+    PortFile,
+    exit_on_bind_failure,
+    parse_size,
+    read_secret,
+    setup_logging,
+)
 from .config import config_options
 
 if TYPE_CHECKING:  # the daemon's modules are imported only when it runs
@@ -28,8 +35,11 @@ def node(
     cpus: int = typer.Option(0, help="CPUs to use, so jobs run at once: 0 all, N exactly N, "
                                      "-N all but N (at least 1)."),
     host: str = typer.Option("0.0.0.0", help="Interface to listen on for beacons."),
-    port: int = typer.Option(51352, help="Beacon port schedulers announce themselves to "
-                                         "(0: none, dial --scheduler only)."),
+    port: int = typer.Option(51352, help="Beacon port schedulers announce themselves to; 0: "
+                                         "one the OS chooses (see --port-file), or, with "
+                                         "--scheduler, none (dial out only)."),
+    port_file: Path | None = typer.Option(None, metavar="FILE", help=PORT_FILE_HELP + " Here "
+                                          "the port is \"beacon\" (null: none)."),
     name: str = typer.Option("", help="Node name (default: the host name)."),
     scheduler: str = typer.Option("", help="Dial this scheduler directly (HOST[:PORT], port "
                                            "51351 by default; NAT/cloud)."),
@@ -91,10 +101,13 @@ def node(
     if serve < 0:
         raise typer.BadParameter("--serve must be 0 (no limit) or a number of clusters")
     keys = keys.absolute() if keys is not None else None  # a daemon works in /
+    ports: PortFile | None = None
     try:
+        ports = PortFile(port_file)
         shared = read_secret(secret_file, secret)
         identity = resolve_identity(shared, keys)
         config = _node_config(options, hours)
+        config.on_listening = ports.write
         prefix = config.prefix_path()
         if clean:
             clean_prefix(prefix, logging.getLogger("gridlib.node"))
@@ -111,6 +124,9 @@ def node(
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
         exit_on_bind_failure("node", exc)
+    finally:
+        if ports is not None:
+            ports.remove()
 
 
 def _node_config(options: dict[str, Any], hours: ServiceHours | None) -> NodeConfig:

@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import exit_on_bind_failure, read_secret, setup_logging
+from .common import PORT_FILE_HELP, PortFile, exit_on_bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["relay"]
@@ -37,7 +37,10 @@ def _subnets(hosts: list[str]) -> list[str]:
 @config_options
 def relay(
     host: list[str] = typer.Option(["0.0.0.0"], help="Interface(s) to hear schedulers' beacons on."),
-    port: int = typer.Option(51352, help="Beacon port (schedulers list the relay like a node)."),
+    port: int = typer.Option(51352, help="Beacon port (schedulers list the relay like a node); "
+                                         "0: one the OS chooses (see --port-file)."),
+    port_file: Path | None = typer.Option(None, metavar="FILE", help=PORT_FILE_HELP + " Here "
+                                          "the port is \"beacon\"."),
     node: list[str] = typer.Option([], help="Nodes to announce schedulers to (host, a.b.c.*, CIDR); "
                                            "default: the subnets of this host's other interfaces."),
     node_port: int = typer.Option(51352, help="The nodes' beacon port."),
@@ -56,7 +59,9 @@ def relay(
     from gridlib.protocol.sockets import tcp_endpoint
 
     setup_logging(log_level)
+    ports: PortFile | None = None
     try:
+        ports = PortFile(port_file)
         shared = read_secret(secret_file)
         identity = resolve_identity(shared, keys)
         patterns = node or _subnets(host)
@@ -69,10 +74,13 @@ def relay(
             endpoint = scheduler if scheduler.startswith("tcp://") else \
                 tcp_endpoint(*split_host_port(scheduler, 51351))
         config = RelayConfig(hosts=host, port=port, node_targets=targets, scheduler=endpoint,
-                             scheduler_key=scheduler_key.encode())
+                             scheduler_key=scheduler_key.encode(), on_listening=ports.write)
         raise typer.Exit(run_relay(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib relay: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
         exit_on_bind_failure("relay", exc)
+    finally:
+        if ports is not None:
+            ports.remove()

@@ -9,7 +9,7 @@ import typer
 from gridlib.protocol.errors import GridError
 from gridlib.protocol.keys import resolve_identity
 
-from .common import exit_on_bind_failure, read_secret, setup_logging
+from .common import PORT_FILE_HELP, PortFile, exit_on_bind_failure, read_secret, setup_logging
 from .config import config_options
 
 __all__ = ["scheduler"]
@@ -18,8 +18,9 @@ __all__ = ["scheduler"]
 @config_options
 def scheduler(
     host: str = typer.Option("0.0.0.0", help="Interface for clients and nodes."),
-    port: int = typer.Option(51350, help="Port clients connect to."),
-    node_port: int = typer.Option(51351, help="Port nodes connect to."),
+    port: int = typer.Option(51350, help="Port clients connect to (0: one the OS chooses; "
+                                         "see --port-file)."),
+    node_port: int = typer.Option(51351, help="Port nodes connect to (0: one the OS chooses)."),
     node: list[str] = typer.Option([], help="Nodes to announce this scheduler to (host, "
                                            "a.b.c.*, CIDR, host:port); repeat the option."),
     nodes_beacon_port: int = typer.Option(51352, help="The nodes' beacon port."),
@@ -40,6 +41,9 @@ def scheduler(
     http_port: int = typer.Option(8181, help="The web monitor's port (0: a free one)."),
     http_host: str = typer.Option("127.0.0.1", help="The web monitor's interface (keep it on "
                                                     "loopback; use ssh -L from elsewhere)."),
+    port_file: Path | None = typer.Option(None, metavar="FILE", help=PORT_FILE_HELP + " Here "
+                                          "the ports are \"client\", \"node\" and, with "
+                                          "--httpd, \"http\"."),
 ) -> None:
     """Run a shared scheduler: many client programs share the nodes."""
     from gridlib.daemons.scheduler.main import SchedulerConfig, run_scheduler
@@ -49,7 +53,9 @@ def scheduler(
     setup_logging(log_level)
     if policy not in POLICIES:
         raise typer.BadParameter(f"--policy must be one of {', '.join(POLICIES)}")
+    ports: PortFile | None = None
     try:
+        ports = PortFile(port_file)
         shared = read_secret(secret_file)
         identity = resolve_identity(shared, keys)
         try:
@@ -61,10 +67,13 @@ def scheduler(
         config = SchedulerConfig(host=host, client_port=port, node_port=node_port,
                                  node_targets=targets, options=options, journal=journal,
                                  heartbeat=heartbeat, httpd=httpd, http_host=http_host,
-                                 http_port=http_port)
+                                 http_port=http_port, on_listening=ports.write)
         raise typer.Exit(run_scheduler(config, identity, lambda: resolve_identity(shared, keys)))
     except GridError as exc:
         typer.echo(f"gridlib scheduler: {exc}", err=True)
         raise typer.Exit(2) from None
     except Exception as exc:  # a socket that cannot bind: one line, not a traceback
         exit_on_bind_failure("scheduler", exc)
+    finally:
+        if ports is not None:
+            ports.remove()

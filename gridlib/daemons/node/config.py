@@ -21,7 +21,7 @@ class NodeConfig:
 
     cpus: int = 0  # 0: all; negative: all but that many
     host: str = "0.0.0.0"
-    port: int = 51352  # beacon port; 0: no beacon listener (dial-out only)
+    port: int = 51352  # beacon port; 0: one the OS chooses, or with `scheduler` none (dial-out only)
     name: str = ""
     dest_path_prefix: str = ""
     scheduler: str = ""  # tcp://host:port to dial directly
@@ -36,6 +36,14 @@ class NodeConfig:
     clock: Callable[[], dt.datetime] = dt.datetime.now  # local time, for service_hours
     serve: int = 0  # exit after this many clusters are done (0: never)
     init: tuple[str, str] | None = None  # the --init file: (path, source)
+    #: called once the node runs, every socket bound, with its ports by name
+    #: ({"beacon": PORT}, None for a node without one): how --port-file learns them
+    on_listening: Callable[[dict[str, int | None]], None] | None = None
+
+    def listens(self) -> bool:
+        """Whether the node binds a beacon port: always, but for a node that only dials out
+        (``--port 0`` with ``--scheduler``).  ``--port 0`` alone is a port the OS chooses."""
+        return bool(self.port or not self.scheduler)
 
     def effective_cpus(self) -> int:
         total = os.cpu_count() or 1

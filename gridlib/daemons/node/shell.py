@@ -129,11 +129,18 @@ class NodeService:
         self.prefix = config.prefix_path()
         prepare_prefix(self.prefix)
         host = config.host
+        self.beacons: BeaconListener | None = None
+        self.port = 0  # the beacon port bound (--port 0: the one the OS chose); 0: none
+        if config.listens():  # bound first: the port is one of the facts the node reports
+            self.beacons = BeaconListener(reactor, context, host, config.port,
+                                          lambda: self.core.trusted, self._on_beacon, self.log)
+            self.port = parse_endpoint(
+                self.beacons.socket.getsockopt_string(zmq.LAST_ENDPOINT))[1]
         facts = NodeFacts(
             node_id=load_node_id(self.prefix), name=config.name or socket.gethostname(),
             cpus=config.effective_cpus(),
             ip_addr="" if host in ("0.0.0.0", "", "*", "::") else host,  # else: as the scheduler sees us
-            port=config.port, platform=platform.platform(), pid=os.getpid(),
+            port=self.port, platform=platform.platform(), pid=os.getpid(),
             python=f"{sys.version_info.major}.{sys.version_info.minor}",
             protocol=f"{MAJOR_VERSION}.{MINOR_VERSION}")
         rules = NodeRules(
@@ -149,7 +156,6 @@ class NodeService:
         self.monitors: dict[str, zmq.Socket[bytes]] = {}  # sid -> monitor of a link dialed after a beacon
         self.processes: dict[int, _Process] = {}
         self.timers: dict[tuple[Any, ...], Timer] = {}
-        self.beacons: BeaconListener | None = None
         self.stopped = False
         self.started = False
         self._queue: list[Event] = []
@@ -192,10 +198,6 @@ class NodeService:
                 self._queue.append(follow)
 
     def start(self) -> None:
-        if self.config.port:
-            self.beacons = BeaconListener(self.reactor, self.context, self.config.host,
-                                          self.config.port, lambda: self.core.trusted,
-                                          self._on_beacon, self.log)
         entries = tuple((r.job_id, r.cluster_id, int(r.fields.get("attempt") or 0))
                         for r in self.spool.all())
         self._queue.append(SpoolLoaded(entries))
@@ -204,7 +206,9 @@ class NodeService:
         self.reactor.call_every(TICK, self._tick)
         self.started = True
         self.log.info("event=node_started name=%s node_id=%s cpus=%d port=%s pid=%d",
-                      self.name, self.node_id, self.cpus, self.config.port, os.getpid())
+                      self.name, self.node_id, self.cpus, self.port or "none", os.getpid())
+        if self.config.on_listening is not None:  # last: once it is said, the node runs
+            self.config.on_listening({"beacon": self.port or None})
 
     @property
     def lifecycle(self) -> Any:

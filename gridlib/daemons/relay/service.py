@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import zmq
@@ -30,7 +31,12 @@ from gridlib.protocol.discovery import BeaconAnnouncer, BeaconListener
 from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
-from gridlib.protocol.sockets import curve_client_socket, curve_server_socket, tcp_endpoint
+from gridlib.protocol.sockets import (
+    curve_client_socket,
+    curve_server_socket,
+    parse_endpoint,
+    tcp_endpoint,
+)
 from gridlib.protocol.zap import ZapPolicy
 
 __all__ = ["RelayConfig", "RelayService", "NODES_DOMAIN"]
@@ -44,10 +50,13 @@ _PROXY_STOP_WAIT = 5.0  # seconds a bridge's proxy thread is given to stop when 
 @dataclass
 class RelayConfig:
     hosts: list[str] = field(default_factory=lambda: ["0.0.0.0"])  # where beacons are heard
-    port: int = 51352
+    port: int = 51352  # 0: one the OS chooses (the same on every host)
     node_targets: list[tuple[str, int]] = field(default_factory=list)
     scheduler: str = ""  # dial this scheduler's node endpoint directly
     scheduler_key: bytes = b""
+    #: called once the relay runs, its beacon port bound, with {"beacon": PORT}: how
+    #: --port-file learns the port the OS chose for a port 0
+    on_listening: Callable[[dict[str, int | None]], None] | None = None
 
 
 @dataclass
@@ -81,12 +90,15 @@ class RelayService:
         self.bridges: dict[str, Bridge] = {}
         self.stopping: list[Bridge] = []  # closed bridges whose proxy had not stopped yet
         self.listeners: list[BeaconListener] = []
+        self.port = config.port  # the beacon port bound (for a port 0, the one the OS chose)
 
     def start(self) -> None:
-        for host in self.config.hosts:
-            self.listeners.append(BeaconListener(
-                self.reactor, self.context, host, self.config.port,
-                lambda: self.identity.trusted_clients, self._on_beacon, self.log))
+        for host in self.config.hosts:  # every host on the port the first one got
+            listener = BeaconListener(self.reactor, self.context, host, self.port,
+                                      lambda: self.identity.trusted_clients, self._on_beacon,
+                                      self.log)
+            self.listeners.append(listener)
+            self.port = parse_endpoint(listener.socket.getsockopt_string(zmq.LAST_ENDPOINT))[1]
         if self.config.scheduler:
             key = self.config.scheduler_key
             if not key and len(self.identity.trusted_clients) != 1:
@@ -96,7 +108,9 @@ class RelayService:
                               self.config.scheduler, key, 2.0, dial_out=True)
         self.reactor.call_every(0.5, self._check)
         self.log.info("event=relay_started hosts=%s port=%d nodes=%d", ",".join(self.config.hosts),
-                      self.config.port, len(self.config.node_targets))
+                      self.port, len(self.config.node_targets))
+        if self.config.on_listening is not None:
+            self.config.on_listening({"beacon": self.port})
 
     def reload(self, identity: Identity) -> None:
         """New allowlists (SIGHUP); bridges to schedulers no longer trusted are closed."""
