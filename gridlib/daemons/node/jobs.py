@@ -420,6 +420,12 @@ class JobRunner:
             return
         job = self._job_off(worker)
         assert job is not None
+        if job.outcome is not None:
+            # its time ran out, or it was cancelled, just before it finished: the kill is on
+            # its way, so that decision is the answer, and the worker takes no new job (it is
+            # replaced when it exits)
+            self._finish(job, job.outcome)
+            return
         labels = list(fields.pop("labels", []))
         self._finish(job, fields, frames, labels)
         cluster = self._cluster_of(worker)

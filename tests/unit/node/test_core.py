@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -380,6 +381,39 @@ def test_a_timeout_kills_the_job_and_says_so() -> None:
     result = world.results()["j1"]
     assert result.fields["exception"]["type"] == "TimeoutError"
     assert len(world.workers) == 2  # a fresh worker replaced the killed one
+
+
+@pytest.mark.parametrize("ending", ["timeout", "cancel"])
+def test_a_result_that_comes_after_the_kill_was_decided_loses_to_it(ending: str) -> None:
+    """The worker finished just as its time ran out (or it was cancelled): the node already
+    decided to kill it, so that decision is the answer, and the doomed worker gets no new job."""
+    world = ready_world(cpus=1)
+    world.assign("j1", timeout=1.5)
+    wid = world.busy()["j1"]
+    if ending == "timeout":
+        key = next(k for k in world.timers if k[0] == "timeout")
+        del world.timers[key]
+        world.handle(ev.TimerFired(key))
+    else:
+        world.message("s1", "JOB_CANCEL", {"job_ids": ["j1"], "attempts": [1]})
+    assert world.workers[wid]["killed"]  # the kill is on its way; the result arrives first
+    world.workers[wid]["job"] = None
+    world.handle(ev.WorkerResult(wid, {"status": "finished", "job_id": "j1", "attempt": 1,
+                                       "start_time": 1.0, "end_time": 2.0, "labels": ["result"]},
+                                 [b"late"]))
+    world.assign("j2")
+    assert world.workers[wid]["job"] is None, "a job was given to a worker being killed"
+    world.settle()
+    world.workers_ready()
+    result = world.results()["j1"]
+    if ending == "timeout":
+        assert result.fields["status"] == "terminated"
+        assert result.fields["exception"]["type"] == "TimeoutError"
+    else:
+        assert result.fields["status"] == "cancelled"
+    assert Counter(m.fields["job_id"] for m in world.of_type("JOB_RESULT")) == {"j1": 1}
+    world.finish("j2")
+    assert world.results()["j2"].fields["status"] == "finished"
 
 
 def test_cancel_of_a_running_a_waiting_and_an_unknown_job_each_answer_once() -> None:
