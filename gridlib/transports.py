@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -87,7 +88,14 @@ class EmbeddedScheduler:
 
 
 class SchedulerLink:
-    """A CURVE DEALER to a ``gridlib scheduler`` daemon."""
+    """A CURVE DEALER to a ``gridlib scheduler`` daemon.
+
+    Sends never block the I/O thread: a DEALER with no connection to its
+    scheduler (not up yet, or it refused this client's key) would block a send
+    for as long as that lasts, and with it every timer of the client.  What
+    cannot go now waits here, in order, and is retried; the request that is
+    waiting for an answer times out with the reason as usual.
+    """
 
     scheduler: Any = None
 
@@ -95,10 +103,13 @@ class SchedulerLink:
         self.endpoint, self.key, self.max_msg_size = endpoint, key, max_msg_size
         self.socket: zmq.Socket[bytes] | None = None
         self._log = logging.getLogger("gridlib.client")
+        self._reactor: Reactor | None = None
+        self._backlog: deque[tuple[str, list[Any]]] = deque()
+        self._retry_in = 0.0
 
     def open(self, reactor: Reactor, context: zmq.Context[zmq.Socket[bytes]], identity: Identity,
              receive: Receive, log: logging.Logger) -> None:
-        self._log = log
+        self._log, self._reactor = log, reactor
         sock = curve_client_socket(context, zmq.DEALER, identity.keypair, self.key)
         # a stable routing id: after a reconnect the scheduler still knows who we are
         sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
@@ -124,11 +135,35 @@ class SchedulerLink:
         if self.socket is None:
             return
         try:
-            self.socket.send_multipart([b"", *encode(msg)], copy=False)
-        except (zmq.ZMQError, ProtocolError) as exc:
+            frames = [b"", *encode(msg)]
+        except ProtocolError as exc:
             self._log.warning("event=send_failed type=%s error=%s", msg.type, exc)
+            return
+        self._backlog.append((msg.type, frames))
+        if len(self._backlog) == 1:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what waits, in order, without blocking; retry later what cannot go yet."""
+        while self._backlog and self.socket is not None:
+            mtype, frames = self._backlog[0]
+            try:
+                self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                if self._retry_in == 0.0:
+                    self._log.info("event=scheduler_not_reachable endpoint=%s waiting=%d",
+                                   self.endpoint, len(self._backlog))
+                self._retry_in = min(0.5, max(0.01, self._retry_in * 2))
+                if self._reactor is not None:
+                    self._reactor.call_later(self._retry_in, self._flush)
+                return
+            except zmq.ZMQError as exc:
+                self._log.warning("event=send_failed type=%s error=%s", mtype, exc)
+            self._backlog.popleft()
+        self._retry_in = 0.0
 
     def close(self) -> None:
+        self._backlog.clear()
         if self.socket is not None:
             self.socket.close(0)
             self.socket = None
