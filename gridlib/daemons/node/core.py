@@ -667,6 +667,8 @@ class NodeCore:
                    labels: list[str]) -> None:
         """A job's one result: sent, and kept until acknowledged (held, or in the spool)."""
         fields.setdefault("end_time", self.wall())
+        if job.start_time:  # a job ended by the node (time limit, cancel, a dead worker)
+            fields.setdefault("start_time", self._wall_of(job.start_time))
         link = self.links.get(job.link)
         limit = link.max_msg_size if link is not None else self.rules.max_msg_size
         size = sum(memoryview(f).nbytes for f in frames)
@@ -679,12 +681,18 @@ class NodeCore:
         if link is not None:
             self._send(link, new_message("JOB_RESULT", fields, frames, labels))
 
+    def _wall_of(self, moment: float) -> float:
+        """The wall-clock time of ``moment`` on the core's (monotonic) clock."""
+        return self.wall() - (self.now - moment)
+
     def job_report(self, job: Assignment, mtype: str, fields: dict[str, Any], frames: list[Any],
                    labels: list[str]) -> None:
         """JOB_STARTED, JOB_PROVISIONAL or JOB_FILE for a running job."""
         link = self.links.get(job.link)
         if link is None:
             return
+        if "start_time" in fields:  # the runner's clock is the core's; clients read wall time
+            fields = {**fields, "start_time": self._wall_of(float(fields["start_time"]))}
         size = sum(memoryview(f).nbytes for f in frames)
         if size + HEADER_ALLOWANCE > link.max_msg_size:
             self.log.warning("event=report_too_large job=%s type=%s size=%d limit=%d",

@@ -416,6 +416,21 @@ def test_a_result_that_comes_after_the_kill_was_decided_loses_to_it(ending: str)
     assert world.results()["j2"].fields["status"] == "finished"
 
 
+def test_start_times_sent_to_clients_are_wall_clock_times() -> None:
+    """The core runs on a monotonic clock; what it tells clients is wall time."""
+    world = ready_world()
+    world.assign("j1", timeout=30.0)
+    started_at = world.now
+    world.advance(1.0)
+    started = world.of_type("JOB_STARTED")[0]
+    assert started.fields["start_time"] == pytest.approx(1e9 + started_at)
+    world.message("s1", "JOB_CANCEL", {"job_ids": ["j1"], "attempts": [1]})
+    world.settle()
+    result = world.results()["j1"]
+    assert result.fields["start_time"] == pytest.approx(1e9 + started_at)
+    assert result.fields["end_time"] >= result.fields["start_time"]
+
+
 def test_cancel_of_a_running_a_waiting_and_an_unknown_job_each_answer_once() -> None:
     world = ready_world(cpus=1)
     world.assign("run")
