@@ -65,3 +65,21 @@ def test_bench_quick_prints_positive_figures(tmp_path: Path) -> None:
     assert targets["startup_s"]["value"] == data["median"]["gridlib"]["startup_s"]
     met = sum(t["met"] for t in data["targets"])
     assert f"{met} of 5 targets met" in stdout
+
+
+COST = REPO / "bench" / "cost_per_job.py"
+
+
+@pytest.mark.timeout(120)
+def test_cost_per_job_names_every_process_and_a_ceiling(tmp_path: Path) -> None:
+    report = tmp_path / "cost.json"
+    returncode, stdout, stderr, gone = run_script([str(COST), "--jobs", "300", "--json", str(report)],
+                                                  90, _private_nodes_of)
+    assert gone, "the bench left its private gridlib node running"
+    assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
+    data = json.loads(report.read_text())
+    rows = data["rows"]
+    assert {"node daemon", "client process (all threads)", "client: gridlib-io"} <= set(rows), rows
+    assert any(k.startswith("worker ") for k in rows), rows
+    assert rows["node daemon"]["cpu_us_per_job"] > 0 and rows["client: gridlib-io"]["cpu_us_per_job"] > 0
+    assert data["ceiling_jobs_per_s"] > 0 and "the ceiling is" in stdout

@@ -1,0 +1,123 @@
+"""Where a no-op job's cost goes: CPU time and wake-ups per job, per process and per thread.
+
+Run from the repository root: ``.venv/bin/python bench/cost_per_job.py [--jobs N] [--json PATH]``.
+It measures and prints; it asserts nothing.
+
+One ``JobCluster(task, local_cpus=2)`` (the embedded scheduler and a private
+local node, CURVE on the node link, as ``bench/bench.py`` runs it).  After a
+warm-up of 2,000 jobs, ``--jobs`` no-op jobs (30,000) are submitted at once and
+waited for.  Before and after, it reads each process's CPU time and context
+switches (``psutil``): this process per thread (the user's thread, the I/O
+thread that runs the scheduler and the client's I/O, the delivery thread,
+libzmq's own I/O thread), the node daemon, and each of its worker processes.
+Figures are per job: CPU microseconds and wake-ups (voluntary context switches:
+each time a process waits for a socket, a pipe or a timer and is woken).  The
+sum of CPU per job against the cores this machine has gives the ceiling the
+current design can reach here: ``cores / total CPU per job``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gridlib  # noqa: E402
+from bench import task  # noqa: E402  (the same module-level function bench.py runs)
+
+
+def _role(proc: psutil.Process, node_pid: int) -> str:
+    if proc.pid == node_pid:
+        return "node daemon"
+    cmd = " ".join(proc.cmdline())
+    if "resource_tracker" in cmd:
+        return "resource tracker"
+    if proc.ppid() != node_pid and "forkserver" in cmd:
+        return "worker"
+    return "forkserver" if "forkserver" in cmd else "other"
+
+
+def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for t in me.threads():
+        name = names.get(t.id, "libzmq I/O" if t.id not in names else str(t.id))
+        key = f"client: {name}"
+        entry = out.setdefault(key, {"cpu": 0.0, "wakeups": 0.0})
+        entry["cpu"] += t.user_time + t.system_time
+    ctx = me.num_ctx_switches()
+    out["client process (all threads)"] = {"cpu": sum(e["cpu"] for e in out.values()),
+                                           "wakeups": ctx.voluntary}
+    children = me.children(recursive=True)
+    node_pid = next((p.pid for p in children if "gridlib.daemons.node" in " ".join(p.cmdline())), -1)
+    workers = 0
+    for proc in children:
+        try:
+            role = _role(proc, node_pid)
+            if role == "worker":
+                workers += 1
+                role = f"worker {workers}"
+            times, switches = proc.cpu_times(), proc.num_ctx_switches()
+        except psutil.Error:
+            continue
+        out[role] = {"cpu": times.user + times.system, "wakeups": switches.voluntary}
+    return out
+
+
+def measure(jobs: int) -> dict[str, Any]:
+    me = psutil.Process()
+    with gridlib.JobCluster(task, local_cpus=2) as cluster:
+        for job in [cluster.submit("noop") for _ in range(2000)]:  # warm-up: workers, caches
+            job()
+        before = _snapshot(me)
+        start = time.perf_counter()
+        handles = [cluster.submit("noop") for _ in range(jobs)]
+        for job in handles:
+            job()
+        wall = time.perf_counter() - start
+        after = _snapshot(me)
+    rows = {}
+    for key, end in after.items():
+        begin = before.get(key, {"cpu": 0.0, "wakeups": 0.0})
+        rows[key] = {"cpu_us_per_job": (end["cpu"] - begin["cpu"]) / jobs * 1e6,
+                     "wakeups_per_job": (end["wakeups"] - begin["wakeups"]) / jobs}
+    total = sum(r["cpu_us_per_job"] for k, r in rows.items()
+                if not k.startswith("client: ")) or 1e-9
+    cores = os.cpu_count() or 1
+    return {"jobs": jobs, "wall_s": wall, "jobs_per_s": jobs / wall, "rows": rows,
+            "total_cpu_us_per_job": total, "cores": cores,
+            "ceiling_jobs_per_s": cores / (total / 1e6)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--jobs", type=int, default=30_000)
+    p.add_argument("--json", metavar="PATH")
+    args = p.parse_args(argv)
+    result = measure(args.jobs)
+    print(f"{result['jobs']} no-op jobs in {result['wall_s']:.2f} s: {result['jobs_per_s']:.0f} jobs/s "
+          f"| load {os.getloadavg()[0]:.2f} | {result['cores']} cores")
+    width = max(len(k) for k in result["rows"])
+    print(f"{'where'.ljust(width)} | CPU us/job | wake-ups/job")
+    for key, row in sorted(result["rows"].items(), key=lambda kv: -kv[1]["cpu_us_per_job"]):
+        if row["cpu_us_per_job"] < 0.05 and row["wakeups_per_job"] < 0.005:
+            continue
+        wake = f"{row['wakeups_per_job']:.2f}" if not key.startswith("client: ") else "-"
+        print(f"{key.ljust(width)} | {row['cpu_us_per_job']:10.1f} | {wake:>12}")
+    print(f"total CPU per job {result['total_cpu_us_per_job']:.0f} us: on {result['cores']} cores "
+          f"the ceiling is {result['ceiling_jobs_per_s']:.0f} jobs/s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
