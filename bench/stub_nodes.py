@@ -2,7 +2,7 @@
 
 Run: ``python bench/stub_nodes.py COUNT SCHEDULER_ENDPOINT SCHEDULER_PUBLIC_KEY``.
 Each stub is a CURVE DEALER with its own routing id that speaks the node side of
-the protocol (READY, SETUP_OK, JOB_RESULT at once for every JOB_ASSIGN,
+the protocol (READY, SETUP_OK, JOB_RESULT at once for every job assigned,
 HEARTBEAT, DISCONNECT), so a real scheduler sees COUNT 2-CPU nodes that run
 every job in no time.  The stubs use the user's key (``GRIDLIB_CONFIG_DIR``);
 they stop on SIGTERM or when their parent process is gone.
@@ -76,11 +76,17 @@ def _stub_answers(msg: Message) -> list[Message]:
     if msg.type == "SETUP":
         return [new_message("SETUP_OK", {"cluster_id": f["cluster_id"], "running": [], "results": []})]
     if msg.type == "JOB_ASSIGN":
-        ids, now = {"job_id": f["job_id"], "attempt": f["attempt"]}, time.time()
-        return [new_message("JOB_RESULT", {**ids, "cluster_id": f["cluster_id"], "status": "finished",
-                                           "start_time": now, "end_time": now},
-                            RESULT_FRAMES, RESULT_LABELS)]
+        return [_stub_result(f["cluster_id"], f["job_id"], f["attempt"])]
+    if msg.type == "JOBS_ASSIGN":  # several at once: [cluster_id, job_id, attempt, timeout, frames]
+        return [_stub_result(cluster_id, job_id, attempt) for cluster_id, job_id, attempt, *_ in f["jobs"]]
     return []
+
+
+def _stub_result(cluster_id: str, job_id: str, attempt: int) -> Message:
+    now = time.time()
+    return new_message("JOB_RESULT", {"job_id": job_id, "attempt": attempt, "cluster_id": cluster_id,
+                                      "status": "finished", "start_time": now, "end_time": now},
+                       RESULT_FRAMES, RESULT_LABELS)
 
 
 if __name__ == "__main__":

@@ -417,6 +417,15 @@ class JobAssign(Body):
     timeout: float | None = None
 
 
+@message("JOBS_ASSIGN")
+@_struct
+class JobsAssign(Body):
+    """Several JOB_ASSIGNs to one node in one message: each entry is ``[cluster_id, job_id,
+    attempt, timeout or nil, number of payload frames]``, the frames in the same order."""
+
+    jobs: list[Any]
+
+
 @message("JOB_STARTED")
 @_struct
 class JobStarted(Body):

@@ -34,6 +34,7 @@ from gridlib.protocol.bodies import (
     FilePut,
     JobAssign,
     JobCancel,
+    JobsAssign,
     ResultAck,
     Setup,
     Teardown,
@@ -561,6 +562,27 @@ class NodeCore:
         self.jobs.assign(Assignment(link.sid, assign.cluster_id, assign.job_id, assign.attempt,
                                     float(assign.timeout) if assign.timeout else None, list(msg.frames)))
 
+    def on_jobs_assign(self, link: Link, msg: Message) -> None:
+        """Several JOB_ASSIGNs in one message: each handled as if it had come alone (a bad one
+        is answered alone, the others run)."""
+        entries = msg.as_(JobsAssign).jobs
+        if sum(e[4] for e in entries if _entry_ok(e)) != len(msg.frames) \
+                or not all(_entry_ok(e) for e in entries):
+            raise ProtocolError("JOBS_ASSIGN: each job is [cluster_id, job_id, attempt, timeout, "
+                                "frames] and the frames add up to the payload")
+        at = 0
+        for cluster_id, job_id, attempt, timeout, count in entries:
+            one = Message("JOB_ASSIGN", {"cluster_id": cluster_id, "job_id": job_id,
+                                         "attempt": attempt, "timeout": timeout},
+                          msg.labels[at:at + count], msg.frames[at:at + count], msg.mid)
+            at += count
+            try:
+                self.on_job_assign(link, one)
+            except ProtocolError as exc:
+                self.log.warning("event=bad_message scheduler=%s type=JOB_ASSIGN reason=%r",
+                                 link.sid, exc.reason)
+                self._send(link, error_reply(one, exc.code, exc.reason))
+
     def on_job_cancel(self, link: Link, msg: Message) -> None:
         cancel = msg.as_(JobCancel)
         attempts = cancel.attempts or []
@@ -701,6 +723,14 @@ class NodeCore:
         self._send(link, new_message(mtype, fields, frames, labels))
 
 
+def _entry_ok(entry: Any) -> bool:
+    """One JOBS_ASSIGN entry: [cluster_id, job_id, attempt, timeout or nil, frames]."""
+    return (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str)
+            and isinstance(entry[1], str) and type(entry[2]) is int
+            and (entry[3] is None or (isinstance(entry[3], (int, float)) and not isinstance(entry[3], bool)))
+            and type(entry[4]) is int and entry[4] >= 0)
+
+
 def _setup_payload(msg: Message, setup: Setup) -> tuple[list[tuple[str, int, Any]], bytes]:
     """The computation and the files of a SETUP, paired strictly: one file entry per file frame."""
     specs = setup.files or []
@@ -760,6 +790,7 @@ _MESSAGE_HANDLERS: dict[str, Callable[[NodeCore, Link, Message], None]] = {
     "WELCOME": NodeCore.on_welcome,
     "SETUP": NodeCore.on_setup,
     "JOB_ASSIGN": NodeCore.on_job_assign,
+    "JOBS_ASSIGN": NodeCore.on_jobs_assign,
     "JOB_CANCEL": NodeCore.on_job_cancel,
     "RESULT_ACK": NodeCore.on_result_ack,
     "FILE_PUT": NodeCore.on_file_put,

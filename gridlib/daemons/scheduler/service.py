@@ -38,6 +38,7 @@ from gridlib.protocol.sockets import (
 )
 from gridlib.protocol.zap import ZapPolicy
 
+from .batching import batch_assignments
 from .core import CLIENT, NODE, Peer, SchedulerCore, Send
 from .journal import SchedulerJournal
 from .state import SchedulerOptions
@@ -233,7 +234,7 @@ class SchedulerService:
             if self.journal is not None:
                 self.journal.apply(self.core.persist)
             self.core.persist.clear()
-        for send in sends:
+        for send in batch_assignments(sends):
             if send.to == NODE:
                 self._send(self.node_socket, send.route, send.msg)
             else:

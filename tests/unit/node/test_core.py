@@ -637,3 +637,25 @@ def test_a_linked_scheduler_is_not_disturbed_by_a_flood() -> None:
     assert world.core.links["s1"].welcomed
     world.assign("j1")
     assert "j1" in world.busy()
+
+
+def test_several_jobs_in_one_message_run_as_if_each_had_come_alone() -> None:
+    world = ready_world(cpus=2)
+    world.message("s1", "JOBS_ASSIGN", {"jobs": [["c1", "j1", 1, None, 1], ["c1", "j2", 2, 5.0, 1],
+                                                 ["c9", "j3", 1, None, 0], ["c1", "j4", 1, None, 0]]},
+                  [b"a1", b"a2"], ["args", "args"])
+    busy = world.busy()
+    assert set(busy) == {"j1", "j2"}  # two CPUs: j4 waits, j3's cluster is unknown here
+    assert world.workers[busy["j2"]]["job"]["attempt"] == 2
+    world.finish("j1")
+    world.finish("j2")
+    world.finish("j4")
+    assert {m.fields["job_id"]: m.fields["status"] for m in world.of_type("JOB_RESULT")} == {
+        "j1": "finished", "j2": "finished", "j4": "finished", "j3": "terminated"}  # as alone
+
+
+def test_a_batch_whose_frames_do_not_add_up_is_refused_whole() -> None:
+    world = ready_world(cpus=2)
+    world.message("s1", "JOBS_ASSIGN", {"jobs": [["c1", "j1", 1, None, 2]]}, [b"a1"], ["args"])
+    assert world.busy() == {}
+    assert "add up" in world.of_type("ERROR")[0].fields["reason"]
