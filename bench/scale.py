@@ -40,7 +40,7 @@ b. The scheduler core without sockets.  ``SchedulerCore`` is driven in this
    core records per queued job (``tracemalloc``, payload frames excluded).
 
 c. Real sockets.  A ``JobCluster(task, nodes=[<a port nobody listens on>])``
-   (so no local node) and one stub process holding 1 or 100 CURVE DEALER
+   (so no local node) and one stub process holding 1, 100 or 1,000 CURVE DEALER
    sockets that speak the node protocol (READY, SETUP_OK, JOB_RESULT,
    HEARTBEAT, DISCONNECT) and answer every job at once.  Figures: jobs/s and
    CPU microseconds per job in this process (client + scheduler) and in the
@@ -116,7 +116,7 @@ class Sizes:
     socket_jobs: int
 
 
-FULL = Sizes(100_000, 2000, (1, 10, 100, 1000), 10_000, 2000, (1000, 100_000), (1, 100), 20_000)
+FULL = Sizes(100_000, 2000, (1, 10, 100, 1000), 10_000, 2000, (1000, 100_000), (1, 100, 1000), 20_000)
 QUICK = Sizes(2000, 200, (1, 10, 100, 1000), 300, 100, (200, 2000), (1, 10), 500)
 
 
