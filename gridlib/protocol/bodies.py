@@ -123,7 +123,10 @@ def _compile(cls: type[B], specs: list[tuple[str, _Check, str, bool, Any]]) -> A
         test = _INLINE.get(kind, "check{i}({v})").format(v=f"v{i}", i=i)
         lines += [f"    elif not {test}:",
                   f"        raise ProtocolError({f'{cls.TYPE}: field {name!r} must be {kind}'!r})"]
-    lines.append(f"    return cls({', '.join(f'v{i}' for i in range(len(specs)))})")
+    keyword = {f.name for f in dataclasses.fields(cls) if f.kw_only}  # type: ignore[arg-type]
+    args = [f"{spec[0]}=v{i}" if spec[0] in keyword else f"v{i}" for i, spec in enumerate(specs)]
+    args.sort(key=lambda a: "=" in a)  # positional first, in field order
+    lines.append(f"    return cls({', '.join(args)})")
     exec("\n".join(lines), env)  # noqa: S102 -- source built above from our own annotations
     return classmethod(env["parse"])
 
@@ -199,11 +202,10 @@ class Welcome(Body):
     nodes: list[Any] | None = None
 
 
-@message("CLUSTER_OPEN")
-@_struct
-class ClusterOpen(Body):
-    cluster_id: str
-    kind: str
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterOptions(Body):
+    """A cluster's options: what CLUSTER_OPEN carries, and SETUP passes on to each node."""
+
     files: list[Any] | None = None
     setup_args: list[Any] | None = None
     dest_path: str | None = None
@@ -215,6 +217,13 @@ class ClusterOpen(Body):
     node_wait: float | None = None
     python: str | None = None
     protocol: str | None = None
+
+
+@message("CLUSTER_OPEN")
+@_struct
+class ClusterOpen(ClusterOptions):
+    cluster_id: str
+    kind: str
 
 
 @message("CLUSTER_CLOSE")
@@ -367,21 +376,12 @@ class Ready(Body):
 
 @message("SETUP")
 @_struct
-class Setup(Body):
+class Setup(ClusterOptions):
+    """CLUSTER_OPEN's options, and the CPUs of the node the cluster may use."""
+
     cluster_id: str
     kind: str
     cpus: int | None = None
-    files: list[Any] | None = None
-    setup_args: list[Any] | None = None
-    dest_path: str | None = None
-    cleanup: bool | None = None
-    exclusive: bool | None = None
-    reentrant: bool | None = None
-    recover: bool | None = None
-    max_attempts: int | None = None
-    node_wait: float | None = None
-    python: str | None = None
-    protocol: str | None = None
 
 
 @message("SETUP_OK")
