@@ -160,12 +160,11 @@ def body_of(mtype: str, header: dict[str, Any]) -> Body:
     return cls.parse(header)
 
 
-_struct = dataclass(frozen=True, slots=True)
 
 
 # -- replies -------------------------------------------------------------------------------------
 @message("OK")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Ok(Body):
     """A request went through; what it answers depends on the request."""
 
@@ -178,7 +177,7 @@ class Ok(Body):
 
 
 @message("ERROR")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Error(Body):
     code: int
     reason: str
@@ -186,13 +185,13 @@ class Error(Body):
 
 # -- client <-> scheduler ------------------------------------------------------------------------
 @message("HELLO")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Hello(Body):
     name: str
 
 
 @message("WELCOME")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Welcome(Body):
     sid: str
     heartbeat: float
@@ -220,27 +219,27 @@ class ClusterOptions(Body):
 
 
 @message("CLUSTER_OPEN")
-@_struct
+@dataclass(frozen=True, slots=True)
 class ClusterOpen(ClusterOptions):
     cluster_id: str
     kind: str
 
 
 @message("CLUSTER_CLOSE")
-@_struct
+@dataclass(frozen=True, slots=True)
 class ClusterClose(Body):
     cluster_id: str
 
 
 @message("JOB_SUBMIT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobSubmit(Body):
     cluster_id: str
     jobs: list[Any]
 
 
 @message("JOB_EVENT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobEvent(Body):
     job_id: str
     event: str  # "running" | "provisional"
@@ -250,7 +249,7 @@ class JobEvent(Body):
 
 
 @message("JOB_RESULT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobResult(Body):
     job_id: str
     status: str
@@ -266,13 +265,13 @@ class JobResult(Body):
 
 
 @message("RESULT_ACK")
-@_struct
+@dataclass(frozen=True, slots=True)
 class ResultAck(Body):
     job_ids: list[str]
 
 
 @message("JOB_CANCEL")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobCancel(Body):
     job_ids: list[str]
     attempts: list[int] | None = None  # scheduler -> node: each job's attempt, in order
@@ -280,7 +279,7 @@ class JobCancel(Body):
 
 
 @message("JOB_FILE")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobFile(Body):
     job_id: str
     path: str
@@ -289,7 +288,7 @@ class JobFile(Body):
 
 
 @message("STATUS")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Status(Body):
     """A request (no field) or its answer (the scheduler's snapshot)."""
 
@@ -300,7 +299,7 @@ class Status(Body):
 
 
 @message("NODE_EVENT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class NodeEvent(Body):
     event: str
     node: dict[str, Any]
@@ -309,7 +308,7 @@ class NodeEvent(Body):
 
 
 @message("CLUSTER_EVENT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class ClusterEvent(Body):
     cluster_id: str
     event: str
@@ -321,7 +320,7 @@ class ClusterEvent(Body):
 
 
 @message("NODE_ALLOCATE")
-@_struct
+@dataclass(frozen=True, slots=True)
 class NodeAllocate(Body):
     cluster_id: str
     node_id: str
@@ -331,7 +330,7 @@ class NodeAllocate(Body):
 
 
 @message("NODE_CONTROL")
-@_struct
+@dataclass(frozen=True, slots=True)
 class NodeControl(Body):
     cluster_id: str
     node: str
@@ -341,7 +340,7 @@ class NodeControl(Body):
 
 
 @message("FILE_PUT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class FilePut(Body):
     cluster_id: str
     name: str
@@ -350,7 +349,7 @@ class FilePut(Body):
 
 
 @message("DISCOVER")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Discover(Body):
     nodes: list[Any]
     port: int | None = None
@@ -358,7 +357,7 @@ class Discover(Body):
 
 # -- node <-> scheduler --------------------------------------------------------------------------
 @message("READY")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Ready(Body):
     node_id: str
     name: str
@@ -375,7 +374,7 @@ class Ready(Body):
 
 
 @message("SETUP")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Setup(ClusterOptions):
     """CLUSTER_OPEN's options, and the CPUs of the node the cluster may use."""
 
@@ -385,7 +384,7 @@ class Setup(ClusterOptions):
 
 
 @message("SETUP_OK")
-@_struct
+@dataclass(frozen=True, slots=True)
 class SetupOk(Body):
     cluster_id: str
     running: list[Any] | None = None  # [job_id, attempt] of jobs it still runs
@@ -394,14 +393,14 @@ class SetupOk(Body):
 
 
 @message("SETUP_FAIL")
-@_struct
+@dataclass(frozen=True, slots=True)
 class SetupFail(Body):
     cluster_id: str
     reason: str
 
 
 @message("TEARDOWN")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Teardown(Body):
     cluster_id: str
     keep_files: bool | None = None
@@ -409,7 +408,7 @@ class Teardown(Body):
 
 
 @message("JOB_ASSIGN")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobAssign(Body):
     cluster_id: str
     job_id: str
@@ -418,7 +417,7 @@ class JobAssign(Body):
 
 
 @message("JOBS_ASSIGN")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobsAssign(Body):
     """Several JOB_ASSIGNs to one node in one message: each entry is ``[cluster_id, job_id,
     attempt, timeout or nil, number of payload frames]``, the frames in the same order."""
@@ -427,7 +426,7 @@ class JobsAssign(Body):
 
 
 @message("JOB_STARTED")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobStarted(Body):
     job_id: str
     attempt: int
@@ -435,26 +434,26 @@ class JobStarted(Body):
 
 
 @message("JOB_PROVISIONAL")
-@_struct
+@dataclass(frozen=True, slots=True)
 class JobProvisional(Body):
     job_id: str
     attempt: int
 
 
 @message("NODE_ALERT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class NodeAlert(Body):
     reason: str
 
 
 @message("HEARTBEAT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Heartbeat(Body):
     avail: dict[str, Any] | None = None
 
 
 @message("DISCONNECT")
-@_struct
+@dataclass(frozen=True, slots=True)
 class Disconnect(Body):
     reason: str | None = None
 

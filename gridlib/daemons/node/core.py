@@ -566,15 +566,14 @@ class NodeCore:
         """Several JOB_ASSIGNs in one message: each handled as if it had come alone (a bad one
         is answered alone, the others run)."""
         entries = msg.as_(JobsAssign).jobs
-        if sum(e[4] for e in entries if _entry_ok(e)) != len(msg.frames) \
-                or not all(_entry_ok(e) for e in entries):
+        if not all(_entry_ok(e) for e in entries) or sum(e[4] for e in entries) != len(msg.frames):
             raise ProtocolError("JOBS_ASSIGN: each job is [cluster_id, job_id, attempt, timeout, "
                                 "frames] and the frames add up to the payload")
         at = 0
         for cluster_id, job_id, attempt, timeout, count in entries:
-            one = Message("JOB_ASSIGN", {"cluster_id": cluster_id, "job_id": job_id,
-                                         "attempt": attempt, "timeout": timeout},
-                          msg.labels[at:at + count], msg.frames[at:at + count], msg.mid)
+            fields = {"cluster_id": cluster_id, "job_id": job_id, "attempt": attempt, "timeout": timeout}
+            one = Message("JOB_ASSIGN", fields, msg.labels[at:at + count], msg.frames[at:at + count],
+                          msg.mid, body=JobAssign(cluster_id, job_id, attempt, timeout))  # checked above
             at += count
             try:
                 self.on_job_assign(link, one)

@@ -419,7 +419,8 @@ class JobRunner:
         if worker is None or worker.job is None:
             return
         job = self._job_off(worker)
-        assert job is not None
+        if job is None:
+            return
         if job.outcome is not None:
             # its time ran out, or it was cancelled, just before it finished: the kill is on
             # its way, so that decision is the answer, and the worker takes no new job (it is

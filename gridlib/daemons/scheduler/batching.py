@@ -12,7 +12,6 @@ A lone ``JOB_ASSIGN`` goes as it is.  Pure: no I/O.
 
 from __future__ import annotations
 
-from gridlib.protocol.bodies import JobAssign
 from gridlib.protocol.codec import Message, new_message
 
 from .state import NODE, Send
@@ -29,38 +28,32 @@ def _size(msg: Message) -> int:
 
 def batch_assignments(sends: list[Send]) -> list[Send]:
     """``sends`` with each run of JOB_ASSIGNs to one node merged (at the run's first place)."""
-    out: list[Send | list[Send]] = []
-    open_run: dict[tuple[bytes, ...], tuple[int, int]] = {}  # route -> (index in out, bytes)
+    out: list[list[Send]] = []  # each entry one send, or a run of JOB_ASSIGNs to one node
+    open_run: dict[tuple[bytes, ...], tuple[list[Send], int]] = {}  # route -> (its run, bytes)
     for send in sends:
-        if send.to != NODE:
-            out.append(send)
-            continue
-        if send.msg.type != "JOB_ASSIGN":
-            open_run.pop(send.route, None)  # a run ends where another message to that node goes
-            out.append(send)
+        if send.to != NODE or send.msg.type != "JOB_ASSIGN":
+            if send.to == NODE:
+                open_run.pop(send.route, None)  # another message to that node ends its run
+            out.append([send])
             continue
         size = _size(send.msg)
-        run = open_run.get(send.route)
-        if run is not None:
-            index, total = run
-            group = out[index]
-            assert isinstance(group, list)
-            if len(group) < MAX_JOBS and total + size <= MAX_BYTES:
-                group.append(send)
-                open_run[send.route] = (index, total + size)
-                continue
-        open_run[send.route] = (len(out), size)
-        out.append([send])
-    return [item if isinstance(item, Send) else _merged(item) for item in out]
+        run, total = open_run.get(send.route, (None, 0))
+        if run is not None and len(run) < MAX_JOBS and total + size <= MAX_BYTES:
+            run.append(send)
+            open_run[send.route] = (run, total + size)
+            continue
+        run = [send]
+        open_run[send.route] = (run, size)
+        out.append(run)
+    return [group[0] if len(group) == 1 else _merged(group) for group in out]
 
 
 def _merged(group: list[Send]) -> Send:
-    if len(group) == 1:
-        return group[0]
+    """One JOBS_ASSIGN for a run; the JOB_ASSIGNs are the core's own (no check needed)."""
     jobs, frames, labels = [], [], []
     for send in group:
-        assign = send.msg.as_(JobAssign)
-        jobs.append([assign.cluster_id, assign.job_id, assign.attempt, assign.timeout,
+        fields = send.msg.fields
+        jobs.append([fields["cluster_id"], fields["job_id"], fields["attempt"], fields.get("timeout"),
                      len(send.msg.frames)])
         frames.extend(send.msg.frames)
         labels.extend(send.msg.labels)
