@@ -22,13 +22,13 @@ from typing import Any, Protocol
 
 import zmq
 
-from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, decode, encode, split_envelope
+from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, encode
 from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.selftest import prove_fails_closed
-from gridlib.protocol.sockets import curve_client_socket, recv_frames
+from gridlib.protocol.sockets import curve_client_socket, recv_message, send_frames
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 __all__ = ["Transport", "EmbeddedScheduler", "SchedulerLink"]
@@ -120,12 +120,9 @@ class SchedulerLink:
     def _read(self, sock: zmq.Socket[bytes], receive: Receive) -> None:
         for _ in range(2000):
             try:
-                frames = recv_frames(sock)
+                msg = recv_message(sock)
             except zmq.Again:
                 break
-            try:
-                _, body = split_envelope(frames)
-                msg = decode(body)
             except ProtocolError as exc:
                 self._log.warning("event=bad_message reason=%r", exc.reason)
                 continue
@@ -148,7 +145,7 @@ class SchedulerLink:
         while self._backlog and self.socket is not None:
             mtype, frames = self._backlog[0]
             try:
-                self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                send_frames(self.socket, frames)
             except zmq.Again:
                 if self._retry_in == 0.0:
                     self._log.info("event=scheduler_not_reachable endpoint=%s waiting=%d",

@@ -13,12 +13,13 @@ from typing import Any
 
 import zmq
 
-from .codec import DEFAULT_MAX_MSG_SIZE
+from .codec import DEFAULT_MAX_MSG_SIZE, Message, decode, split_envelope
 from .keys import KeyPair
 
 __all__ = [
     "send_frames",
     "recv_frames",
+    "recv_message",
     "DEFAULT_MAX_MSG_SIZE",
     "curve_server_socket",
     "curve_client_socket",
@@ -154,3 +155,13 @@ def recv_frames(sock: zmq.Socket[bytes]) -> list[zmq.Frame]:
         frame = recv(_NOBLOCK, copy=False)
         frames.append(frame)
     return frames
+
+
+def recv_message(sock: zmq.Socket[bytes]) -> Message:
+    """The next message on a DEALER, decoded (its envelope's routes dropped).
+
+    Raises ``zmq.Again`` when none waits, :class:`ProtocolError` for a malformed one
+    (which is consumed: the next call reads the one after it).
+    """
+    _, body = split_envelope(recv_frames(sock))
+    return decode(body)

@@ -33,17 +33,15 @@ from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.codec import (
     MAJOR_VERSION,
     MINOR_VERSION,
-    decode,
     encode,
     new_message,
-    split_envelope,
 )
 from gridlib.protocol.discovery import BeaconListener
 from gridlib.protocol.errors import BAD_REQUEST, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.paths import safe_join, write_file
 from gridlib.protocol.reactor import Reactor, Timer
-from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, recv_frames, send_frames
+from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, recv_message, send_frames
 
 from . import pipes
 from .config import NodeConfig
@@ -299,12 +297,9 @@ class NodeService:
             if self.sockets.get(sid) is not sock:
                 return  # closed (or replaced) while we read
             try:
-                frames = recv_frames(sock)
+                msg = recv_message(sock)
             except zmq.Again:
                 return
-            try:
-                _, body = split_envelope(frames)
-                msg = decode(body)
             except ProtocolError as exc:
                 self.log.warning("event=bad_message scheduler=%s reason=%r", sid, exc.reason)
                 continue
