@@ -114,9 +114,23 @@ class _Daemon:
     log_path: Path
     port_file: Path
     ports: dict[str, Any]
+    port: int
     _log: Any
     proc: subprocess.Popen[bytes]
     pid: int
+
+    def _files(self, tmp: Path, kind: str) -> int:
+        """Its log and port file under ``tmp`` (named ``kind-N``), tracked in ``LIVE``; returns N."""
+        serial = next(_SERIAL)
+        self.log_path = tmp / f"{kind}-{serial}.log"
+        self.port_file = tmp / f"{kind}-{serial}.ports.json"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        LIVE.append(self)
+        return serial
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     def log(self) -> str:
         try:
@@ -147,10 +161,13 @@ class _Daemon:
         raise NotImplementedError
 
     def stop(self) -> None:
-        raise NotImplementedError
+        self._terminate()
+        self._log.close()
 
     def kill(self) -> None:
-        raise NotImplementedError
+        """SIGKILL, as a crash would, and reap it."""
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait(15)
 
     def restart(self) -> None:
         """Kill it (as a crash would) if it runs, then start it again with the same options
@@ -189,20 +206,12 @@ class NodeProcess(_Daemon):
                  prefix: Path | None = None) -> None:
         if isinstance(tmp, int):  # NodeProcess(PORT, tmp, *options)
             port, tmp, extra = tmp, Path(extra[0]), extra[1:]
-        serial = next(_SERIAL)
         self.port, self.tmp, self.extra, self.env, self.cwd = port, tmp, extra, env, cwd
-        self.log_path = tmp / f"node-{serial}.log"
-        self.port_file = tmp / f"node-{serial}.ports.json"
+        serial = self._files(tmp, "node")
         self.prefix = prefix or tmp / f"node-{serial}"
         self._seen: dict[int, psutil.Process] = {}
         self.orphans: list[int] = []
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        LIVE.append(self)
         self._start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def _command(self) -> list[str]:
         """How the node is started (the module; a subclass may use the console script)."""
@@ -273,18 +282,10 @@ class SchedulerProcess(_Daemon):
 
     def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None,
                  journal: Path | None = None) -> None:
-        serial = next(_SERIAL)
         self.port, self.node_port, self.http_port = 0, 0, 0
         self.tmp, self.extra, self.nodes, self.journal = tmp, extra, nodes or [], journal
-        self.log_path = tmp / f"scheduler-{serial}.log"
-        self.port_file = tmp / f"scheduler-{serial}.ports.json"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        LIVE.append(self)
+        self._files(tmp, "scheduler")
         self._start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def _start(self) -> None:
         cmd = [sys.executable, "-m", "gridlib.daemons.scheduler", "--host", "127.0.0.1",
@@ -299,31 +300,15 @@ class SchedulerProcess(_Daemon):
         self.port, self.node_port = int(self.ports["client"]), int(self.ports["node"])
         self.http_port = int(self.ports.get("http") or 0)
 
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait(15)
-
-    def stop(self) -> None:
-        self._terminate()
-        self._log.close()
-
 
 class RelayProcess(_Daemon):
     """A ``gridlib relay`` on loopback; its beacon port (``port``) is chosen by the OS and
     read from its port file.  Stopped by PID."""
 
     def __init__(self, tmp: Path, *extra: str, nodes: list[str] | None = None) -> None:
-        serial = next(_SERIAL)
         self.port, self.tmp, self.extra, self.nodes = 0, tmp, extra, nodes or []
-        self.log_path = tmp / f"relay-{serial}.log"
-        self.port_file = tmp / f"relay-{serial}.ports.json"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
-        LIVE.append(self)
+        self._files(tmp, "relay")
         self._start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def _start(self) -> None:
         cmd = [sys.executable, "-m", "gridlib.daemons.relay", "--host", "127.0.0.1",
@@ -331,11 +316,3 @@ class RelayProcess(_Daemon):
                *(a for n in self.nodes for a in ("--node", n)), *self.extra]
         self._launch(cmd, "relay")
         self.port = int(self.ports["beacon"])
-
-    def kill(self) -> None:
-        os.kill(self.pid, signal.SIGKILL)
-        self.proc.wait(15)
-
-    def stop(self) -> None:
-        self._terminate()
-        self._log.close()
