@@ -198,7 +198,7 @@ class ClientRequests:
         for job_id in list(cluster.jobs):
             job = store.jobs[job_id]
             if job.state in (JobState.DISPATCHED, JobState.RUNNING, JobState.CANCELLING) and job.node_id:
-                store.nodes[job.node_id].inflight.pop(job_id, None)
+                store.release(store.nodes[job.node_id], job_id)
             del store.jobs[job_id]
         for node in store.nodes.values():
             if node.setup.pop(cluster.cluster_id, None) is not None:

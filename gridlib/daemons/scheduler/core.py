@@ -160,7 +160,7 @@ class SchedulerCore:
             store.send(NODE, node.route, new_message("HEARTBEAT"))
         for client in store.clients.values():
             store.send(CLIENT, client.route, new_message("HEARTBEAT"))
-        store.dirty = True
+        store.dirty = store.rescan = True  # (suspicions changed; and a backstop for the hungry set)
         return self.flush()
 
     def goodbye(self) -> list[Send]:

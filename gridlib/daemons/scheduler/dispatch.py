@@ -10,6 +10,7 @@ exclusive cluster runs alone.  :class:`Dispatch` works on the store alone.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from gridlib.protocol.codec import new_message
 
@@ -31,6 +32,18 @@ def _pinned_for(cluster: ClusterRecord, node: NodeRecord) -> JobQueue | None:
         or cluster.pinned.get(node.ip_addr)
 
 
+class _Credit(dict[int, int]):
+    """Credit by CPU count, computed on first use (no scan of the nodes for their sizes)."""
+
+    def __init__(self, credit_for: Callable[[int], int]) -> None:
+        super().__init__()
+        self.credit_for = credit_for
+
+    def __missing__(self, cpus: int) -> int:
+        value = self[cpus] = self.credit_for(cpus)
+        return value
+
+
 class Dispatch:
     """Credit, candidate clusters and assignment; owns the recent job time."""
 
@@ -38,6 +51,7 @@ class Dispatch:
         self.store = store
         self.prefetch = prefetch  # the least prefetch per node (jobs beyond its CPUs)
         self.job_time = float("inf")  # recent average job run time (seconds), for the prefetch
+        self.credit_seen: dict[int, int] = {}  # CPU count -> the credit the last dispatch gave
 
     def job_ran(self, seconds: float) -> None:
         """A job's run time, from its result: the average the prefetch follows."""
@@ -57,33 +71,57 @@ class Dispatch:
         return cpus + max(self.prefetch, min(deep, PREFETCH_PER_CPU * cpus))
 
     def dispatch(self) -> None:
-        """Give queued jobs to nodes with credit, least loaded first."""
+        """Give queued jobs to nodes with credit, least loaded first.
+
+        Only the nodes in ``store.hungry`` are looked at: every node with credit
+        is there (a node is added whenever it may have gained credit -- it joined,
+        a job of it ended, was cancelled or taken back -- and removed here when
+        it is full), so a dispatch costs the same for 1 or 1,000 nodes.  A full
+        scan (``store.rescan``: every tick, and whenever the credit per CPU grew)
+        re-establishes the set from scratch, so a missed event would cost one
+        heartbeat interval, never a job waiting for ever.
+        """
         store = self.store
         if not any(c.queued > 0 for c in store.clusters.values()):
             return  # nothing to give: no node need be looked at
-        # credit by CPU count: the same for every node of a size (one scan, no call per node)
-        credit = {n.cpus: 0 for n in store.nodes.values()}
-        for cpus in credit:
-            credit[cpus] = self.credit_for(cpus)
-        hungry = [n for n in store.nodes.values()
-                  if len(n.inflight) < credit[n.cpus] and not n.suspect]
+        credit = self._credit_now()
+        nodes = store.nodes
+        if store.rescan:
+            store.rescan = False
+            candidates = list(nodes.values())
+        else:
+            candidates = [node for i in store.hungry if (node := nodes.get(i)) is not None]
+        hungry = [n for n in candidates if len(n.inflight) < credit[n.cpus] and not n.suspect]
+        store.hungry = {n.node_id for n in hungry}
+        self.credit_seen.update(credit)
         while hungry:
             if len(hungry) > 1:
                 hungry.sort(key=lambda n: len(n.inflight) / n.cpus)
+            owner = self._exclusive_owner()
             progressed = []
             for node in hungry:
-                if self._assign_one(node) and len(node.inflight) < credit[node.cpus]:
-                    progressed.append(node)
+                if self._assign_one(node, owner):
+                    if len(node.inflight) < credit[node.cpus]:
+                        progressed.append(node)
+                    else:
+                        store.hungry.discard(node.node_id)
             hungry = progressed
 
-    def _candidates(self, node: NodeRecord) -> list[ClusterRecord]:
+    def _credit_now(self) -> _Credit:
+        """Credit by CPU count, each computed once; a credit grown since the last dispatch
+        asks for a full scan (nodes that were full may have room again)."""
+        credit = _Credit(self.credit_for)
+        if any(credit[cpus] > before for cpus, before in self.credit_seen.items()):
+            self.store.rescan = True
+        return credit
+
+    def _candidates(self, node: NodeRecord, owner: ClusterRecord | None) -> list[ClusterRecord]:
         """The clusters that may give ``node`` a job now, in the policy's order."""
         clusters, jobs = self.store.clusters, self.store.jobs
         ready = [clusters[cid] for cid, state in node.setup.items()
                  if state == SetupState.READY and clusters[cid].queued > 0]
         if not ready:
             return []
-        owner = self._exclusive_owner()
         if owner is not None:  # an exclusive cluster runs alone, on nodes free of others' jobs
             others = any((j := jobs.get(i)) and j.cluster_id != owner.cluster_id
                          for i in node.inflight)
@@ -107,9 +145,9 @@ class Dispatch:
                   and any(jobs[j].state is not JobState.DONE for j in c.jobs)]
         return min(active, key=lambda c: c.created) if active else None
 
-    def _assign_one(self, node: NodeRecord) -> bool:
+    def _assign_one(self, node: NodeRecord, owner: ClusterRecord | None) -> bool:
         store = self.store
-        for cluster in self._candidates(node):
+        for cluster in self._candidates(node, owner):
             cluster_id = cluster.cluster_id
             limit = node.cluster_cpus.get(cluster_id, node.cpus)
             if limit < node.cpus and store.busy_for(node, cluster_id) >= limit:

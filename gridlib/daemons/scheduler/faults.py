@@ -105,7 +105,7 @@ class Faults:
             return  # settled meanwhile, or already given out again
         if job.state is JobState.ADOPTING or (job.state is JobState.DISPATCHED
                                               and job.node_id == node.node_id):
-            node.inflight.pop(job_id, None)
+            self.store.release(node, job_id)
             self.store.adopting.pop(job_id, None)
             job.node_id = None
             self.store.enqueue(cluster, job)

@@ -91,7 +91,7 @@ class NodeReports:
         info: dict[str, Any] = {k: getattr(ready, k) for k in _NODE_INFO if k in msg.fields}
         ip_addr = ready.ip_addr or peer.address
         node = NodeRecord(node_id, peer.route, peer.user, ready.name, ip_addr, cpus, info, now)
-        store.nodes[node_id] = node
+        store.add_node(node)
         store.node_by_route[peer.route] = node_id
         store.node_liveness.touch(node_id, now)
         store.send(NODE, peer.route, self._welcome(msg))
@@ -211,7 +211,7 @@ class NodeReports:
                 # acknowledge so the node can drop its spooled copy
                 store.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": [job_id]}))
             return
-        node.inflight.pop(job_id, None)
+        store.release(node, job_id)
         node.jobs_done += 1
         start, end = result.start_time, result.end_time
         if start is not None and end is not None and end >= start:

@@ -103,6 +103,9 @@ class SchedulerState:
         self.replies_after_dispatch: list[Send] = []  # JOB_SUBMIT's OKs: sent after the jobs
         self.duplicates = 0
         self.dirty = False  # something may be dispatchable
+        # ids of the nodes that may have credit: every node with credit is here (dispatch.py)
+        self.hungry: set[str] = set()
+        self.rescan = True  # the next dispatch looks at every node, not only the hungry ones
         # forwarded message id -> (client route, client message id, node id), for node answers
         self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
         self.adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
@@ -128,6 +131,17 @@ class SchedulerState:
         if node_id is None:
             raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
         return self.nodes[node_id]
+
+    def add_node(self, node: NodeRecord) -> None:
+        """A node joins: it has all its credit."""
+        self.nodes[node.node_id] = node
+        self.hungry.add(node.node_id)
+
+    def release(self, node: NodeRecord, job_id: str) -> None:
+        """``node`` no longer holds ``job_id``: it has credit again."""
+        if node.inflight.pop(job_id, None) is not None:
+            self.hungry.add(node.node_id)
+            self.dirty = True
 
     def busy_for(self, node: NodeRecord, cluster_id: str) -> int:
         """How many of ``cluster_id``'s jobs ``node`` holds."""

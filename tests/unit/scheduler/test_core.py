@@ -57,6 +57,12 @@ class Grid:
                 job = self.core.jobs.get(job_id)
                 assert job is None or job.state is JobState.DONE or (
                     job.node_id == node.node_id and job.attempt == attempt), (job_id, node.name)
+        # dispatch looks only at the hungry set: every node with room must be in it
+        store, seen = self.core.store, self.core.dispatcher.credit_seen
+        if not store.rescan:
+            for node in self.core.nodes.values():
+                room = node.cpus not in seen or len(node.inflight) < seen[node.cpus]
+                assert not room or node.suspect or node.node_id in store.hungry, node.name
 
     # -- conversations ----------------------------------------------------------------
     def hello(self, client: Peer = ALICE) -> list[Send]:
