@@ -342,6 +342,21 @@ def target_rows(gridlib_figures: dict[str, float], ratio: dict[str, float]) -> l
     return rows
 
 
+def target_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """The targets as two last rows of the main table: each column's bound, and whether it is met."""
+    by_column = {r["column"]: r for r in rows}
+
+    def cell(*columns: str, bound: bool) -> str:
+        found = [by_column[c] for c in columns if c in by_column]
+        if bound:
+            return "/".join(r["target"].replace(" x pool", "").replace(" ", "") for r in found)
+        return "/".join("yes" if r["met"] else "NO" for r in found)
+
+    return [[label, cell("startup_s", bound=b), cell("noop_tasks_per_s", bound=b),
+             cell("p50_ms", "p99_ms", bound=b), cell("payload_mb_per_s", bound=b), ""]
+            for label, b in (("target (gridlib/pool)", True), ("target met", False))]
+
+
 def targets_table(rows: list[dict[str, Any]]) -> str:
     header = ("target", "gridlib", "bound", "met")
     cells = [[r["column"] + (" (gridlib/pool)" if r["compared"] == "ratio" else " (s)"),
@@ -438,17 +453,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     med = {name: median_figures(figs) for name, figs in runs.items()}
     ratio = {k: med["gridlib"][k] / med["ProcessPool"][k] for k in med["gridlib"]}
+    node_running = startup_with_a_running_node(3 if args.quick else 7)
+    targets = target_rows({**med["gridlib"], "startup_node_running_s": node_running}, ratio)
     rows = [row("gridlib", med["gridlib"]), row("ProcessPool", med["ProcessPool"]),
-            *(peer_runs.rows() if peer_runs else []), row("gridlib/ProcessPool", ratio)]
+            *(peer_runs.rows() if peer_runs else []), row("gridlib/ProcessPool", ratio),
+            *target_cells(targets)]
     what = f"median of {args.repeat} runs" if args.repeat > 1 else "1 run"
     print(f"\n{what}; MB/s counts bytes sent and received (1 MB = 10^6 B); "
           "ratio > 1: gridlib is larger (worse for startup and ms, better for the rest)")
     print(table(rows))
     for line in peer_runs.not_measured_lines(len("gridlib/ProcessPool")) if peer_runs else []:
         print(line)
-    node_running = startup_with_a_running_node(3 if args.quick else 7)
     print(f"\nstartup with a node already running (median): {fmt(node_running)} s")
-    targets = target_rows({**med["gridlib"], "startup_node_running_s": node_running}, ratio)
     print("\ntargets (docs/benchmarks.md):")
     print(targets_table(targets))
     if peer_runs:

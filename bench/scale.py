@@ -2,8 +2,23 @@
 
 Run from the repository root: ``.venv/bin/python bench/scale.py [--quick] [--json PATH]``
 (``--only a,b,c`` runs some parts; ``--jobs N`` sets part a's queue).  This
-measures and prints; it asserts nothing.  The run uses a throwaway key under
-its own temporary directory (``GRIDLIB_CONFIG_DIR``), never the user's.
+measures and prints; it asserts nothing (its exit status says only whether it
+ran cleanly).  The run uses a throwaway key under its own temporary directory
+(``GRIDLIB_CONFIG_DIR``), never the user's.
+
+The Performance issue's deep-queue targets: ``.venv/bin/python bench/scale.py --million``
+(= ``--only a --jobs 1000000``; about 5 minutes on 2 cores, 1.3-2.6 GB of memory) runs
+part a with 1,000,000 queued jobs and prints, after part a's tables, whether
+
+- the client process (client + embedded scheduler) stayed within 2 GB (2,000 MB, 1 MB =
+  10^6 bytes) at its peak RSS with 1,000,000 jobs queued; with fewer ``--jobs`` the peak is
+  projected to 1,000,000 (before + growth per job x 1,000,000) and the line says so;
+- the cost per job did not grow as the queue drained: the client+scheduler CPU per job in
+  the last window (the queue drains from a tenth of the jobs to none) is at most 1.2x the
+  one in the first window after submitting ended (20 % for the noise of a shared 2-core
+  machine; the rate and the other processes' load per window are printed beside it).
+
+Both verdicts, with the figure and the bound, are also in the JSON (``targets``).
 
 a. Queue depth.  One ``JobCluster(task, local_cpus=2)`` (embedded scheduler,
    private local node).  After a warm-up batch (its rate is the shallow-queue
@@ -12,8 +27,10 @@ a. Queue depth.  One ``JobCluster(task, local_cpus=2)`` (embedded scheduler,
    before, right after submitting, at the peak while running and at the end;
    the private node daemon's peak RSS; the time this process spent in Python's
    cyclic GC (``gc.callbacks``); and, in 10 windows of equal job counts, the
-   completion rate and this process's CPU time per job, each window with the
-   queue depth (submitted - completed) at its start and end.  A sampler thread
+   completion rate, this process's CPU time per job and the part of it spent in
+   the GC, each window with the queue depth (submitted - completed) at its start
+   and end, and the CPU the machine's other processes used meanwhile (cores:
+   the system's busy time minus this process, its node and the node's workers).  A sampler thread
    polls the job handles in submission order every 5 ms (no ``job_status``
    callback, which would take results off the client's fast path).  Flat
    figures across the windows mean the cost per job does not grow with the
@@ -53,6 +70,7 @@ run's directory on its command line or in ``GRIDLIB_CONFIG_DIR``) are listed.
 from __future__ import annotations
 
 import argparse
+import array
 import bisect
 import datetime as dt
 import gc
@@ -94,6 +112,9 @@ from gridlib.protocol.liveness import LivenessPolicy  # noqa: E402
 from tests.helpers import free_port, wait_for  # noqa: E402
 
 MB = 1e6
+MILLION = 1_000_000
+MEMORY_BOUND_MB = 2000.0  # the issue: 1,000,000 queued jobs, client + scheduler <= 2 GB
+DRAIN_TOLERANCE = 1.2  # last window's CPU per job / first one's after submitting, at most
 WAIT_TIMEOUT = 1800.0  # seconds a whole batch may take
 RESULT_LABELS = ["result", "stdout", "stderr"]
 RESULT_FRAMES = [pickle.dumps(None, protocol=5), b"", b""]  # what a no-op job sends back
@@ -121,10 +142,19 @@ QUICK = Sizes(2000, 200, (1, 10, 100, 1000), 300, 100, (200, 2000), (1, 10), 500
 
 
 class GcClock:
-    """Seconds this process spends in the cyclic GC (any thread), and full collections."""
+    """Seconds this process spends in the cyclic GC (any thread), and full collections.
+
+    ``log``: every collection's start and duration (``perf_counter`` seconds), in pairs.
+    """
 
     def __init__(self) -> None:
         self.seconds, self.full, self._t0 = 0.0, 0, 0.0
+        self.log = array.array("d")
+
+    def between(self, t0: float, t1: float) -> float:
+        """Seconds of the collections that started between ``t0`` and ``t1``."""
+        log = self.log
+        return sum(log[i + 1] for i in range(0, len(log), 2) if t0 <= log[i] < t1)
 
     def __enter__(self) -> GcClock:
         gc.callbacks.append(self._on_gc)
@@ -137,14 +167,18 @@ class GcClock:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            self.seconds += time.perf_counter() - self._t0
+            took = time.perf_counter() - self._t0
+            self.seconds += took
             self.full += info["generation"] == 2
+            self.log.extend((self._t0, took))
 
 
 # -- a. queue depth -----------------------------------------------------------------
 class Sampler(threading.Thread):
     """Every 5 ms: which of ``jobs`` (in submission order) have finished, and this process's
-    CPU time; every 20 ms its RSS (peak), every 200 ms another process's RSS (peak).
+    CPU time; every 20 ms its RSS (peak), every 200 ms another process's RSS (peak); every
+    second the CPU time the machine's other processes used (not this one, not the other
+    process and its descendants).
 
     Jobs are dispatched first in, first out, so "the first k submitted have finished"
     trails "k have finished" by at most the jobs a node holds; no callback is needed,
@@ -153,12 +187,38 @@ class Sampler(threading.Thread):
 
     def __init__(self, jobs: list[Any], other_pid: int | None) -> None:
         super().__init__(name="scale-sampler", daemon=True)
-        self.jobs, self.done_at = jobs, []
+        self.jobs = jobs
+        self.done_at = array.array("d")  # 8 bytes a job: the sampler's own memory counts in the RSS
         self.me = psutil.Process()
         self.other = psutil.Process(other_pid) if other_pid else None
         self.peak = self.other_peak = 0
         self.cpu: list[tuple[float, float]] = [(time.perf_counter(), time.process_time())]
+        self.others: list[tuple[float, float]] = []  # (when, CPU seconds used by other processes)
+        self._others_sample()
         self._stop_event = threading.Event()
+
+    def _others_sample(self) -> None:
+        times = psutil.cpu_times()
+        busy = sum(times) - times.idle - getattr(times, "iowait", 0.0)
+        ours = sum(self.me.cpu_times()[:2])
+        if self.other is not None:
+            try:
+                family = [self.other, *self.other.children(recursive=True)]
+                ours += sum(sum(p.cpu_times()[:2]) for p in family)
+            except psutil.Error:
+                pass
+        self.others.append((time.perf_counter(), busy - ours))
+
+    def others_cores(self, t0: float, t1: float) -> float | None:
+        """Cores the machine's other processes used on average between ``t0`` and ``t1``
+        (from the samples around them); None without two samples."""
+        samples = self.others
+        i = max(0, bisect.bisect_right(samples, (t0, float("inf"))) - 1)
+        j = min(len(samples) - 1, bisect.bisect_left(samples, (t1, float("-inf"))))
+        if j <= i:
+            return None
+        (a, ca), (b, cb) = samples[i], samples[j]
+        return max(0.0, (cb - ca) / max(b - a, 1e-9))
 
     def cpu_at(self, t: float) -> float:
         """This process's CPU seconds at ``t`` (linear between samples)."""
@@ -179,6 +239,8 @@ class Sampler(threading.Thread):
                 self.other_peak = max(self.other_peak, self.other.memory_info().rss)
             except psutil.Error:
                 self.other = None
+        if turn % 200 == 0:
+            self._others_sample()
 
     def run(self) -> None:
         turn = 0
@@ -189,13 +251,16 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
-        self._sample(0)
+        self._sample(1)
+        self._others_sample()
 
 
 def windows(t0: float, done: Sequence[float], marks: list[tuple[float, int]], submit_end: float,
-            cpu_at: Callable[[float], float], count: int = 10) -> list[dict[str, Any]]:
-    """Completion rate and this process's CPU per job in ``count`` windows of equal job counts,
-    with the queue depth at each end."""
+            cpu_at: Callable[[float], float], count: int = 10,
+            gc_between: Callable[[float, float], float] | None = None,
+            others: Callable[[float, float], float | None] | None = None) -> list[dict[str, Any]]:
+    """Completion rate, this process's CPU per job (and GC time per job) in ``count`` windows of
+    equal job counts, with the queue depth at each end and the other processes' load."""
     mark_times = [t for t, _ in marks]
 
     def submitted(t: float) -> int:
@@ -207,6 +272,8 @@ def windows(t0: float, done: Sequence[float], marks: list[tuple[float, int]], su
         t = done[k - 1]
         rows.append({"first": prev_k + 1, "last": k, "jobs_per_s": (k - prev_k) / max(t - prev_t, 1e-9),
                      "cpu_us_per_job": (cpu_at(t) - cpu_at(prev_t)) / (k - prev_k) * 1e6,
+                     "gc_us_per_job": gc_between(prev_t, t) / (k - prev_k) * 1e6 if gc_between else None,
+                     "other_processes_cores": others(prev_t, t) if others else None,
                      "depth_at_start": submitted(prev_t) - prev_k, "depth_at_end": submitted(t) - k,
                      "during_submit": prev_t < submit_end})
         prev_t, prev_k = t, k
@@ -266,8 +333,29 @@ def queue_depth(sizes: Sizes) -> dict[str, Any]:
         "node_daemon_peak_rss_mb": sampler.other_peak / MB,
         "gc_s": gcc.seconds, "gc_full_collections": gcc.full,
         "cpu_us_per_job": (sampler.cpu_at(end) - sampler.cpu_at(t0)) / n * 1e6,
-        "windows": windows(t0, sampler.done_at, marks, submit_end, sampler.cpu_at),
+        "windows": windows(t0, sampler.done_at, marks, submit_end, sampler.cpu_at,
+                           gc_between=gcc.between, others=sampler.others_cores),
     }
+
+
+def depth_targets(a: dict[str, Any]) -> dict[str, Any]:
+    """The issue's two deep-queue targets, judged on part a's figures."""
+    rss, n = a["rss_mb"], a["jobs"]
+    measured = n >= MILLION
+    at_million = rss["peak"] if measured else rss["before"] + (rss["peak"] - rss["before"]) * MILLION / n
+    drained = [w for w in a["windows"] if not w["during_submit"]]
+    memory = {"jobs": n, "peak_rss_mb": rss["peak"], "at_1m_jobs_mb": at_million,
+              "how": "measured" if measured else f"projected from {n} jobs",
+              "bound_mb": MEMORY_BOUND_MB, "met": at_million <= MEMORY_BOUND_MB}
+    if len(drained) < 2:
+        return {"memory": memory, "drain": {"met": None, "why": "fewer than 2 windows after submitting"}}
+    first, last = drained[0], drained[-1]
+    ratio = last["cpu_us_per_job"] / first["cpu_us_per_job"]
+    drain = {"first_window": f"{first['first']}-{first['last']}", "last_window": f"{last['first']}-{last['last']}",
+             "first_cpu_us_per_job": first["cpu_us_per_job"], "last_cpu_us_per_job": last["cpu_us_per_job"],
+             "cpu_ratio": ratio, "rate_ratio": last["jobs_per_s"] / first["jobs_per_s"],
+             "bound_ratio": DRAIN_TOLERANCE, "met": ratio <= DRAIN_TOLERANCE}
+    return {"memory": memory, "drain": drain}
 
 
 # -- b. the scheduler core without sockets ------------------------------------------------
@@ -534,9 +622,27 @@ def print_depth(a: dict[str, Any]) -> None:
     print(f"cyclic GC in this process: {fmt(a['gc_s'])} s ({a['gc_full_collections']} full collections); "
           f"warm-up baseline: {a['warmup_jobs']} jobs at once, {fmt(a['warmup_jobs_per_s'])} jobs/s")
     rows = [[f"{w['first']}-{w['last']}", f"{w['depth_at_start']} -> {w['depth_at_end']}",
-             fmt(w["jobs_per_s"]), fmt(w["cpu_us_per_job"]), "submitting" if w["during_submit"] else ""]
+             fmt(w["jobs_per_s"]), fmt(w["cpu_us_per_job"]),
+             "" if w.get("gc_us_per_job") is None else fmt(w["gc_us_per_job"]),
+             "" if w.get("other_processes_cores") is None else f"{w['other_processes_cores']:.2f}",
+             "submitting" if w["during_submit"] else ""]
             for w in a["windows"]]
-    print(table(("completions", "queue depth", "jobs/s", "client+scheduler CPU us/job", "note"), rows))
+    print(table(("completions", "queue depth", "jobs/s", "client+scheduler CPU us/job", "of it GC us/job",
+                 "other processes (cores)", "note"), rows))
+
+
+def print_targets(t: dict[str, Any]) -> None:
+    mem, drain = t["memory"], t["drain"]
+    verdict = {True: "met", False: "NOT met", None: "not judged"}
+    print(f"target: 1,000,000 queued jobs, client + scheduler <= {fmt(mem['bound_mb'])} MB: "
+          f"{fmt(mem['at_1m_jobs_mb'])} MB peak RSS ({mem['how']}): {verdict[mem['met']]}")
+    if drain["met"] is None:
+        print(f"target: no slowdown per job as the queue drains: not judged ({drain['why']})")
+        return
+    print(f"target: no slowdown per job as the queue drains (last window's CPU per job <= "
+          f"{drain['bound_ratio']}x the first's after submitting): {fmt(drain['first_cpu_us_per_job'])} us "
+          f"({drain['first_window']}) -> {fmt(drain['last_cpu_us_per_job'])} us ({drain['last_window']}), "
+          f"{drain['cpu_ratio']:.2f}x (rate {drain['rate_ratio']:.2f}x): {verdict[drain['met']]}")
 
 
 def print_core(b: dict[str, Any]) -> None:
@@ -572,12 +678,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (CI smoke), 10-20 s")
     p.add_argument("--jobs", type=int, help="part a: jobs submitted at once (default 100000)")
+    p.add_argument("--million", action="store_true",
+                   help="the issue's deep-queue targets: part a only, 1,000,000 jobs (about 5 minutes)")
     p.add_argument("--repeat", type=int, metavar="N",
                    help="part b: every figure is the median of N runs (default 3, 1 with --quick)")
-    p.add_argument("--only", default="a,b,c", help="parts to run, e.g. a,b (default a,b,c)")
+    p.add_argument("--only", help="parts to run, e.g. a,b (default a,b,c; a with --million)")
     p.add_argument("--json", metavar="PATH", help="also write every figure to this JSON file")
     args = p.parse_args(argv)
-    args.only = {part.strip() for part in args.only.split(",")}
+    if args.million and (args.quick or args.jobs is not None):
+        p.error("--million sets the sizes: not with --quick or --jobs")
+    if args.million:
+        args.jobs = MILLION
+    args.only = {part.strip() for part in (args.only or ("a" if args.million else "a,b,c")).split(",")}
     if not args.only <= {"a", "b", "c"}:
         p.error("--only takes a, b and c")
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -593,7 +705,9 @@ def run_parts(args: argparse.Namespace, sizes: Sizes, report: dict[str, Any]) ->
         print(f"\na. queue depth: {sizes.depth_jobs} no-op jobs at once, JobCluster(task, local_cpus=2)",
               flush=True)
         report["queue_depth"] = queue_depth(sizes)
+        report["targets"] = depth_targets(report["queue_depth"])
         print_depth(report["queue_depth"])
+        print_targets(report["targets"])
     if "b" in args.only:
         print(f"\nb. scheduler core without sockets: microseconds inside core calls per job, "
               f"median of {args.repeat} runs", flush=True)

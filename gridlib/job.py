@@ -50,12 +50,22 @@ class Job:
     Abandoned = JobStatus.Abandoned
     Finished = JobStatus.Finished
 
+    # A million queued jobs must fit in memory (docs/benchmarks.md, "1,000,000 queued jobs"):
+    # slots instead of a per-instance dict, and no ``threading.Event`` per job (1.2 KB each,
+    # most of it its Condition's waiter deque) until a thread waits on this one.  ``__dict__``
+    # and ``__weakref__`` stay, so a job can still be tagged (``job.tag = ...``) and weakly
+    # referenced as before; the dict is only created for a job that gets a tag.
+    __slots__ = ("id", "uid", "args", "_kwargs", "status", "result", "stdout", "stderr", "exception",
+                 "exception_type", "exception_message", "exception_pickle", "submit_time",
+                 "start_time", "end_time", "ip_addr", "node", "attempts", "_final", "_event",
+                 "_on_running", "_callbacks", "__dict__", "__weakref__")
+
     def __init__(self, job_id: Any, uid: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                  submit_time: float) -> None:
         self.id = job_id
         self.uid = uid  # the wire id (a UUID): resubmission with it is idempotent
         self.args = args
-        self.kwargs = kwargs
+        self._kwargs: dict[str, Any] | None = kwargs or None  # no empty dict per job: see kwargs
         self.status = JobStatus.Created
         self.result: Any = None
         self.stdout: str | bytes = ""
@@ -70,28 +80,50 @@ class Job:
         self.ip_addr: str | None = None
         self.node: str | None = None
         self.attempts = 0
-        self._done = threading.Event()
+        self._final = False  # set once, under _CALLBACKS, when the job is final
+        self._event: threading.Event | None = None  # made by the first waiter (_waiter)
         self._on_running: Callable[[Job], None] | None = None  # GridExecutor: its future runs
         self._callbacks: list[tuple[Callable[[Job], None], bool]] | None = None
 
     @property
+    def kwargs(self) -> dict[str, Any]:
+        """The keyword arguments it was submitted with (the same dict on every access)."""
+        if self._kwargs is None:
+            self._kwargs = {}
+        return self._kwargs
+
+    @kwargs.setter
+    def kwargs(self, value: dict[str, Any]) -> None:
+        self._kwargs = value
+
+    @property
     def finished(self) -> bool:
         """True once the job is in a final state."""
-        return self._done.is_set()
+        return self._final
+
+    def _waiter(self) -> threading.Event:
+        """The job's ``Event``, made on first use; already set if the job is final."""
+        with _CALLBACKS:
+            event = self._event
+            if event is None:
+                event = self._event = threading.Event()
+                if self._final:
+                    event.set()
+        return event
 
     def __call__(self, timeout: float | None = None) -> Any:
         """Wait for the job; its result, or ``None`` if it did not finish.
 
         Raises ``TimeoutError`` when ``timeout`` seconds pass first.
         """
-        if not self._done.wait(timeout):
+        if not self._final and not self._waiter().wait(timeout):
             raise TimeoutError(f"job {self.id} did not finish within {timeout} s")
         return self.result if self.status == JobStatus.Finished else None
 
     @property
     def finish(self) -> threading.Event:
         """dispy's ``job.finish``: an ``Event`` set once the job is final."""
-        return self._done
+        return self._waiter()
 
     def add_done_callback(self, fn: Callable[[Job], None]) -> None:
         """Call ``fn(job)`` once the job is final (at once, here, if it already is).
@@ -105,7 +137,7 @@ class Job:
         """``inline``: run on whichever client thread completes the job (for short,
         non-blocking internal hand-offs only: a queue put, ``call_soon_threadsafe``)."""
         with _CALLBACKS:
-            if not self._done.is_set():
+            if not self._final:
                 if self._callbacks is None:
                     self._callbacks = []
                 self._callbacks.append((fn, inline))
@@ -115,7 +147,9 @@ class Job:
     def _set_done(self) -> list[Callable[[Job], None]]:
         """Mark final; runs the inline callbacks, returns the others for the delivery thread."""
         with _CALLBACKS:
-            self._done.set()
+            self._final = True
+            if self._event is not None:
+                self._event.set()
             callbacks, self._callbacks = self._callbacks or [], None
         for fn, inline in callbacks:
             if inline:

@@ -264,6 +264,16 @@ class JobResult(Body):
     reason: str | None = None
 
 
+@message("JOBS_RESULT")
+@dataclass(frozen=True, slots=True)
+class JobsResult(Body):
+    """Several JOB_RESULTs from one node in one message: each entry is ``[JOB_RESULT fields,
+    number of frames]``, the frames (and their labels) in the same order
+    (:mod:`gridlib.protocol.result_batches`)."""
+
+    results: list[Any]
+
+
 @message("RESULT_ACK")
 @dataclass(frozen=True, slots=True)
 class ResultAck(Body):

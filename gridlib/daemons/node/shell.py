@@ -33,6 +33,7 @@ from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.codec import (
     MAJOR_VERSION,
     MINOR_VERSION,
+    Message,
     encode,
     new_message,
 )
@@ -41,6 +42,7 @@ from gridlib.protocol.errors import BAD_REQUEST, ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.paths import safe_join, write_file
 from gridlib.protocol.reactor import Reactor, Timer
+from gridlib.protocol.result_batches import merge_results
 from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, recv_message, send_frames
 
 from . import pipes
@@ -151,6 +153,9 @@ class NodeService:
         self.name, self.node_id, self.cpus = facts.name, facts.node_id, facts.cpus
         self.spool = ResultSpool(self.prefix / "spool", self.log)
         self.sockets: dict[str, zmq.Socket[bytes]] = {}
+        # a turn's JOB_RESULTs per link, sent together after the turn (protocol/result_batches.py)
+        self._results: dict[str, list[Message]] = {}
+        reactor.after_turn.append(self._send_results)
         self.monitors: dict[str, zmq.Socket[bytes]] = {}  # sid -> monitor of a link dialed after a beacon
         self.processes: dict[int, _Process] = {}
         self.timers: dict[tuple[Any, ...], Timer] = {}
@@ -287,6 +292,7 @@ class NodeService:
 
     def _close_link(self, effect: CloseLink) -> None:
         self._unwatch(effect.sid)
+        self._send_results_to(effect.sid)  # (spooled too: sent again if they do not get there)
         sock = self.sockets.pop(effect.sid, None)
         if sock is not None:
             self.reactor.remove_reader(sock)
@@ -306,14 +312,29 @@ class NodeService:
             self.dispatch(LinkMessage(sid, msg))
 
     def _send(self, effect: Send) -> None:
-        sock = self.sockets.get(effect.sid)
+        if effect.msg.type == "JOB_RESULT":  # held to the end of the turn, to go with others
+            self._results.setdefault(effect.sid, []).append(effect.msg)
+            return
+        if effect.sid in self._results:
+            self._send_results_to(effect.sid)  # nothing overtakes a result
+        self._send_now(effect.sid, effect.msg)
+
+    def _send_results(self) -> None:
+        for sid in list(self._results):
+            self._send_results_to(sid)
+
+    def _send_results_to(self, sid: str) -> None:
+        for msg in merge_results(self._results.pop(sid, [])):
+            self._send_now(sid, msg)
+
+    def _send_now(self, sid: str, msg: Message) -> None:
+        sock = self.sockets.get(sid)
         if sock is None:
             return
         try:
-            send_frames(sock, [b"", *encode(effect.msg)])
+            send_frames(sock, [b"", *encode(msg)])
         except (zmq.ZMQError, ProtocolError) as exc:
-            self.log.debug("event=send_failed scheduler=%s type=%s error=%s",
-                           effect.sid, effect.msg.type, exc)
+            self.log.debug("event=send_failed scheduler=%s type=%s error=%s", sid, msg.type, exc)
 
     def _heartbeat(self, effect: SendHeartbeat) -> None:
         self._send(Send(effect.sid, new_message("HEARTBEAT", {"avail": available_resources(self.prefix)})))

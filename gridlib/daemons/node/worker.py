@@ -300,6 +300,8 @@ def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], fram
         result_frames, labels = result_frames[:-2], labels[:-2]
     else:
         stdout, stderr = capture.read(capture.limit)
+    # an empty stream is not sent (most jobs print nothing): its label is absent
+    streams = [(label, data) for label, data in (("stdout", stdout), ("stderr", stderr)) if data]
     result_fields.update(job_id=job_id, attempt=attempt, start_time=start, end_time=end,
-                         labels=[*labels, "stdout", "stderr"])
-    pipes.send(conn, "result", result_fields, [*result_frames, stdout, stderr])
+                         labels=[*labels, *(label for label, _ in streams)])
+    pipes.send(conn, "result", result_fields, [*result_frames, *(data for _, data in streams)])

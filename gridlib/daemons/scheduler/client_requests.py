@@ -174,7 +174,6 @@ class ClientRequests:
 
     def handle_result_ack(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
-        per_node: dict[str, list[str]] = {}
         for job_id in msg.as_(ResultAck).job_ids:
             job = store.jobs.get(job_id)
             if job is None or job.state is not JobState.DONE:
@@ -185,12 +184,8 @@ class ClientRequests:
             store.unacked.pop(job_id, None)
             store.clusters[job.cluster_id].jobs.discard(job_id)
             store.persist.append(DropJob(job_id))
-            if job.result_node:
-                per_node.setdefault(job.result_node, []).append(job_id)
-        for node_id, ids in per_node.items():
-            node = store.nodes.get(node_id)
-            if node is not None:
-                store.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": ids}))
+            if job.result_node:  # the node may drop its copy (sent in batches: SchedulerState.ack_nodes)
+                store.node_acks.setdefault(job.result_node, []).append(job_id)
 
     def handle_cluster_close(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

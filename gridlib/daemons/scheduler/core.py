@@ -95,6 +95,7 @@ class SchedulerCore:
             (NODE, "JOB_PROVISIONAL"): nodes.handle_job_provisional,
             (NODE, "JOB_FILE"): nodes.handle_job_file,
             (NODE, "JOB_RESULT"): nodes.handle_job_result,
+            (NODE, "JOBS_RESULT"): nodes.handle_jobs_result,
             (NODE, "HEARTBEAT"): nodes.handle_heartbeat,
             (NODE, "DISCONNECT"): nodes.handle_disconnect,
             (NODE, "STATUS"): status.handle_status,
@@ -131,6 +132,8 @@ class SchedulerCore:
         if store.dirty:
             store.dirty = False
             self.dispatcher.dispatch()
+        if store.node_acks:
+            store.ack_nodes(every=False)
         if store.replies_after_dispatch:
             store.out.extend(store.replies_after_dispatch)
             store.replies_after_dispatch = []
@@ -148,6 +151,7 @@ class SchedulerCore:
         self.faults.expire_adoptions(now)
         self.client_requests.resend_results(now)
         self.client_requests.expire_clients(now)
+        store.ack_nodes(every=True)
         return self.flush()
 
     def tick(self, now: float) -> list[Send]:
@@ -165,6 +169,7 @@ class SchedulerCore:
 
     def goodbye(self) -> list[Send]:
         """The scheduler closes: tell every node, so none waits for a heartbeat to know."""
+        self.store.ack_nodes(every=True)
         for node in self.store.nodes.values():
             self.store.send(NODE, node.route, new_message("DISCONNECT", {"reason": "the scheduler closed"}))
         return self.flush()

@@ -27,8 +27,9 @@ from gridlib.protocol.bodies import (
     SetupFail,
     SetupOk,
 )
-from gridlib.protocol.codec import Message, new_message, reply
+from gridlib.protocol.codec import Message, error_reply, new_message, reply
 from gridlib.protocol.errors import ILLEGAL_STATE, ProtocolError
+from gridlib.protocol.result_batches import split_results
 
 from .allocation import Allocation
 from .dispatch import Dispatch
@@ -199,6 +200,16 @@ class NodeReports:
         fields = {"job_id": job.job_id, "path": file.path, "node": node.name}
         self.store.send(CLIENT, self.store.clusters[job.cluster_id].client,
                         new_message("JOB_FILE", fields, msg.frames, msg.labels))
+
+    def handle_jobs_result(self, peer: Peer, msg: Message, now: float) -> None:
+        """Several JOB_RESULTs in one message: each handled as if it had come alone (a bad one
+        is answered alone, the others count)."""
+        for one in split_results(msg):
+            try:
+                self.handle_job_result(peer, one, now)
+            except ProtocolError as exc:
+                self.store.log.warning("event=bad_message kind=node type=JOB_RESULT reason=%r", exc.reason)
+                self.store.send(NODE, peer.route, error_reply(one, exc.code, exc.reason))
 
     def handle_job_result(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

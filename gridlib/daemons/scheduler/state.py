@@ -58,6 +58,7 @@ class Send:
 
 
 POLICIES = ("fifo", "fair", "early")
+ACK_BATCH = 256  # results acknowledged to a busy node in one RESULT_ACK
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class SchedulerState:
         # ids of the nodes that may have credit: every node with credit is here (dispatch.py)
         self.hungry: set[str] = set()
         self.rescan = True  # the next dispatch looks at every node, not only the hungry ones
+        self.node_acks: dict[str, list[str]] = {}  # node id -> results the client has, to tell it
         # forwarded message id -> (client route, client message id, node id), for node answers
         self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
         self.adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
@@ -131,6 +133,25 @@ class SchedulerState:
         if node_id is None:
             raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
         return self.nodes[node_id]
+
+    def ack_nodes(self, every: bool) -> None:
+        """Tell nodes which of their results the clients have (RESULT_ACK), so they drop them.
+
+        Acknowledgements travel in batches: a node is told once ``ACK_BATCH`` of
+        its results are acknowledged, or when it holds no job (nothing to batch
+        with), or on ``every`` (the scheduler's check, a few times a heartbeat
+        interval).  A node keeps an unacknowledged result (spilled to disk past
+        its memory budget) a little longer; a busy grid sends a message per
+        ``ACK_BATCH`` jobs instead of one per client acknowledgement.
+        """
+        for node_id in list(self.node_acks):
+            node = self.nodes.get(node_id)
+            ids = self.node_acks[node_id]
+            if node is None:
+                del self.node_acks[node_id]  # gone: a node that comes back is told again
+            elif every or len(ids) >= ACK_BATCH or not node.inflight:
+                del self.node_acks[node_id]
+                self.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": ids}))
 
     def add_node(self, node: NodeRecord) -> None:
         """A node joins: it has all its credit."""

@@ -296,6 +296,39 @@ def test_job_result_goes_to_the_client_and_frees_credit(grid: Grid) -> None:
     assert assigned(out, NODE_A) == ["j3"]
 
 
+def test_results_from_a_node_in_one_message_each_count_as_if_they_came_alone(grid: Grid) -> None:
+    grid.running_cluster((NODE_A, 2))
+    grid.submit("j1", "j2", "j3")
+    entries = [[{"job_id": "j1", "attempt": 1, "status": "finished"}, 1],
+               [{"job_id": "j2", "attempt": 1, "status": 7}, 0],  # a bad one is answered alone
+               [{"job_id": "j3", "attempt": 9, "status": "finished"}, 0]]  # a stale one is dropped
+    out = grid.send(NODE_A, "JOBS_RESULT", {"results": entries}, frames=[b"r1"], labels=["result"])
+    (result,) = sent(out, "JOB_RESULT", ALICE)
+    assert result.fields["job_id"] == "j1" and [bytes(f) for f in result.frames] == [b"r1"]
+    assert "status" in the(sent(out, "ERROR", NODE_A)).fields["reason"]
+    assert grid.core.duplicates == 1
+    assert grid.core.jobs["j3"].state.value != "done"
+
+    out = grid.send(NODE_A, "JOBS_RESULT", {"results": [[{"job_id": "j2"}, 1]]})  # frames missing
+    assert "JOBS_RESULT" in the(sent(out, "ERROR", NODE_A)).fields["reason"]
+
+
+def test_acknowledgements_to_a_busy_node_travel_in_batches(grid: Grid) -> None:
+    from gridlib.daemons.scheduler.state import ACK_BATCH
+    grid.running_cluster((NODE_A, 1))
+    grid.submit("j1", "j2", "j3")
+    grid.result(NODE_A, "j1")
+    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j1"]})
+    assert sent(out, "RESULT_ACK", NODE_A) == []  # node-a still runs jobs: the ack waits
+    ack = the(sent(grid.core.check(grid.now), "RESULT_ACK", NODE_A))  # the check sends it
+    assert ack.fields["job_ids"] == ["j1"]
+
+    grid.result(NODE_A, "j2")
+    grid.core.store.node_acks["id-node-a"] = [f"x{i}" for i in range(ACK_BATCH - 1)]
+    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j2"]})
+    assert len(the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"]) == ACK_BATCH  # a full batch goes
+
+
 def test_result_ack_from_the_client_is_passed_to_the_node(grid: Grid) -> None:
     grid.running_cluster((NODE_A, 2))
     grid.submit("j1", "j2")
