@@ -185,7 +185,7 @@ class ClientRequests:
             store.clusters[job.cluster_id].jobs.discard(job_id)
             store.persist.append(DropJob(job_id))
             if job.result_node:  # the node may drop its copy (sent in batches: SchedulerState.ack_nodes)
-                store.node_acks.setdefault(job.result_node, []).append(job_id)
+                store.ack_later(job.result_node, job)
 
     def handle_cluster_close(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

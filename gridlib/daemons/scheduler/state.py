@@ -13,7 +13,7 @@ behaviour of its own: the parts are collaborators constructed with it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, new_message
@@ -59,6 +59,15 @@ class Send:
 
 POLICIES = ("fifo", "fair", "early")
 ACK_BATCH = 256  # results acknowledged to a busy node in one RESULT_ACK
+ACK_BYTES = 8 << 20  # or fewer, when they hold this many bytes (a node holds them until told)
+
+
+@dataclass(slots=True)
+class PendingAcks:
+    """Results of one node that its clients have acknowledged, not yet told to the node."""
+
+    job_ids: list[str] = field(default_factory=list)
+    size: int = 0  # bytes of their frames
 
 
 @dataclass(frozen=True)
@@ -107,7 +116,7 @@ class SchedulerState:
         # ids of the nodes that may have credit: every node with credit is here (dispatch.py)
         self.hungry: set[str] = set()
         self.rescan = True  # the next dispatch looks at every node, not only the hungry ones
-        self.node_acks: dict[str, list[str]] = {}  # node id -> results the client has, to tell it
+        self.node_acks: dict[str, PendingAcks] = {}  # node id -> results the clients have, to tell it
         # forwarded message id -> (client route, client message id, node id), for node answers
         self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
         self.adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
@@ -134,24 +143,34 @@ class SchedulerState:
             raise ProtocolError("node has not sent READY", ILLEGAL_STATE)
         return self.nodes[node_id]
 
+    def ack_later(self, node_id: str, job: JobRecord) -> None:
+        """The client has ``job``'s result: its node may drop its copy (see :meth:`ack_nodes`)."""
+        pending = self.node_acks.get(node_id)
+        if pending is None:
+            pending = self.node_acks[node_id] = PendingAcks()
+        pending.job_ids.append(job.job_id)
+        if job.result is not None:
+            pending.size += sum(memoryview(f).nbytes for f in job.result.frames)
+
     def ack_nodes(self, every: bool) -> None:
         """Tell nodes which of their results the clients have (RESULT_ACK), so they drop them.
 
         Acknowledgements travel in batches: a node is told once ``ACK_BATCH`` of
-        its results are acknowledged, or when it holds no job (nothing to batch
-        with), or on ``every`` (the scheduler's check, a few times a heartbeat
-        interval).  A node keeps an unacknowledged result (spilled to disk past
-        its memory budget) a little longer; a busy grid sends a message per
-        ``ACK_BATCH`` jobs instead of one per client acknowledgement.
+        its results (or ``ACK_BYTES`` of them) are acknowledged, or when it holds
+        no job (nothing to batch with), or on ``every`` (the scheduler's check, a
+        few times a heartbeat interval).  A node keeps an acknowledged result in
+        memory a little longer; a busy grid sends a message per ``ACK_BATCH`` jobs
+        instead of one per client acknowledgement.
         """
         for node_id in list(self.node_acks):
             node = self.nodes.get(node_id)
-            ids = self.node_acks[node_id]
+            pending = self.node_acks[node_id]
             if node is None:
                 del self.node_acks[node_id]  # gone: a node that comes back is told again
-            elif every or len(ids) >= ACK_BATCH or not node.inflight:
+            elif every or not node.inflight or len(pending.job_ids) >= ACK_BATCH \
+                    or pending.size >= ACK_BYTES:
                 del self.node_acks[node_id]
-                self.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": ids}))
+                self.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": pending.job_ids}))
 
     def add_node(self, node: NodeRecord) -> None:
         """A node joins: it has all its credit."""
