@@ -64,6 +64,15 @@ def test_version_prints_the_package_version() -> None:
     assert gridlib.__version__ == "0.1.0"
 
 
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    script = run("--show-completion", "bash")
+    assert script.returncode == 0 and "complete" in script.stdout and "gridlib" in script.stdout
+    env = {**os.environ, "_GRIDLIB_COMPLETE": "complete_bash", "COMP_WORDS": "gridlib sch",
+           "COMP_CWORD": "1"}
+    done = subprocess.run([GRIDLIB], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout.split() == ["scheduler"]
+
+
 def test_keys_generate_and_show(tmp_path: Path) -> None:
     result = run("keys", "generate", str(tmp_path / "k"))
     assert result.returncode == 0

@@ -19,8 +19,8 @@ from .status_cmd import status
 
 __all__ = ["app", "main", "node_main", "relay_main", "node", "scheduler", "relay"]
 
-app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_is_help=True,
-                  add_completion=False)
+# --install-completion / --show-completion: tab completion for bash, zsh, fish and PowerShell
+app = typer.Typer(help="gridlib: a compute grid for Python on ZeroMQ.", no_args_is_help=True)
 app.command()(node)
 app.command()(scheduler)
 app.command()(relay)
