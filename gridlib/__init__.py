@@ -19,6 +19,7 @@ _EXPORTS = {
     "DispyHTTPServer": "gridlib.httpd",
     "GridExecutor": "gridlib.executor",
     "register_joblib": "gridlib.joblib_backend",
+    "progress": "gridlib.progress_view",
     "Job": "gridlib.job",
     "DispyJob": "gridlib.job",
     "JobStatus": "gridlib.job",
@@ -72,6 +73,7 @@ if TYPE_CHECKING:  # what a type checker sees: the real names (at run time they 
     from gridlib.nodes import NodeAllocate as NodeAllocate
     from gridlib.nodes import NodeAvailInfo as NodeAvailInfo
     from gridlib.nodes import NodeStatus as NodeStatus
+    from gridlib.progress_view import progress as progress
     from gridlib.protocol.errors import AuthenticationFailed as AuthenticationFailed
     from gridlib.protocol.errors import ConnectionLost as ConnectionLost
     from gridlib.protocol.errors import GridError as GridError

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridlib.client_io import ClientConnection
 from gridlib.completion import AsCompleted
@@ -43,6 +43,9 @@ from gridlib.stats import ClusterReport, cluster_report, print_report
 from gridlib.transports import EmbeddedScheduler
 from gridlib.versions import VERSIONS
 
+if TYPE_CHECKING:
+    from gridlib.progress_view import Tracked
+
 __all__ = ["JobCluster", "DEFAULT_NODE_PORT"]
 
 DEFAULT_NODE_PORT = 51352
@@ -54,6 +57,11 @@ def _light(msg: Message) -> bool:
     if msg.type == "JOB_EVENT":
         return msg.fields.get("event") == "running"
     return msg.type == "JOB_RESULT" and sum(memoryview(f).nbytes for f in msg.frames) < 65536
+
+
+def job_label(job_id: Any) -> str:
+    """A job's id as text for the grid's side (at most 128 characters, no NUL)."""
+    return str(job_id).replace("\0", "")[:128]
 
 
 def dispy_wildcards(nodes: Any) -> Any:
@@ -295,7 +303,9 @@ class JobCluster(NodeControl):
         uid = f"{self._uid_prefix}{next(self._uids):x}"
         job = Job(next(self._ids) if job_id is None else job_id, uid, args, kwargs, time.time())
         limit = timeout if timeout is not None else self.timeout
-        spec: dict[str, Any] = {"id": uid, "n": len(frames), "priority": int(priority)}
+        # "label": the job's id as its user knows it (a program's GRID_JOB_ID, the monitor's rows)
+        spec: dict[str, Any] = {"id": uid, "n": len(frames), "priority": int(priority),
+                                "label": job_label(job.id)}
         if limit is not None:
             spec["timeout"] = float(limit)
         if node is not None:
@@ -324,18 +334,26 @@ class JobCluster(NodeControl):
             self._unfinished += 1
         self._conn.submit(self.cluster_id, spec, frames)
 
-    def as_completed(self, jobs: Iterable[Job] | None = None,
-                     timeout: float | None = None) -> AsCompleted:
+    def as_completed(self, jobs: Iterable[Job] | None = None, timeout: float | None = None,
+                     progress: bool | str = False) -> AsCompleted | Tracked:
         """Jobs as they finish: ``for job in ...`` in threads, ``async for job in ...`` in asyncio.
 
         ``jobs`` defaults to every job of this cluster not final yet.  With
         ``timeout``, ``TimeoutError`` comes once that many seconds have passed
-        and some are still unfinished.
+        and some are still unfinished.  ``progress=True`` (or a label) shows how
+        many are done as they come: a bar on a terminal, a line each tenth of
+        the way elsewhere (gridlib/progress_view.py).
         """
         if jobs is None:
             with self._cond:
                 jobs = list(self._jobs.values())
-        return AsCompleted(jobs, timeout)
+        jobs = list(dict.fromkeys(jobs))
+        finished = AsCompleted(jobs, timeout)
+        if not progress:
+            return finished
+        from gridlib.progress_view import Tracked
+
+        return Tracked(finished, len(jobs), progress if isinstance(progress, str) else "jobs")
 
     def cancel(self, job: Job) -> bool:
         """Cancel a queued or running job (a running job's process is killed)."""

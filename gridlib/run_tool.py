@@ -57,6 +57,7 @@ class RunRequest:
     keys: Path | None = None
     timeout: float | None = None  # per job, seconds
     node_wait: float | None = None  # seconds to wait for a node; None: wait (and warn)
+    outputs: list[str] = field(default_factory=list)  # globs of files each job sends back ({job})
 
 
 @dataclass
@@ -144,9 +145,17 @@ def check_depends(program: Path, depends: Sequence[Path]) -> None:
 
 
 def open_cluster(request: RunRequest) -> JobCluster:
-    """The program computation on a private or shared scheduler (raises ``GridError``)."""
+    """The program computation on a private or shared scheduler (raises ``GridError``).
+
+    With ``outputs``, the computation is :func:`run_program` (the program itself
+    ships as a file), which can send the job's output files back.
+    """
+    depends = [str(p) for p in request.depends]
+    computation: Any = str(request.program)
+    if request.outputs:
+        computation, depends = run_program, [str(request.program), *depends]
     options: dict[str, Any] = {
-        "depends": [str(p) for p in request.depends], "secret": request.secret,
+        "depends": depends, "secret": request.secret,
         "keys": str(request.keys) if request.keys else None, "timeout": request.timeout,
         "node_wait": request.node_wait,
     }
@@ -155,10 +164,43 @@ def open_cluster(request: RunRequest) -> JobCluster:
         from gridlib.status_tool import probe_scheduler
 
         probe_scheduler(request.scheduler)  # nobody there: say so now, not after 10 s
-        return SharedJobCluster(str(request.program), scheduler=request.scheduler,
+        return SharedJobCluster(computation, scheduler=request.scheduler,
                                 scheduler_key=request.scheduler_key, nodes=request.nodes,
                                 **options)
-    return JobCluster(str(request.program), nodes=request.nodes, **options)
+    return JobCluster(computation, nodes=request.nodes, **options)
+
+
+def run_program(program: str, args: list[str], outputs: list[str], label: str) -> int:
+    """On the node: run ``program`` (shipped to the job's directory) as a program job runs,
+    then send back the files matching ``outputs`` (``{job}`` is the job's id); its exit code.
+
+    What the program prints becomes the job's stdout and stderr.  A pattern that
+    matches nothing sends nothing; files outside the job's directory are refused
+    by ``send_file`` itself.
+    """
+    import glob
+    import os
+    import subprocess
+    import sys
+
+    from gridlib import job_context, send_file
+
+    context = job_context()
+    directory = context.job_path if context else os.getcwd()
+    path = os.path.join(directory, program)
+    argv = [sys.executable, path] if program.endswith(".py") else [path]
+    env = dict(os.environ, GRID_NODE_NAME=context.node_name if context else "",
+               GRID_JOB_PATH=directory, GRID_JOB_ID=label)
+    proc = subprocess.run([*argv, *args], cwd=directory, env=env, capture_output=True, check=False)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(1, proc.stdout)
+    os.write(2, proc.stderr)
+    for pattern in outputs:
+        for found in sorted(glob.glob(pattern.replace("{job}", label), root_dir=directory)):
+            if os.path.isfile(os.path.join(directory, found)):
+                send_file(found)
+    return proc.returncode
 
 
 def _counts(cluster: JobCluster, jobs: list[Job]) -> tuple[int, int, int, int]:
@@ -183,7 +225,11 @@ def run_jobs(request: RunRequest, progress: ProgressView | None = None) -> RunOu
     jobs: list[Job] = []
     interrupted = False
     try:
-        jobs = [cluster.submit(*args) for args in request.arg_sets]
+        if request.outputs:
+            jobs = [cluster.submit_job_id(i, request.program.name, args, request.outputs, str(i))
+                    for i, args in enumerate(request.arg_sets)]
+        else:
+            jobs = [cluster.submit(*args) for args in request.arg_sets]
         while not cluster.wait(_POLL):
             if progress is not None:
                 progress.update(*_counts(cluster, jobs))
@@ -196,18 +242,20 @@ def run_jobs(request: RunRequest, progress: ProgressView | None = None) -> RunOu
     except BaseException:
         cluster.close(terminate=True, timeout=30.0)
         raise
-    return RunOutcome([report_of(job) for job in jobs], interrupted)
+    return RunOutcome([report_of(job, args) for job, args in zip(jobs, request.arg_sets, strict=False)],
+                      interrupted)
 
 
 def _text(data: str | bytes) -> str:
     return data.decode(errors="replace") if isinstance(data, bytes) else data
 
 
-def report_of(job: Job) -> JobReport:
+def report_of(job: Job, arg_set: Sequence[str] | None = None) -> JobReport:
     finished = job.status == JobStatus.Finished
     exit_code = job.result if finished and isinstance(job.result, int) else None
     status = job.status.name.lower() if job.finished else "cancelled"  # not final: never ran
-    return JobReport([str(a) for a in job.args], exit_code, status, _text(job.stdout),
+    args = arg_set if arg_set is not None else job.args
+    return JobReport([str(a) for a in args], exit_code, status, _text(job.stdout),
                      _text(job.stderr), job.node, job.start_time, job.end_time, job.exception)
 
 

@@ -17,7 +17,8 @@ from gridlib.client_io import ClientConnection
 from gridlib.cluster import JobCluster, _node_specs, dispy_wildcards
 from gridlib.protocol.addresses import split_host_port
 from gridlib.protocol.codec import new_message
-from gridlib.protocol.errors import ConnectionLost, GridError
+from gridlib.protocol.errors import ConnectionLost, GridError, KeyFileError
+from gridlib.protocol.keys import parse_public_key
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, tcp_endpoint
 from gridlib.transports import SchedulerLink
@@ -30,19 +31,28 @@ DEFAULT_SCHEDULER_PORT = 51350
 class SharedJobCluster(JobCluster):
     """A cluster whose jobs a shared scheduler runs on the nodes it manages.
 
-    ``scheduler`` is ``"host[:port]"`` (client port, default 51350);
-    ``scheduler_key`` its public key (default: your own key, as when you run
-    the scheduler yourself or share a ``secret``); ``exclusive=True`` runs
+    ``scheduler`` is ``"host[:port]"`` (client port, default 51350; default:
+    the ``GRIDLIB_SCHEDULER`` environment variable, else this host);
+    ``scheduler_key`` its public key (default: ``GRIDLIB_SCHEDULER_KEY``, a Z85
+    key or a .key file, else your own key, as when you run the scheduler
+    yourself or share a ``secret``); ``exclusive=True`` runs
     this cluster alone.  ``nodes=`` limits the cluster to those of the
     scheduler's nodes (and asks the scheduler to announce itself to them).
     Every other option is JobCluster's.
     """
 
-    def __init__(self, computation: Any, scheduler: str = "127.0.0.1", exclusive: bool = False,
+    def __init__(self, computation: Any, scheduler: str | None = None, exclusive: bool = False,
                  scheduler_key: str | bytes | None = None, nodes: Any = None, **options: Any) -> None:
         if "scheduler_host" in options:  # dispy's name; a port given as scheduler_port there
             host, port = options.pop("scheduler_host"), options.pop("scheduler_port", None)
             scheduler = f"{host}:{port}" if port else str(host)
+        # as RAY_ADDRESS does for Ray: the environment names the grid a program uses
+        scheduler = scheduler or os.environ.get("GRIDLIB_SCHEDULER") or "127.0.0.1"
+        if scheduler_key is None and os.environ.get("GRIDLIB_SCHEDULER_KEY"):
+            try:
+                scheduler_key = parse_public_key(os.environ["GRIDLIB_SCHEDULER_KEY"])
+            except KeyFileError as exc:
+                raise GridError(f"GRIDLIB_SCHEDULER_KEY: {exc}") from None
         try:
             host, port = split_host_port(str(scheduler), DEFAULT_SCHEDULER_PORT)
         except ValueError as exc:

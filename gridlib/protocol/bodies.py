@@ -424,13 +424,15 @@ class JobAssign(Body):
     job_id: str
     attempt: int
     timeout: float | None = None
+    label: str | None = None  # the job's id as its user knows it (GRID_JOB_ID)
 
 
 @message("JOBS_ASSIGN")
 @dataclass(frozen=True, slots=True)
 class JobsAssign(Body):
     """Several JOB_ASSIGNs to one node in one message: each entry is ``[cluster_id, job_id,
-    attempt, timeout or nil, number of payload frames]``, the frames in the same order."""
+    attempt, timeout or nil, number of payload frames, label or nil]``, the frames in the
+    same order (an entry of 5 has no label)."""
 
     jobs: list[Any]
 

@@ -221,14 +221,17 @@ def test_program_computation(node_daemon: NodeProcess, tmp_path: Path) -> None:
     script = tmp_path / "greet.py"
     script.write_text(
         "import os, sys\n"
-        "print('hello', *sys.argv[1:], os.environ['GRID_JOB_ID'] != '')\n"
+        "print('hello', *sys.argv[1:], os.environ['GRID_JOB_ID'])\n"
         "print('to stderr', file=sys.stderr)\n"
         "sys.exit(int(sys.argv[1]))\n"
     )
     with cluster_for(node_daemon, str(script)) as cluster:
         jobs = [cluster.submit(code, "world") for code in (0, 3)]
-        assert [j(timeout=60) for j in jobs] == [0, 3]
-        assert jobs[0].stdout == b"hello 0 world True\n"
+        named = cluster.submit_job_id("greeting-7", 0, "you")
+        assert [j(timeout=60) for j in [*jobs, named]] == [0, 3, 0]
+        # GRID_JOB_ID is the job's id as the user knows it (job.id), not an internal one
+        assert jobs[0].stdout == b"hello 0 world 0\n" and jobs[1].stdout == b"hello 3 world 1\n"
+        assert named.stdout == b"hello 0 you greeting-7\n"
         assert jobs[1].stderr == b"to stderr\n"
 
 

@@ -142,6 +142,26 @@ def test_run_through_a_shared_scheduler(grid, lookup: Path) -> None:  # type: ig
         ("apple: 2\n", 0, "status-node"), ("pie: 2\n", 0, "status-node")]
 
 
+def test_run_brings_each_jobs_output_files_back(grid, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """-o: the files a job writes come back under the current directory, named by the job."""
+    scheduler, _ = grid
+    program = tmp_path / "square.sh"
+    program.write_text('#!/bin/sh\necho "$1 squared is $(($1 * $1))" > "out-$GRID_JOB_ID.txt"\n'
+                       'echo "done $GRID_JOB_ID"\necho scratch > "tmp-$GRID_JOB_ID.txt"\n')
+    program.chmod(0o755)
+    here = tmp_path / "here"
+    here.mkdir()
+    result, _ = gridlib_cmd("run", str(program), "-a", "3", "-a", "4", "-o", "out-{job}.txt",
+                            "-o", "missing-{job}.csv", "--scheduler", scheduler.address,
+                            "--json", cwd=here)
+    assert result.returncode == 0, result.stderr
+    reports = json.loads(result.stdout)
+    assert [(r["args"], r["exit_code"], r["stdout"]) for r in reports] == [
+        (["3"], 0, "done 0\n"), (["4"], 0, "done 1\n")]
+    assert sorted(p.name for p in here.iterdir()) == ["out-0.txt", "out-1.txt"]  # not tmp-*
+    assert (here / "out-1.txt").read_text() == "4 squared is 16\n"
+
+
 def test_status_shows_nodes_and_your_running_cluster(grid, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     scheduler, _ = grid
     release = tmp_path / "release"

@@ -63,6 +63,29 @@ def test_two_client_processes_share_the_nodes(grid, tmp_path: Path) -> None:  # 
     assert all(p.returncode == 0 for p in procs)
 
 
+def test_gridlib_scheduler_in_the_environment_names_the_grid(grid, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """As RAY_ADDRESS does: a program and the CLI find the shared scheduler from the environment."""
+    import os
+    import subprocess
+    import sys
+
+    scheduler, _ = grid
+    script = tmp_path / "client.py"
+    script.write_text("import gridlib\n"
+                      "with gridlib.SharedJobCluster(lambda x: x + 1) as c:\n"
+                      "    print(c.submit(41)(timeout=60))\n")
+    env = {**os.environ, "GRIDLIB_SCHEDULER": scheduler.address}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert (done.returncode, done.stdout) == (0, "42\n"), done.stderr
+    status = subprocess.run([str(Path(sys.executable).parent / "gridlib"), "status", "--json"],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert status.returncode == 0 and '"nodes"' in status.stdout, status.stderr
+    bad = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         check=False, env={**env, "GRIDLIB_SCHEDULER_KEY": "not-a-key"})
+    assert bad.returncode != 0 and "GRIDLIB_SCHEDULER_KEY" in bad.stderr
+
+
 def queued(cluster: gridlib.SharedJobCluster) -> int:
     """Jobs of ``cluster`` waiting at the scheduler, as it reports them."""
     answer = cluster._conn.request(new_message("STATUS"))

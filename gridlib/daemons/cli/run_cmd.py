@@ -33,11 +33,13 @@ def run(
                                          "repeat. Default: this host (a private node is "
                                          "started if none runs); with --scheduler, every node "
                                          "of the scheduler."),
-    scheduler: str = typer.Option("", help="Send the jobs to this shared scheduler "
-                                           "(HOST[:PORT], port 51350) instead of scheduling "
-                                           "them in this process."),
-    scheduler_key: str = typer.Option("", help="The shared scheduler's public key (Z85 or a "
-                                               ".key file; default: your own key)."),
+    scheduler: str = typer.Option("", envvar="GRIDLIB_SCHEDULER",
+                                  help="Send the jobs to this shared scheduler "
+                                       "(HOST[:PORT], port 51350) instead of scheduling "
+                                       "them in this process."),
+    scheduler_key: str = typer.Option("", envvar="GRIDLIB_SCHEDULER_KEY",
+                                      help="The shared scheduler's public key (Z85 or a "
+                                           ".key file; default: your own key)."),
     timeout: float = typer.Option(0.0, min=0.0, help="Time limit per job in seconds (0: none); "
                                                      "a job over it is killed and fails."),
     node_wait: float = typer.Option(-1.0, help="Seconds to wait for a node able to run the "
@@ -46,6 +48,11 @@ def run(
                                                "says why every 30 s)."),
     json_out: bool = typer.Option(False, "--json", help="Print the results as a JSON list "
                                                         "(no progress bar)."),
+    outputs: list[str] = typer.Option([], "--output", "-o",
+                                      help="Files each job writes that come back here: a glob in "
+                                           "the job's directory, {job} standing for the job's "
+                                           "number (GRID_JOB_ID), e.g. -o 'out-{job}.csv'; they "
+                                           "land under the current directory; repeat."),
     progress: bool = typer.Option(False, "--progress", help="Show the progress bar even when "
                                                             "stderr is not a terminal."),
     keys: Path | None = typer.Option(None, help="Key directory to use instead of your own key."),
@@ -75,7 +82,7 @@ def run(
             scheduler=scheduler or None,
             scheduler_key=parse_public_key(scheduler_key) if scheduler_key else None,
             secret=read_secret(secret_file), keys=keys, timeout=timeout or None,
-            node_wait=node_wait if node_wait >= 0 else None)
+            node_wait=node_wait if node_wait >= 0 else None, outputs=list(outputs))
         if (progress or sys.stderr.isatty()) and not json_out:
             with run_tool.RichProgress(len(arg_sets), program.name, force_terminal=progress) as bar:
                 outcome = run_tool.run_jobs(request, bar)

@@ -14,16 +14,17 @@ __all__ = ["status"]
 
 
 def status(
-    scheduler: str = typer.Option("127.0.0.1:51350", help="The shared scheduler to ask "
-                                                          "(HOST[:PORT], port 51350)."),
+    scheduler: str = typer.Option("127.0.0.1:51350", envvar="GRIDLIB_SCHEDULER",
+                                  help="The shared scheduler to ask (HOST[:PORT], port 51350)."),
     json_out: bool = typer.Option(False, "--json", help="Print the scheduler's answer as JSON."),
     keys: Path | None = typer.Option(None, help="Key directory to connect with instead of your "
                                                 "own key (it must be on the scheduler's "
                                                 "clients allowlist)."),
     secret_file: Path | None = typer.Option(None, help="File holding a shared secret (or set "
                                                        "GRIDLIB_SECRET)."),
-    scheduler_key: str = typer.Option("", help="The scheduler's public key (Z85 or a .key "
-                                               "file; default: your own key)."),
+    scheduler_key: str = typer.Option("", envvar="GRIDLIB_SCHEDULER_KEY",
+                                      help="The scheduler's public key (Z85 or a .key "
+                                           "file; default: your own key)."),
     timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for the scheduler's "
                                                      "answer."),
 ) -> None:

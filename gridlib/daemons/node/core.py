@@ -560,7 +560,8 @@ class NodeCore:
             owner.dropped.append([assign.job_id, assign.attempt])
             return
         self.jobs.assign(Assignment(link.sid, assign.cluster_id, assign.job_id, assign.attempt,
-                                    float(assign.timeout) if assign.timeout else None, list(msg.frames)))
+                                    float(assign.timeout) if assign.timeout else None, list(msg.frames),
+                                    label=assign.label))
 
     def on_jobs_assign(self, link: Link, msg: Message) -> None:
         """Several JOB_ASSIGNs in one message: each handled as if it had come alone (a bad one
@@ -570,10 +571,12 @@ class NodeCore:
             raise ProtocolError("JOBS_ASSIGN: each job is [cluster_id, job_id, attempt, timeout, "
                                 "frames] and the frames add up to the payload")
         at = 0
-        for cluster_id, job_id, attempt, timeout, count in entries:
-            fields = {"cluster_id": cluster_id, "job_id": job_id, "attempt": attempt, "timeout": timeout}
+        for cluster_id, job_id, attempt, timeout, count, *rest in entries:
+            label = rest[0] if rest else None
+            fields = {"cluster_id": cluster_id, "job_id": job_id, "attempt": attempt, "timeout": timeout,
+                      "label": label}
             one = Message("JOB_ASSIGN", fields, msg.labels[at:at + count], msg.frames[at:at + count],
-                          msg.mid, body=JobAssign(cluster_id, job_id, attempt, timeout))  # checked above
+                          msg.mid, body=JobAssign(cluster_id, job_id, attempt, timeout, label))  # checked above
             at += count
             try:
                 self.on_job_assign(link, one)
@@ -723,11 +726,13 @@ class NodeCore:
 
 
 def _entry_ok(entry: Any) -> bool:
-    """One JOBS_ASSIGN entry: [cluster_id, job_id, attempt, timeout or nil, frames]."""
-    return (isinstance(entry, list) and len(entry) == 5 and isinstance(entry[0], str)
+    """One JOBS_ASSIGN entry: [cluster_id, job_id, attempt, timeout or nil, frames, label or nil]
+    (the label may be left out)."""
+    return (isinstance(entry, list) and len(entry) in (5, 6) and isinstance(entry[0], str)
             and isinstance(entry[1], str) and type(entry[2]) is int
             and (entry[3] is None or (isinstance(entry[3], (int, float)) and not isinstance(entry[3], bool)))
-            and type(entry[4]) is int and entry[4] >= 0)
+            and type(entry[4]) is int and entry[4] >= 0
+            and (len(entry) == 5 or entry[5] is None or isinstance(entry[5], str)))
 
 
 def _setup_payload(msg: Message, setup: Setup) -> tuple[list[tuple[str, int, Any]], bytes]:

@@ -66,6 +66,7 @@ class Assignment:
     frames: list[Any]
     outcome: dict[str, Any] | None = None  # set when the worker is killed on purpose
     start_time: float = 0.0
+    label: str | None = None  # the job's id as its user knows it (GRID_JOB_ID)
 
 
 @dataclass(slots=True)
@@ -322,8 +323,10 @@ class JobRunner:
     def _run(self, worker: WorkerState, job: Assignment) -> None:
         worker.job = job
         self.running += 1
-        self.out.append(WorkerSend(worker.wid, "job", {"job_id": job.job_id, "attempt": job.attempt},
-                                   job.frames))
+        fields: dict[str, Any] = {"job_id": job.job_id, "attempt": job.attempt}
+        if job.label is not None:
+            fields["label"] = job.label
+        self.out.append(WorkerSend(worker.wid, "job", fields, job.frames))
         job.frames = []
         job.start_time = self.now
         self.out.append(SetTimer(("started", worker.wid, job.job_id), self.now + STARTED_DELAY))

@@ -164,7 +164,7 @@ def _run_job(comp: Computation, fields: dict[str, Any], frames: list[bytes],
     args, kwargs = unpack_args(frames)
     if comp.kind == "program":
         env = dict(os.environ, GRID_NODE_NAME=fields["node_name"], GRID_JOB_PATH=cluster_dir,
-                   GRID_JOB_ID=fields["job_id"])
+                   GRID_JOB_ID=str(fields.get("label") or fields["job_id"]).replace("\0", ""))
         program = os.path.join(cluster_dir, str(comp.program))
         argv = [sys.executable, program] if program.endswith(".py") else [program]
         proc = subprocess.run([*argv, *map(str, args)], cwd=cluster_dir, env=env,

@@ -54,7 +54,7 @@ def _merged(group: list[Send]) -> Send:
     for send in group:
         fields = send.msg.fields
         jobs.append([fields["cluster_id"], fields["job_id"], fields["attempt"], fields.get("timeout"),
-                     len(send.msg.frames)])
+                     len(send.msg.frames), fields.get("label")])
         frames.extend(send.msg.frames)
         labels.extend(send.msg.labels)
     return Send(NODE, group[0].route, new_message("JOBS_ASSIGN", {"jobs": jobs}, frames, labels))

@@ -57,6 +57,9 @@ def _valid_job_spec(spec: Any) -> dict[str, Any]:
         raise ProtocolError("JOB_SUBMIT: each job needs an id and a frame count")
     opt(spec, "priority", int, 0)
     opt(spec, "node", str)
+    label = opt(spec, "label", str)
+    if label is not None and len(label) > 128:
+        raise ProtocolError("JOB_SUBMIT: a job's label is at most 128 characters")
     timeout = opt(spec, "timeout", (int, float))
     if timeout is not None and timeout <= 0:
         raise ProtocolError("JOB_SUBMIT: timeout must be positive")

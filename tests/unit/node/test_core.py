@@ -641,12 +641,13 @@ def test_a_linked_scheduler_is_not_disturbed_by_a_flood() -> None:
 
 def test_several_jobs_in_one_message_run_as_if_each_had_come_alone() -> None:
     world = ready_world(cpus=2)
-    world.message("s1", "JOBS_ASSIGN", {"jobs": [["c1", "j1", 1, None, 1], ["c1", "j2", 2, 5.0, 1],
+    world.message("s1", "JOBS_ASSIGN", {"jobs": [["c1", "j1", 1, None, 1, "7"], ["c1", "j2", 2, 5.0, 1],
                                                  ["c9", "j3", 1, None, 0], ["c1", "j4", 1, None, 0]]},
                   [b"a1", b"a2"], ["args", "args"])
     busy = world.busy()
     assert set(busy) == {"j1", "j2"}  # two CPUs: j4 waits, j3's cluster is unknown here
     assert world.workers[busy["j2"]]["job"]["attempt"] == 2
+    assert world.workers[busy["j1"]]["job"]["label"] == "7"  # the user's id, for GRID_JOB_ID
     world.finish("j1")
     world.finish("j2")
     world.finish("j4")

@@ -9,9 +9,11 @@ from gridlib.protocol.codec import decode, encode, new_message
 A, B = (b"node-a",), (b"node-b",)
 
 
-def assign(route: tuple[bytes, ...], job_id: str, frames: int = 1, timeout: float | None = None) -> Send:
+def assign(route: tuple[bytes, ...], job_id: str, frames: int = 1, timeout: float | None = None,
+           label: str | None = None) -> Send:
     return Send(NODE, route, new_message("JOB_ASSIGN", {"cluster_id": "c1", "job_id": job_id,
-                                                        "attempt": 1, "timeout": timeout},
+                                                        "attempt": 1, "timeout": timeout,
+                                                        "label": label},
                                          [job_id.encode() * (i + 1) for i in range(frames)],
                                          ["args"] * frames))
 
@@ -21,12 +23,12 @@ def other(route: tuple[bytes, ...], mtype: str = "RESULT_ACK") -> Send:
 
 
 def test_a_run_to_one_node_becomes_one_message_with_every_job_and_frame_in_order() -> None:
-    out = batch_assignments([assign(A, "j1", 2, 3.5), assign(A, "j2"), assign(A, "j3", 0)])
+    out = batch_assignments([assign(A, "j1", 2, 3.5, "7"), assign(A, "j2"), assign(A, "j3", 0)])
     assert len(out) == 1
     msg = decode(encode(out[0].msg))  # as the node reads it
     assert msg.type == "JOBS_ASSIGN"
-    assert msg.fields["jobs"] == [["c1", "j1", 1, 3.5, 2], ["c1", "j2", 1, None, 1],
-                                  ["c1", "j3", 1, None, 0]]
+    assert msg.fields["jobs"] == [["c1", "j1", 1, 3.5, 2, "7"], ["c1", "j2", 1, None, 1, None],
+                                  ["c1", "j3", 1, None, 0, None]]
     assert [bytes(f) for f in msg.frames] == [b"j1", b"j1j1", b"j2"]
     assert msg.labels == ["args"] * 3
 
