@@ -132,7 +132,7 @@ class SchedulerCore:
         if store.dirty:
             store.dirty = False
             self.dispatcher.dispatch()
-        if store.node_acks:
+        if store.acks_due:
             store.ack_nodes(every=False)
         if store.replies_after_dispatch:
             store.out.extend(store.replies_after_dispatch)

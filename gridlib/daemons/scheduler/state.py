@@ -117,6 +117,7 @@ class SchedulerState:
         self.hungry: set[str] = set()
         self.rescan = True  # the next dispatch looks at every node, not only the hungry ones
         self.node_acks: dict[str, PendingAcks] = {}  # node id -> results the clients have, to tell it
+        self.acks_due: set[str] = set()  # nodes whose acks the next flush looks at (not every node)
         # forwarded message id -> (client route, client message id, node id), for node answers
         self.pending_replies: dict[bytes, tuple[Route, bytes, str]] = {}
         self.adopting: dict[str, float] = {}  # job id -> when it is settled if unclaimed
@@ -149,6 +150,7 @@ class SchedulerState:
         if pending is None:
             pending = self.node_acks[node_id] = PendingAcks()
         pending.job_ids.append(job.job_id)
+        self.acks_due.add(node_id)
         if job.result is not None:
             pending.size += sum(memoryview(f).nbytes for f in job.result.frames)
 
@@ -162,9 +164,12 @@ class SchedulerState:
         memory a little longer; a busy grid sends a message per ``ACK_BATCH`` jobs
         instead of one per client acknowledgement.
         """
-        for node_id in list(self.node_acks):
+        due, self.acks_due = (list(self.node_acks) if every else self.acks_due), set()
+        for node_id in due:
             node = self.nodes.get(node_id)
-            pending = self.node_acks[node_id]
+            pending = self.node_acks.get(node_id)
+            if pending is None:
+                continue
             if node is None:
                 del self.node_acks[node_id]  # gone: a node that comes back is told again
             elif every or not node.inflight or len(pending.job_ids) >= ACK_BATCH \
@@ -181,6 +186,8 @@ class SchedulerState:
         """``node`` no longer holds ``job_id``: it has credit again."""
         if node.inflight.pop(job_id, None) is not None:
             self.hungry.add(node.node_id)
+            if not node.inflight and node.node_id in self.node_acks:
+                self.acks_due.add(node.node_id)  # idle: nothing to batch its acks with
             self.dirty = True
 
     def busy_for(self, node: NodeRecord, cluster_id: str) -> int:

@@ -315,23 +315,28 @@ def test_results_from_a_node_in_one_message_each_count_as_if_they_came_alone(gri
 
 def test_acknowledgements_to_a_busy_node_travel_in_batches(grid: Grid) -> None:
     from gridlib.daemons.scheduler.state import ACK_BATCH, ACK_BYTES, PendingAcks
-    grid.running_cluster((NODE_A, 1))
+    grid.running_cluster((NODE_A, 1))  # 1 CPU and a prefetch of 1: two jobs in flight
     grid.submit("j1", "j2", "j3")
     grid.result(NODE_A, "j1")
     out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j1"]})
     assert sent(out, "RESULT_ACK", NODE_A) == []  # node-a still runs jobs: the ack waits
     ack = the(sent(grid.core.check(grid.now), "RESULT_ACK", NODE_A))  # the check sends it
     assert ack.fields["job_ids"] == ["j1"]
-
     grid.result(NODE_A, "j2")
+    assert sent(grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j2"]}), "RESULT_ACK", NODE_A) == []
+    out = grid.result(NODE_A, "j3")  # node-a's last job ends: nothing to wait for, the ack goes
+    assert the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"] == ["j2"]
+
+    grid.submit("j4", "j5")
+    grid.result(NODE_A, "j4")
     grid.core.store.node_acks["id-node-a"] = PendingAcks([f"x{i}" for i in range(ACK_BATCH - 1)])
-    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j2"]})
+    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j4"]})
     assert len(the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"]) == ACK_BATCH  # a full batch goes
 
-    grid.result(NODE_A, "j3", frames=[b"x" * ACK_BYTES])  # big results are not held back
-    grid.submit("j4")
-    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j3"]})
-    assert the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"] == ["j3"]
+    grid.submit("j6")
+    grid.result(NODE_A, "j5", frames=[b"x" * ACK_BYTES])  # big results are not held back
+    out = grid.send(ALICE, "RESULT_ACK", {"job_ids": ["j5"]})
+    assert the(sent(out, "RESULT_ACK", NODE_A)).fields["job_ids"] == ["j5"]
 
 
 def test_result_ack_from_the_client_is_passed_to_the_node(grid: Grid) -> None:
