@@ -45,7 +45,7 @@ def run_stubs(count: int, endpoint: str, server_key: bytes) -> int:
         sock.connect(endpoint)
         sock.send_multipart([b"", *encode(new_message("READY", {
             "node_id": f"stub-{i}-{uuid.uuid4().hex[:8]}", "name": f"stub-{i}", "cpus": 2,
-            "ip_addr": "127.0.0.1", "port": 0, "pid": os.getpid()}))])
+            "ip_addr": "127.0.0.1", "port": 0, "pid": os.getpid(), "batches": True}))])
         poller.register(sock, zmq.POLLIN)
         socks.append(sock)
     next_beat = time.monotonic()

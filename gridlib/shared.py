@@ -67,7 +67,8 @@ class SharedJobCluster(JobCluster):
 
     def _hello(self) -> None:
         try:
-            welcome = self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}"}),
+            welcome = self._conn.request(new_message("HELLO", {"name": f"pid-{os.getpid()}",
+                                                               "batches": True}),
                                          timeout=10.0)
         except ConnectionLost:
             raise ConnectionLost(

@@ -27,6 +27,7 @@ from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
+from gridlib.protocol.result_batches import split_results
 from gridlib.protocol.selftest import prove_fails_closed
 from gridlib.protocol.sockets import curve_client_socket, recv_message, send_frames
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
@@ -126,7 +127,16 @@ class SchedulerLink:
             except ProtocolError as exc:
                 self._log.warning("event=bad_message reason=%r", exc.reason)
                 continue
-            receive(msg)
+            if msg.type != "JOBS_RESULT":
+                receive(msg)
+                continue
+            try:  # several results in one message: each as if it had come alone
+                results = split_results(msg)
+            except ProtocolError as exc:
+                self._log.warning("event=bad_message reason=%r", exc.reason)
+                continue
+            for one in results:
+                receive(one)
 
     def send(self, msg: Message) -> None:
         if self.socket is None:

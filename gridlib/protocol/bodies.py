@@ -188,6 +188,7 @@ class Error(Body):
 @dataclass(frozen=True, slots=True)
 class Hello(Body):
     name: str
+    batches: bool | None = None  # the client reads JOBS_RESULT
 
 
 @message("WELCOME")
@@ -199,6 +200,7 @@ class Welcome(Body):
     suspect_after: int | None = None
     max_msg_size: int | None = None
     nodes: list[Any] | None = None
+    batches: bool | None = None  # (to a node) the scheduler reads JOBS_RESULT
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -381,6 +383,7 @@ class Ready(Body):
     max_msg_size: int | None = None
     session: str | None = None
     spooled: int | None = None
+    batches: bool | None = None  # the node reads JOBS_ASSIGN
 
 
 @message("SETUP")

@@ -146,6 +146,7 @@ class Link:
     next_ready: float = 0.0
     last_beat: float = 0.0
     ip_addr: str = ""  # this host's address toward the scheduler
+    batches: bool = False  # the scheduler reads JOBS_RESULT (its WELCOME said so)
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
     opened: float = 0.0
     persistence: int = 0  # how many beacons of it were heard before it was dialed
@@ -298,7 +299,7 @@ class NodeCore:
             "node_id": f.node_id, "name": f.name, "cpus": f.cpus, "ip_addr": f.ip_addr or link.ip_addr,
             "platform": f.platform, "port": f.port, "pid": f.pid, "spooled": len(self.spooled),
             "python": f.python, "protocol": f.protocol, "max_msg_size": self.rules.max_msg_size,
-            "session": link.session,
+            "session": link.session, "batches": True,
         }))
         link.next_ready = self.now + link.backoff.next()
 
@@ -512,6 +513,7 @@ class NodeCore:
             link.lost_after = welcome.lost_after
         if welcome.max_msg_size is not None:
             link.max_msg_size = welcome.max_msg_size
+        link.batches = bool(welcome.batches)  # results may travel together (JOBS_RESULT)
 
     def on_setup(self, link: Link, msg: Message) -> None:
         setup = msg.as_(Setup)

@@ -324,7 +324,9 @@ class NodeService:
             self._send_results_to(sid)
 
     def _send_results_to(self, sid: str) -> None:
-        for msg in merge_results(self._results.pop(sid, [])):
+        results = self._results.pop(sid, [])
+        link = self.core.links.get(sid)
+        for msg in merge_results(results) if link is not None and link.batches else results:
             self._send_now(sid, msg)
 
     def _send_now(self, sid: str, msg: Message) -> None:

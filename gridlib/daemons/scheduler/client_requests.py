@@ -82,6 +82,7 @@ class ClientRequests:
         known = store.clients.get(peer.route)
         if known is None or known.user != peer.user:  # a reconnecting client keeps its clusters
             store.clients[peer.route] = ClientRecord(peer.route, peer.user, hello.name)
+        store.clients[peer.route].batches = bool(hello.batches)
         store.client_liveness.touch(peer.route, now)
         store.send(CLIENT, peer.route, reply(msg, "WELCOME", {
             "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size,

@@ -41,7 +41,7 @@ from .waiting import Waiting
 __all__ = ["NodeReports"]
 
 #: READY fields kept as the node's info (``NodeRecord.info``; what clients are told of it)
-_NODE_INFO = ("platform", "port", "pid", "python", "max_msg_size", "session")
+_NODE_INFO = ("platform", "port", "pid", "python", "max_msg_size", "session", "batches")
 
 
 def _job_entries(entries: Any) -> list[tuple[str, int]]:
@@ -65,7 +65,8 @@ class NodeReports:
     def _welcome(self, msg: Message) -> Message:
         store = self.store
         return reply(msg, "WELCOME", {
-            "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size})
+            "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size,
+            "batches": True})
 
     def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

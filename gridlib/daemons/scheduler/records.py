@@ -52,6 +52,7 @@ class ClientRecord:
     name: str
     clusters: set[str] = field(default_factory=set)
     seen: bool = True  # False for a client restored from the journal until it speaks again
+    batches: bool = False  # it reads JOBS_RESULT (its HELLO said so)
 
 
 @dataclass(slots=True)

@@ -38,7 +38,7 @@ from gridlib.protocol.sockets import (
 )
 from gridlib.protocol.zap import ZapPolicy
 
-from .batching import batch_assignments
+from .batching import batch_sends
 from .core import CLIENT, NODE, Peer, SchedulerCore, Send
 from .journal import SchedulerJournal
 from .state import SchedulerOptions
@@ -234,7 +234,7 @@ class SchedulerService:
             if self.journal is not None:
                 self.journal.apply(self.core.persist)
             self.core.persist.clear()
-        for send in batch_assignments(sends):
+        for send in batch_sends(sends, self._reads_batches):
             if send.to == NODE:
                 self._send(self.node_socket, send.route, send.msg)
             else:
@@ -249,6 +249,16 @@ class SchedulerService:
                     self._local_client(self._local_out.popleft())
             finally:
                 self._delivering_local = False
+
+    def _reads_batches(self, to: str, route: tuple[bytes, ...]) -> bool:
+        """Whether the peer said it reads JOBS_ASSIGN (a node) or JOBS_RESULT (a client over a
+        socket; this process's own client gets its results one by one)."""
+        core = self.core
+        if to == NODE:
+            node = core.store.nodes.get(core.store.node_by_route.get(route, ""))
+            return node is not None and node.info.get("batches") is True
+        client = core.clients.get(route)
+        return client is not None and client.batches and self._client_socket_of.get(route) is not _LOCAL
 
     def _send(self, sock: Any, route: tuple[bytes, ...], msg: Any) -> None:
         if sock is _LOCAL:

@@ -210,8 +210,12 @@ def test_a_trusted_beacon_opens_a_link_that_registers_with_ready() -> None:
     ready = world.of_type("READY")
     assert len(ready) == 1
     assert ready[0].fields["ip_addr"] == "192.0.2.9" and ready[0].fields["python"] == "3.11"
+    assert ready[0].fields["batches"] is True  # it reads JOBS_ASSIGN
     world.message("s1", "WELCOME", {"sid": "s1", "heartbeat": 2.0, "max_msg_size": 1 << 20})
     assert world.core.links["s1"].welcomed and world.core.links["s1"].max_msg_size == 1 << 20
+    assert not world.core.links["s1"].batches  # a scheduler that did not say it reads JOBS_RESULT
+    world.message("s1", "WELCOME", {"sid": "s1", "heartbeat": 2.0, "batches": True})
+    assert world.core.links["s1"].batches
 
 
 def test_ready_is_retried_with_backoff_until_welcome_and_a_silent_scheduler_is_dropped() -> None:

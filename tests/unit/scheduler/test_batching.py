@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from gridlib.daemons.scheduler.batching import MAX_JOBS, batch_assignments
+from gridlib.daemons.scheduler.batching import MAX_JOBS, batch_assignments, batch_sends
+from gridlib.protocol.result_batches import split_results
 from gridlib.daemons.scheduler.state import CLIENT, NODE, Send
 from gridlib.protocol.codec import decode, encode, new_message
 
@@ -56,3 +57,27 @@ def test_runs_to_two_nodes_interleaved_are_batched_per_node() -> None:
 def test_a_batch_holds_at_most_max_jobs() -> None:
     out = batch_assignments([assign(A, f"j{i}") for i in range(MAX_JOBS + 3)])
     assert [len(s.msg.fields["jobs"]) if s.msg.type == "JOBS_ASSIGN" else 1 for s in out] == [MAX_JOBS, 3]
+
+
+def result(route: tuple[bytes, ...], job_id: str) -> Send:
+    return Send(CLIENT, route, new_message("JOB_RESULT", {"job_id": job_id, "status": "finished"},
+                                           [job_id.encode()], ["result"]))
+
+
+def test_results_to_a_client_over_a_socket_travel_together_in_order() -> None:
+    remote, local = (b"client-r",), (b"client-l",)
+    event = Send(CLIENT, remote, new_message("JOB_EVENT", {"job_id": "j3", "event": "running"}))
+    sends = [result(remote, "j1"), result(local, "l1"), result(remote, "j2"), event,
+             result(remote, "j3"), result(local, "l2"), assign(A, "a1"), assign(A, "a2")]
+    out = batch_sends(sends, lambda to, route: to == NODE or route == remote)
+    assert [(s.route, s.msg.type) for s in out] == [
+        (remote, "JOBS_RESULT"), (local, "JOB_RESULT"), (remote, "JOB_EVENT"), (remote, "JOB_RESULT"),
+        (local, "JOB_RESULT"), (A, "JOBS_ASSIGN")]  # this process's own client gets them one by one
+    wire = decode(encode(out[0].msg))
+    assert [(m.fields["job_id"], [bytes(f) for f in m.frames]) for m in split_results(wire)] == [
+        ("j1", [b"j1"]), ("j2", [b"j2"])]
+
+
+def test_a_peer_that_did_not_say_it_reads_batches_gets_every_message_alone() -> None:
+    sends = [assign(A, "a1"), assign(A, "a2"), result((b"old-client",), "j1"), result((b"old-client",), "j2")]
+    assert batch_sends(sends, lambda to, route: False) == sends
