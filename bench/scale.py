@@ -266,9 +266,19 @@ def windows(t0: float, done: Sequence[float], marks: list[tuple[float, int]], su
     def submitted(t: float) -> int:
         return marks[max(0, bisect.bisect_right(mark_times, t) - 1)][1]
 
-    n, rows, prev_t, prev_k = len(done), [], t0, 0
+    # window ends: equal job counts, but a window must end at a later sample than it began
+    # (results arrive in batches, so many jobs can share one sample): such a window joins the next
+    n, ends, last_t = len(done), [], t0
     for w in range(count):
         k = n if w == count - 1 else (w + 1) * n // count
+        if done[k - 1] > last_t:
+            ends.append(k)
+            last_t = done[k - 1]
+        elif w == count - 1 and ends:
+            ends[-1] = n
+    rows: list[dict[str, Any]] = []
+    prev_t, prev_k = t0, 0
+    for k in ends:
         t = done[k - 1]
         rows.append({"first": prev_k + 1, "last": k, "jobs_per_s": (k - prev_k) / max(t - prev_t, 1e-9),
                      "cpu_us_per_job": (cpu_at(t) - cpu_at(prev_t)) / (k - prev_k) * 1e6,

@@ -50,9 +50,24 @@ def test_scale_quick_prints_positive_figures(tmp_path: Path) -> None:
     assert depth["jobs"] == depth["finished"] == data["sizes"]["depth_jobs"] == 2000
     _positive(depth, "submit_s", "jobs_per_s", "warmup_jobs_per_s", "node_daemon_peak_rss_mb")
     _positive(depth["rss_mb"], "before", "after_submit", "peak", "after_done")
-    assert len(depth["windows"]) == 10
-    for window in depth["windows"]:
-        _positive(window, "jobs_per_s", "cpu_us_per_job")
+    # 10 windows of equal job counts, fewer when results came in batches that several shared
+    windows = depth["windows"]
+    assert 1 <= len(windows) <= 10 and windows[-1]["last"] == 2000
+    assert [w["first"] for w in windows] == [1, *(w["last"] + 1 for w in windows[:-1])]
+    for window in windows:
+        _positive(window, "jobs_per_s")
+        assert window["cpu_us_per_job"] >= 0, window
+        assert window["gc_us_per_job"] >= 0 and window["other_processes_cores"] >= 0, window
+
+    # the deep-queue targets: figure, bound and verdict, printed and in the JSON
+    memory, drain = data["targets"]["memory"], data["targets"]["drain"]
+    assert memory["bound_mb"] == 2000 and memory["how"] == "projected from 2000 jobs", memory
+    _positive(memory, "at_1m_jobs_mb", "peak_rss_mb")
+    assert memory["met"] == (memory["at_1m_jobs_mb"] <= 2000)
+    _positive(drain, "first_cpu_us_per_job", "last_cpu_us_per_job", "cpu_ratio")
+    assert drain["met"] == (drain["cpu_ratio"] <= drain["bound_ratio"])
+    assert "target: 1,000,000 queued jobs, client + scheduler <= 2000 MB: " in stdout, stdout
+    assert "target: no slowdown per job as the queue drains" in stdout, stdout
 
     core = data["core"]
     assert {(r["nodes"], r["batch"]) for r in core["sweep"]} == {
