@@ -125,7 +125,12 @@ def test_sigint_lets_running_jobs_finish_then_exits(tmp_path: Path, nodes: list[
         assert wait_for(lambda: running.status == JobStatus.Running, 60)
         assert wait_for(lambda: any(p.name() == "sleep" for p in
                                     psutil.Process(node.pid).children(recursive=True)), 15)
+        worker = next(p.parent() for p in psutil.Process(node.pid).children(recursive=True)
+                      if p.name() == "sleep")
         node.signal(signal.SIGINT)  # (remembers the node's processes, the sleep included)
+        # a SIGINT to every process (Slurm's scancel --signal=INT, kill -INT -PGID) reaches the
+        # job's worker too: the job runs on, the drain waits for it
+        worker.send_signal(signal.SIGINT)
         assert wait_for(lambda: "event=draining" in node.log(), 15)
         later = cluster.submit(str(go))  # the node takes no new job now
         go.touch()

@@ -211,12 +211,20 @@ def _release_forkserver() -> None:
         pass
 
 
+def _ignore(_signum: int, _frame: object) -> None:
+    pass
+
+
 def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
     """Entry point of a worker process."""
     retain_large_buffers()
     _release_forkserver()
     die_with_parent()
     os.setsid()
+    # SIGINT is the node's to answer (a drain: running jobs finish); one sent to every process
+    # (Slurm's scancel --signal=INT, kill -INT -PGID) must not end the job with KeyboardInterrupt.
+    # A handler, not SIG_IGN: a program the job runs gets SIGINT's default action back at exec.
+    signal.signal(signal.SIGINT, _ignore)
     job_tree.become_subreaper()  # what a job starts stays ours (even in a new session): swept
     try:
         os.chdir(cluster_dir)
