@@ -15,6 +15,7 @@ from .node_cmd import node
 from .relay_cmd import relay
 from .run_cmd import run
 from .scheduler_cmd import scheduler
+from .ssh_cmd import ssh
 from .status_cmd import status
 
 __all__ = ["app", "main", "node_main", "relay_main", "node", "scheduler", "relay"]
@@ -26,6 +27,7 @@ app.command()(scheduler)
 app.command()(relay)
 app.command()(run)
 app.command()(status)
+app.command()(ssh)
 app.add_typer(keys_app, name="keys")
 
 

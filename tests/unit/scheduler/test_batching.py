@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from gridlib.daemons.scheduler.batching import MAX_JOBS, batch_assignments, batch_sends
-from gridlib.protocol.result_batches import split_results
 from gridlib.daemons.scheduler.state import CLIENT, NODE, Send
 from gridlib.protocol.codec import decode, encode, new_message
+from gridlib.protocol.result_batches import split_results
 
 A, B = (b"node-a",), (b"node-b",)
 
