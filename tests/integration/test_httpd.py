@@ -2,12 +2,16 @@
 
 A JobCluster against a ``gridlib node`` process, and the ``gridlib scheduler
 --httpd`` daemon with a SharedJobCluster: the token on every request, the
-Host check, the JSON shapes, cancelling a running job, node operations, and
-bad requests answered 4xx while the server keeps serving.
+Host check, the JSON shapes, the counts of each cluster's jobs (queued, sent
+to a node and not started, running, finished, failed, cancelled), job states
+and the user's job numbers, one job's output and traceback
+(``/api/jobs/<job_id>``), the task stream's rows, cancelling jobs, node
+operations, and bad requests answered 4xx while the server keeps serving.
 """
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import re
@@ -26,8 +30,12 @@ from tests.helpers import NodeProcess, SchedulerProcess, wait_for
 
 def work(seconds):  # type: ignore[no-untyped-def]
     import time
-    time.sleep(seconds)
+    print(f"sleeping {seconds} s")
+    time.sleep(seconds)  # a negative time raises ValueError: a failed job
     return seconds
+
+
+PROGRESS = {"queued", "dispatched", "running", "finished", "failed", "cancelled", "abandoned", "done"}
 
 
 class Monitor:
@@ -167,6 +175,135 @@ def test_cancel_a_running_job_through_the_api(monitored) -> None:  # type: ignor
     assert status == 404 and "no queued or running job" in value["error"]
 
 
+def _progress(monitor: Monitor) -> dict[str, Any]:
+    (cluster,) = monitor.get("/api/clusters")
+    return dict(cluster["progress"])
+
+
+def test_counts_of_queued_sent_and_running_jobs(monitored) -> None:  # type: ignore[no-untyped-def]
+    """2 CPUs, 40 long jobs: 2 run, the scheduler's prefetch sends some ahead to the node (not
+    running: "dispatched"), the rest stay queued; each state counted apart, and cancelled."""
+    cluster, _, monitor = monitored
+    before = _progress(monitor)
+    assert set(before) == PROGRESS and before["done"] == sum(
+        before[k] for k in ("finished", "failed", "cancelled", "abandoned"))
+    jobs = [cluster.submit(300) for _ in range(40)]
+    try:
+        def settled() -> bool:
+            now = _progress(monitor)
+            return (now["running"] == 2 and now["dispatched"] >= 1 and now["queued"] >= 1
+                    and now["queued"] + now["dispatched"] + now["running"] == 40)
+        assert wait_for(settled, 60), _progress(monitor)
+        counts = _progress(monitor)
+        summary = monitor.get("/api/summary")
+        assert {k: summary["totals"]["progress"][k] for k in ("queued", "dispatched", "running")} \
+            == {k: counts[k] for k in ("queued", "dispatched", "running")}
+        assert summary["totals"]["dispatched"] == counts["dispatched"]
+        (node,) = summary["nodes"]
+        # "busy 3 on a 2-CPU node" is 2 running and the rest waiting there, told apart
+        assert node["jobs_running"] == 2 and node["jobs_dispatched"] == counts["dispatched"]
+        assert node["jobs_running"] <= node["cpus"]
+        states = {j["job_id"]: j for j in summary["running"]}
+        assert sorted(j["state"] for j in states.values()) == \
+            ["dispatched"] * counts["dispatched"] + ["running"] * 2
+        for job in jobs:
+            if job.uid in states:
+                entry = states[job.uid]
+                assert entry["id"] == str(job.id) and entry["args"] == "300"
+                assert entry["node"] == node["name"]
+                if entry["state"] == "dispatched":  # not started: the client has it as Created
+                    assert entry["status"] == "Created" and entry["start_time"] is None
+                else:
+                    assert entry["status"] == "Running" and entry["start_time"]
+        queued = [j for j in summary["queued"] if j["job_id"] in {job.uid for job in jobs}]
+        assert queued and all(j["state"] == "queued" and j["node"] is None for j in queued)
+        assert len(summary["queued"]) <= 100  # the page lists none of them: it counts them
+
+        status, value = monitor.post("/api/jobs/cancel", {"job_ids": [j.uid for j in jobs]})
+        assert status == 200 and sorted(value["cancelled"]) == sorted(j.uid for j in jobs), value
+    finally:
+        for job in jobs:
+            cluster.cancel(job)
+    for job in jobs:
+        job(timeout=60)
+    assert {job.status for job in jobs} == {JobStatus.Cancelled}
+    assert wait_for(lambda: _progress(monitor)["cancelled"] == before["cancelled"] + 40, 30)
+    after = _progress(monitor)
+    assert after["queued"] == after["dispatched"] == after["running"] == 0
+    assert after["done"] == before["done"] + 40
+    ended = {j["job_id"]: j for j in monitor.get("/api/jobs") if j["final"]}
+    assert {ended[job.uid]["state"] for job in jobs} == {"cancelled"}
+
+
+def test_a_failed_jobs_traceback_and_output_one_request_away(monitored) -> None:  # type: ignore[no-untyped-def]
+    cluster, server, monitor = monitored
+    before = _progress(monitor)
+    failed = cluster.submit(-1)
+    ok = cluster.submit_job_id("sample-7", 0.01)
+    assert failed(timeout=60) is None and ok(timeout=60) == 0.01
+    assert failed.status == JobStatus.Terminated and "ValueError" in (failed.exception or "")
+    path = f"/api/jobs/{failed.uid}"
+    assert wait_for(lambda: monitor.call("GET", path)[0] == 200, 10)
+    detail = monitor.get(path)
+    assert detail["job_id"] == failed.uid and detail["id"] == str(failed.id)
+    assert detail["status"] == "Terminated" and detail["state"] == "failed" and detail["final"]
+    assert "Traceback" in detail["traceback"] and "ValueError" in detail["traceback"]
+    assert detail["stdout"] == "sleeping -1 s\n" and detail["output"] == "whole"
+    assert detail["args"] == "-1" and detail["node"] == failed.node and not detail["stdout_truncated"]
+    assert "ValueError" in detail["exception"]  # the list's one line
+
+    good = monitor.get(f"/api/jobs/{ok.uid}")
+    assert good["id"] == "sample-7" and good["state"] == "finished" and good["result"] == "0.01"
+    assert good["traceback"] is None and good["stdout"] == "sleeping 0.01 s\n"
+
+    summary = monitor.get("/api/summary")
+    assert failed.uid in [j["job_id"] for j in summary["failed"]]
+    assert ok.uid not in [j["job_id"] for j in summary["failed"]]
+    assert summary["totals"]["progress"]["failed"] == before["failed"] + 1
+    assert summary["totals"]["failed"] == summary["totals"]["terminated"] >= 1
+    assert _progress(monitor)["finished"] == before["finished"] + 1
+    # the task stream: which node ran which job, when
+    fields = summary["tasks"]["fields"]
+    rows = [dict(zip(fields, row, strict=True)) for row in summary["tasks"]["rows"]]
+    row = next(r for r in rows if r["job_id"] == ok.uid)
+    assert row["id"] == "sample-7" and row["node"] == ok.node and row["state"] == "finished"
+    assert row["start_time"] <= row["end_time"] and row["cluster_id"] == cluster.cluster_id
+    assert next(r for r in rows if r["job_id"] == failed.uid)["state"] == "failed"
+
+    # the access token guards the output like everything else
+    for how in ({"token": None}, {"token": "wrong-" + server.token}):
+        status, value, _ = monitor.call("GET", path, **how)  # type: ignore[arg-type]
+        assert status == 401 and "token" in value["error"]
+    status, _, _ = monitor.call("GET", path + "?token=wrong", token=None)
+    assert status == 401
+    assert monitor.call("GET", f"{path}?token={server.token}", token=None)[0] == 200
+    assert monitor.call("GET", "/api/jobs/no-such-job")[0] == 404
+    assert monitor.call("GET", "/api/jobs/" + "x" * 200)[0] == 400
+    assert monitor.call("POST", path, {})[0] == 405
+
+    # the program drops the job: what the monitor kept of it is still shown
+    uid = failed.uid
+    del failed
+    assert wait_for(lambda: gc.collect() is not None and monitor.get(f"/api/jobs/{uid}")["output"] == "kept", 10)
+    kept = monitor.get(f"/api/jobs/{uid}")
+    assert "ValueError" in kept["traceback"] and kept["stdout"] == "sleeping -1 s\n"
+
+
+def test_a_queued_job_has_a_detail_without_output(monitored) -> None:  # type: ignore[no-untyped-def]
+    cluster, _, monitor = monitored
+    blockers = [cluster.submit(300) for _ in range(2)]
+    try:
+        assert wait_for(lambda: all(j.status == JobStatus.Running for j in blockers), 30)
+        detail = monitor.get(f"/api/jobs/{blockers[0].uid}")
+        assert detail["state"] == "running" and not detail["final"] and detail["output"] == "pending"
+        assert detail["stdout"] is None and "with its result" in detail["note"]
+    finally:
+        for job in blockers:
+            cluster.cancel(job)
+    for job in blockers:
+        job(timeout=60)
+
+
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(monitored) -> None:  # type: ignore[no-untyped-def]
     _, _, monitor = monitored
     json_type = {"Content-Type": "application/json"}
@@ -244,6 +381,37 @@ def test_node_operations(node_daemon: NodeProcess) -> None:
             cluster.close(terminate=True)
 
 
+def test_two_clusters_add_up_and_arguments_can_be_hidden(node_daemon: NodeProcess) -> None:
+    first = gridlib.JobCluster(work, nodes=[f"127.0.0.1:{node_daemon.port}"])
+    second = gridlib.JobCluster(work, nodes=[f"127.0.0.1:{node_daemon.port}"])
+    try:
+        with HTTPServer(first, port=0, show_job_args=False) as server:
+            server.add_cluster(second)
+            monitor = Monitor(server.port, server.token)
+            jobs = [first.submit(0.01), first.submit(-1), second.submit(0.02)]
+            for job in jobs:
+                job(timeout=60)
+
+            def added_up() -> bool:
+                summary = monitor.get("/api/summary")
+                each = [c["progress"] for c in summary["clusters"]]
+                total = summary["totals"]["progress"]
+                return len(each) == 2 and total["done"] == 3 and total == {
+                    key: sum(p[key] for p in each) for key in PROGRESS}
+            assert wait_for(added_up, 15), monitor.get("/api/summary")["totals"]
+            summary = monitor.get("/api/summary")
+            assert summary["totals"]["progress"]["failed"] == 1
+            assert summary["totals"]["clusters"] == 2
+            for job in jobs:  # each cluster's jobs from its own source, numbered by it
+                detail = monitor.get(f"/api/jobs/{job.uid}")
+                assert detail["id"] == str(job.id) and detail["args"] is None
+                assert detail["result"] is None and detail["stdout"] == f"sleeping {job.args[0]} s\n"
+            assert {j["args"] for j in summary["finished"]} == {None}
+    finally:
+        first.close(terminate=True)
+        second.close(terminate=True)
+
+
 def test_port_in_use_is_a_clear_error(monitored) -> None:  # type: ignore[no-untyped-def]
     cluster, server, _ = monitored
     hook = cluster.job_status
@@ -277,24 +445,64 @@ def test_the_shared_schedulers_monitor(shared_grid) -> None:  # type: ignore[no-
     assert node["cpus"] == 2 and node["ip_addr"] == "127.0.0.1" and node["running"] == []
 
     with gridlib.SharedJobCluster(work, scheduler=scheduler.address) as cluster:
-        job = cluster.submit(120)
-        assert wait_for(lambda: any(j["job_id"] == job.uid for j in monitor.get("/api/jobs")), 30)
-        entry = next(j for j in monitor.get("/api/jobs") if j["job_id"] == job.uid)
-        assert entry["cluster_id"] == cluster.cluster_id and entry["node"] == node["name"]
-        assert [c["cluster_id"] for c in monitor.get("/api/clusters")] == [cluster.cluster_id]
-        summary = monitor.get("/api/summary")
-        assert summary["source"] == "scheduler" and summary["node_ops"] is False
-        assert summary["totals"]["running"] == 1
+        own = HTTPServer(cluster, port=0)  # the client's own monitor, of a shared cluster
+        mine = Monitor(own.port, own.token)
+        jobs = [cluster.submit(120) for _ in range(3)]  # 2 CPUs: 2 run, 1 is sent ahead
+        try:
+            def settled(which: Monitor) -> bool:
+                now = which.get("/api/summary")["totals"]["progress"]
+                return now["running"] == 2 and now["dispatched"] == 1 and now["queued"] == 0
+            assert wait_for(lambda: settled(monitor), 30), monitor.get("/api/summary")["totals"]
+            assert wait_for(lambda: settled(mine), 30), mine.get("/api/summary")["totals"]
+            summary = monitor.get("/api/summary")
+            assert summary["source"] == "scheduler" and summary["node_ops"] is False
+            (node,) = summary["nodes"]
+            assert node["busy"] == 3 and node["jobs_running"] == 2 and node["jobs_dispatched"] == 1
+            (info,) = summary["clusters"]
+            assert info["cluster_id"] == cluster.cluster_id and info["running"] == 3  # as before
+            assert info["dispatched"] == 1 and info["progress"] == {
+                "queued": 0, "dispatched": 1, "running": 2, "done": 0, "finished": None,
+                "failed": None, "cancelled": None, "abandoned": None}
+            entries = {j["job_id"]: j for j in summary["running"]}
+            assert sorted(j["state"] for j in entries.values()) == ["dispatched", "running", "running"]
+            for job in jobs:
+                entry = entries[job.uid]
+                assert entry["cluster_id"] == cluster.cluster_id and entry["node"] == node["name"]
+                assert (entry["start_time"] is None) == (entry["state"] == "dispatched")
+            assert [c["cluster_id"] for c in monitor.get("/api/clusters")] == [cluster.cluster_id]
+            # the scheduler has no output to show; the client's own monitor has the numbers
+            detail = monitor.get(f"/api/jobs/{jobs[0].uid}")
+            assert detail["output"] == "none" and detail["stdout"] is None
+            assert "HTTPServer(cluster)" in detail["note"]
+            assert monitor.call("GET", "/api/jobs/no-such-job")[0] == 404
+            assert monitor.call("GET", f"/api/jobs/{jobs[0].uid}", token=None)[0] == 401
+            theirs = mine.get("/api/summary")
+            assert sorted(j["id"] for j in theirs["running"]) == sorted(str(j.id) for j in jobs)
+            assert theirs["nodes"][0]["jobs_dispatched"] == 1
 
-        status, value = monitor.post("/api/nodes/cpus", {"node": node["name"], "cpus": 1})
-        assert status == 501 and "shared scheduler" in value["error"]
-        status, value = monitor.post("/api/jobs/cancel", {"job_ids": [job.uid, "no-such-job"]})
-        assert status == 200 and value == {"ok": True, "cancelled": [job.uid],
-                                           "not_found": ["no-such-job"]}
-        job(timeout=30)
-        assert job.status == JobStatus.Cancelled
-        assert wait_for(lambda: any(j["job_id"] == job.uid and j["status"] == "Cancelled"
-                                    for j in monitor.get("/api/jobs")), 10)
+            status, value = monitor.post("/api/nodes/cpus", {"node": node["name"], "cpus": 1})
+            assert status == 501 and "shared scheduler" in value["error"]
+            job = next(j for j in jobs if entries[j.uid]["state"] == "running")
+            status, value = monitor.post("/api/jobs/cancel", {"job_ids": [job.uid, "no-such-job"]})
+            assert status == 200 and value == {"ok": True, "cancelled": [job.uid],
+                                               "not_found": ["no-such-job"]}
+            job(timeout=30)
+            assert job.status == JobStatus.Cancelled
+            assert wait_for(lambda: any(j["job_id"] == job.uid and j["status"] == "Cancelled"
+                                        and j["state"] == "cancelled"
+                                        for j in monitor.get("/api/jobs")), 10)
+            for other in jobs:
+                cluster.cancel(other)
+            for other in jobs:
+                other(timeout=30)
+            # the client cancelled these: the scheduler saw them leave, not why
+            assert wait_for(lambda: {j["state"] for j in monitor.get("/api/jobs")
+                                     if j["job_id"] in {o.uid for o in jobs if o is not job}}
+                            == {"done"}, 10)
+        finally:
+            own.shutdown()
+            for other in jobs:
+                cluster.cancel(other)
         assert cluster.submit(0.01)(timeout=60) == 0.01  # the node is still in service
     assert monitor.call("POST", "/api/jobs/cancel", raw=b"{")[0] == 400
     assert monitor.get("/api/summary")["totals"]["nodes"] == 1

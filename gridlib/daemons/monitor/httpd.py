@@ -30,12 +30,13 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from gridlib.daemons.monitor.page import page_headers, render_page
 from gridlib.daemons.monitor.source import (
     HISTORY,
     NODE_OPS,
+    PROGRESS,
     ActionError,
     MonitorSnapshot,
     MonitorSource,
@@ -49,6 +50,11 @@ DISCARD_LIMIT = 1 << 20  #: a larger refused body is not read: the connection is
 MAX_JOB_IDS = 1000  #: job ids one cancel request may name
 CHART_POINTS = 600  #: throughput samples kept (one a second: 10 minutes)
 PAGE_JOBS = 100  #: finished (and queued) jobs the page's summary lists
+TASKS = 500  #: jobs in the summary's task stream (running ones, then the latest to end)
+TASK_WINDOW = 600.0  #: ... ended at most this many seconds ago
+JOB_PATH = "/api/jobs/"  #: GET /api/jobs/<job_id>: one job's detail
+#: a row of the summary's ``tasks``
+TASK_FIELDS = ("job_id", "id", "cluster_id", "node", "start_time", "end_time", "state")
 log = logging.getLogger("gridlib.httpd")
 _TOKEN_IN_PATH = re.compile(r"token=[^&\s]*")
 _WILDCARDS = ("", "0.0.0.0", "::")
@@ -237,21 +243,36 @@ class HTTPServer:
             "nodes": len(live), "cpus": sum(int(n["cpus"] or 0) for n in live),
             "busy": sum(int(n["busy"] or 0) for n in live),
             **{key: sum(int(c.get(key) or 0) for c in clusters) for key in
-               ("queued", "running", "done", "finished", "terminated", "cancelled", "abandoned")},
+               ("queued", "dispatched", "running", "done", "finished", "terminated", "failed",
+                "cancelled", "abandoned")},
             "clusters": len(clusters),
+            "progress": _sum_progress(clusters),
         }
-        running = [j for j in jobs if not j["final"] and j["status"] != "Created"]
-        queued = [j for j in jobs if j["status"] == "Created"][:PAGE_JOBS]
-        finished = sorted((j for j in jobs if j["final"]),
-                          key=lambda j: -(j.get("end_time") or 0))[:PAGE_JOBS]
+        now = time.time()
+        running = [j for j in jobs if not j["final"] and j.get("state") != "queued"]
+        queued = [j for j in jobs if not j["final"] and j.get("state") == "queued"][:PAGE_JOBS]
+        ended = sorted((j for j in jobs if j["final"]), key=lambda j: -(j.get("end_time") or 0))
+        failed = [j for j in ended if j.get("state") in ("failed", "abandoned")][:PAGE_JOBS]
         kinds = {source.kind for source, _ in taken}
         return {
-            "time": round(time.time(), 3), "source": "scheduler" if "scheduler" in kinds else "cluster",
+            "time": round(now, 3), "source": "scheduler" if "scheduler" in kinds else "cluster",
             "node_ops": all(source.node_ops for source, _ in taken) if taken else False,
             "poll_sec": self.poll_sec, "totals": totals, "nodes": nodes, "clusters": clusters,
-            "running": running, "queued": queued, "finished": finished,
+            "running": running, "queued": queued, "finished": ended[:PAGE_JOBS], "failed": failed,
+            "tasks": {"fields": list(TASK_FIELDS), "rows": _tasks(running, ended, now)},
             "throughput": {"interval": 1.0, "points": list(self._throughput)},
         }
+
+    def job_detail(self, job_id: str) -> dict[str, Any]:
+        """``GET /api/jobs/<job_id>``: one job, with its output when its cluster is here."""
+        if not 0 < len(job_id) <= 128:
+            raise _Refused(400, "a job id is 1 to 128 characters")
+        for source in self._sources:
+            detail = source.job_detail(job_id)
+            if detail is not None:
+                return detail
+        raise _Refused(404, f"no job {job_id!r} here (finished jobs are remembered up to "
+                            f"{self.history} per cluster)")
 
     # -- actions ----------------------------------------------------------------------
     def cancel(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -291,6 +312,33 @@ class HTTPServer:
         raise _Refused(worst.status, worst.message)
 
 
+def _sum_progress(clusters: list[dict[str, Any]]) -> dict[str, int | None]:
+    """Every cluster's ``progress`` added up (a count no cluster knows stays None)."""
+    total: dict[str, int | None] = dict.fromkeys(PROGRESS)
+    for cluster in clusters:
+        for key, value in (cluster.get("progress") or {}).items():
+            if key in total and value is not None:
+                total[key] = (total[key] or 0) + int(value)
+    return total
+
+
+def _tasks(running: list[dict[str, Any]], ended: list[dict[str, Any]],
+           now: float) -> list[list[Any]]:
+    """The task stream's rows (:data:`TASK_FIELDS`): jobs that started on a node, running
+    ones first, then those that ended in the last :data:`TASK_WINDOW` s, newest first."""
+    rows = []
+    for job in running + ended:
+        start, node = job.get("start_time"), job.get("node")
+        end = job.get("end_time") if job["final"] else None
+        if not start or not node or (job["final"] and (not end or end < now - TASK_WINDOW)):
+            continue
+        rows.append([job["job_id"], job.get("id"), job.get("cluster_id"), node, start, end,
+                     job.get("state")])
+        if len(rows) >= TASKS:
+            break
+    return rows
+
+
 def _cluster_ids(source: MonitorSource) -> set[str]:
     cluster_id = getattr(source, "cluster_id", None)
     return {cluster_id} if cluster_id else {c["cluster_id"] for c in source.snapshot().clusters}
@@ -308,6 +356,8 @@ def merge_nodes(snapshots: list[MonitorSnapshot]) -> list[dict[str, Any]]:
                 continue
             have["busy"] += node["busy"]
             have["jobs_done"] += node["jobs_done"]
+            for key in ("jobs_running", "jobs_dispatched"):
+                have[key] = int(have.get(key) or 0) + int(node.get(key) or 0)
             have["cpus"] = max(have["cpus"], node["cpus"])
             have["running"] += node["running"]
             have["clusters"] += node.get("clusters") or []
@@ -377,6 +427,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path in _GET or url.path in _POST or url.path in ("/", "/index.html"):
                 allow = "POST" if url.path in _POST else "GET"
                 raise _Refused(405, f"{url.path} takes {allow} only")
+            elif url.path.startswith(JOB_PATH) and len(url.path) > len(JOB_PATH):
+                if method != "GET":
+                    raise _Refused(405, f"{url.path} takes GET only")
+                self._json(200, monitor.job_detail(unquote(url.path[len(JOB_PATH):])))
             else:
                 raise _Refused(404, f"no such page or API: {url.path}")
         except _Refused as exc:

@@ -9,11 +9,14 @@ editing a file needs nothing else here.
 
 No CDN, no web fonts, no images: it works offline and behind any proxy.  The
 script polls ``/api/summary`` (``Authorization: Bearer`` with the token from
-the page's own ``?token=``), updates the tables in place (rows keyed by node
+the page's own ``?token=``), updates the page in place (rows keyed by node
 and job id, so an armed button or a half-typed CPU count survives a
-refresh), draws the throughput chart on a ``<canvas>`` itself, and posts the
-operator's actions.  Destructive actions (cancel a job, close a node) take
-two taps.  Below 760 px wide the tables reflow into cards.
+refresh), draws each cluster's progress bar, the task stream (SVG) and the
+throughput chart (``<canvas>``) itself, fetches a job's detail
+(``/api/jobs/<job_id>``) when it is clicked, and posts the operator's
+actions.  Destructive actions (cancel a job, close a node) take two taps.
+Below 760 px wide the tables reflow into cards and the job detail fills the
+screen.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 :class:`MonitorSource` is all :mod:`gridlib.httpd` knows: a snapshot of nodes,
 jobs and clusters as JSON-ready dicts, a counter of jobs ended (the input of
-the throughput chart), and the operator's actions (cancel jobs, node
-operations).  :class:`ClusterSource` serves a ``JobCluster`` or
+the throughput chart), one job's detail (its output, when the source has
+it), and the operator's actions (cancel jobs, node operations).  :class:`ClusterSource` serves a ``JobCluster`` or
 ``SharedJobCluster`` of this process; the shared scheduler daemon has its own
 source, ``gridlib.daemons.scheduler.monitor.SchedulerSource``.
 
@@ -21,12 +21,23 @@ from typing import Any
 
 from gridlib.protocol.errors import GridError
 
-__all__ = ["MonitorSource", "MonitorSnapshot", "ActionError", "NODE_OPS",
-           "HISTORY", "short_text", "number"]
+__all__ = ["MonitorSource", "MonitorSnapshot", "ActionError", "NODE_OPS", "STATES",
+           "PROGRESS", "HISTORY", "short_text", "tail_text", "number", "progress"]
 
 NODE_OPS = ("cpus", "allocate", "deallocate", "close")
 HISTORY = 1000  #: finished jobs a source remembers (oldest forgotten first)
 LISTED_QUEUED = 500  #: queued jobs listed one by one; the rest are only counted
+
+#: a job's ``state`` as the page shows it, the same for every source:
+#: ``queued`` (waiting for a node), ``dispatched`` (sent to a node, not started there yet),
+#: ``running``, ``cancelling``, then one final state.  ``done`` is the shared scheduler's
+#: final state: the job left its node, but whether it finished or failed only its client knows.
+STATES = ("queued", "dispatched", "running", "cancelling",
+          "finished", "failed", "cancelled", "abandoned", "done")
+#: a cluster's ``progress``: counts of its jobs in each state, which add up (None: not known
+#: to this source).  ``running`` includes ``cancelling``; ``done`` is every final job.
+PROGRESS = ("queued", "dispatched", "running", "finished", "failed", "cancelled", "abandoned",
+            "done")
 
 log = logging.getLogger("gridlib.httpd")
 _repr = reprlib.Repr()
@@ -66,6 +77,10 @@ class MonitorSource:
         """Jobs ended so far (only differences matter); sampled once a second."""
         return self.snapshot().done
 
+    def job_detail(self, job_id: str) -> dict[str, Any] | None:
+        """One job with what is known of its run (output, traceback); None: not this source's."""
+        return None
+
     def cancel(self, job_ids: list[str]) -> list[str]:
         """Cancel these jobs (queued or running); returns the ids this source acted on."""
         raise NotImplementedError
@@ -84,6 +99,24 @@ class MonitorSource:
 def short_text(value: Any, limit: int = 200) -> str:
     text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tail_text(value: Any, limit: int) -> tuple[str | None, bool]:
+    """The last ``limit`` characters of a job's output (bytes decoded), and whether it was cut."""
+    if value is None:
+        return None, False
+    cut = False
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = bytes(value)
+        cut = len(data) > limit * 4
+        value = data[-limit * 4:].decode(errors="replace")
+    text = str(value)
+    return (text, cut) if len(text) <= limit else (text[-limit:], True)
+
+
+def progress(**counts: int | None) -> dict[str, int | None]:
+    """A cluster's ``progress`` (:data:`PROGRESS` keys; those not given are None)."""
+    return {key: counts.get(key) for key in PROGRESS}
 
 
 def number(value: Any, digits: int = 3) -> float | None:
