@@ -469,6 +469,7 @@ def test_the_shared_schedulers_monitor(shared_grid) -> None:  # type: ignore[no-
                 entry = entries[job.uid]
                 assert entry["cluster_id"] == cluster.cluster_id and entry["node"] == node["name"]
                 assert (entry["start_time"] is None) == (entry["state"] == "dispatched")
+                assert entry["id"] == str(job.id)  # the number the client knows (the job's label)
             assert [c["cluster_id"] for c in monitor.get("/api/clusters")] == [cluster.cluster_id]
             # the scheduler has no output to show; the client's own monitor has the numbers
             detail = monitor.get(f"/api/jobs/{jobs[0].uid}")

@@ -121,7 +121,8 @@ class SchedulerSource(MonitorSource):
             running = []
             for entry in record["running"]:
                 state = _STATE.get(str(entry["state"]), "running")
-                job = {"job_id": entry["job_id"], "id": entry["job_id"],
+                # the job's id as its client knows it (JOB_SUBMIT's label), else its wire id
+                job = {"job_id": entry["job_id"], "id": entry.get("label") or entry["job_id"],
                        "cluster_id": entry["cluster_id"], "status": str(entry["state"]).capitalize(),
                        "state": state, "final": False, "node": record["name"],
                        "ip_addr": record["ip_addr"], "attempt": entry["attempt"],
