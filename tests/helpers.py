@@ -316,3 +316,25 @@ class RelayProcess(_Daemon):
                *(a for n in self.nodes for a in ("--node", n)), *self.extra]
         self._launch(cmd, "relay")
         self.port = int(self.ports["beacon"])
+
+
+def stop_process_trees(processes: list[psutil.Process], grace: float = 10.0) -> None:
+    """SIGTERM to each process and its descendants (by PID), all signalled first; those still
+    alive ``grace`` seconds later get SIGKILL."""
+    everyone: list[psutil.Process] = []
+    for proc in processes:
+        try:
+            everyone += [proc, *proc.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            continue
+    for member in everyone:
+        try:
+            member.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(everyone, timeout=grace)
+    for member in alive:
+        try:
+            member.kill()
+        except psutil.NoSuchProcess:
+            pass

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import psutil
+
+from tests.helpers import stop_process_trees
 
 __all__ = ["Lab", "netns_unavailable"]
 
@@ -105,23 +106,7 @@ class Lab:
     def stop_processes(self) -> None:
         """Stop every process started in the lab so far, and its children, by PID: all of
         them signalled first, then 10 s for all of them together, then SIGKILL."""
-        everyone: list[psutil.Process] = []
-        for proc in self.processes:  # our daemons and everything they started, by PID
-            try:
-                everyone += [proc, *proc.children(recursive=True)]
-            except psutil.NoSuchProcess:
-                continue
-        for member in everyone:
-            try:
-                member.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(everyone, timeout=10)
-        for member in alive:
-            try:
-                member.kill()
-            except psutil.NoSuchProcess:
-                pass
+        stop_process_trees(self.processes, 10.0)  # our daemons and all they started, by PID
         self.processes.clear()
 
     def cleanup(self) -> None:

@@ -41,7 +41,7 @@ from typer.testing import CliRunner
 from gridlib import ssh_tool
 from gridlib.daemons.cli import app
 from gridlib.daemons.cli.ssh_cmd import NODE_OPTIONS, NOT_FORWARDED, node_arguments
-from tests.helpers import wait_for
+from tests.helpers import stop_process_trees, wait_for
 from tests.system.netns import Lab, netns_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,23 +68,7 @@ def _python_with_gridlib(tmp: Path) -> Path:
 
 def _stop(processes: list[psutil.Process]) -> None:
     """SIGTERM to each process and its descendants (by PID), SIGKILL 15 s later."""
-    everyone: list[psutil.Process] = []
-    for proc in processes:
-        try:
-            everyone += [proc, *proc.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    for member in everyone:
-        try:
-            member.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(everyone, timeout=15)
-    for member in alive:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
+    stop_process_trees(processes, 15.0)
 
 
 class GridlibSsh:
