@@ -84,4 +84,6 @@ def test_scale_quick_prints_positive_figures(tmp_path: Path) -> None:
     assert [r["nodes"] for r in sockets] == [1, 10]
     for row in sockets:
         assert row["finished"] == row["jobs"] and row["nodes_used"] == row["nodes"], row
-        _positive(row, "jobs_per_s", "client_cpu_us_per_job", "stub_cpu_us_per_job")
+        _positive(row, "jobs_per_s", "client_cpu_us_per_job")
+        # the stub's CPU for 500 jobs (batched to it) can be under one 10 ms clock tick: 0 is a reading
+        assert row["stub_cpu_us_per_job"] >= 0, row
