@@ -311,11 +311,38 @@ def unpack_computation(blob: bytes) -> Computation:
     return comp
 
 
+# ``bytes`` this large travel as frames of their own, not inside the pickle: pickle writes
+# an exact ``bytes`` in band (it never offers it to a reducer), which copies it into the
+# pickle's buffer -- twice, with the buffer's growth -- and its frame is then that copy.
+OUT_OF_BAND_BYTES = 64 * 1024
+
+
+class _Bytes:
+    """A large ``bytes`` value, pickled as a buffer out of band (loads back as ``bytes``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return _bytes_of, (pickle.PickleBuffer(self.data),)
+
+
+def _bytes_of(buffer: Any) -> bytes:
+    return bytes(buffer)
+
+
+def _wrap(value: Any) -> Any:
+    return _Bytes(value) if type(value) is bytes and len(value) >= OUT_OF_BAND_BYTES else value
+
+
 def pack_value(value: Any) -> list[Any]:
-    """``[main, buffers...]`` for any value (pickle protocol 5, buffers out of band)."""
+    """``[main, buffers...]`` for any value (pickle protocol 5, buffers out of band: those
+    that support it, and a large ``bytes`` given as the value or as an argument)."""
     buffers: list[pickle.PickleBuffer] = []
     try:
-        main = dumps(value, protocol=5, buffer_callback=buffers.append)
+        main = dumps(_wrap(value), protocol=5, buffer_callback=buffers.append)
     except Exception as exc:
         raise SerializationError(f"cannot serialize {type(value).__name__}: {exc}") from exc
     return [main, *(b.raw() for b in buffers)]
@@ -328,7 +355,7 @@ def unpack_value(frames: Sequence[Any]) -> Any:
 
 
 def pack_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
-    return pack_value((tuple(args), dict(kwargs)))
+    return pack_value((tuple(_wrap(a) for a in args), {k: _wrap(v) for k, v in kwargs.items()}))
 
 
 def unpack_args(frames: Sequence[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
