@@ -136,6 +136,13 @@ class ClientConnection:
             raise GridError(f"{msg.type} refused: {answer.get('reason')} ({answer.get('code')})")
         return answer
 
+    def fail_requests(self, error: BaseException) -> None:
+        """I/O thread: every request waiting for an answer ends with ``error`` now."""
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(error)
+
     def post(self, msg: Message) -> None:
         """Send ``msg`` from any thread, without waiting."""
         self.reactor.call_soon_threadsafe(lambda: self._send(msg))

@@ -17,7 +17,7 @@ from gridlib.client_io import ClientConnection
 from gridlib.cluster import JobCluster, _node_specs, dispy_wildcards
 from gridlib.protocol.addresses import split_host_port
 from gridlib.protocol.codec import new_message
-from gridlib.protocol.errors import ConnectionLost, GridError, KeyFileError
+from gridlib.protocol.errors import AuthenticationFailed, ConnectionLost, GridError, KeyFileError
 from gridlib.protocol.keys import parse_public_key
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.sockets import DEFAULT_MAX_MSG_SIZE, tcp_endpoint
@@ -91,8 +91,19 @@ class SharedJobCluster(JobCluster):
         transport = SchedulerLink(self._scheduler_endpoint,
                                   self._scheduler_key or identity.keypair.public,
                                   max_msg_size or DEFAULT_MAX_MSG_SIZE)
-        return ClientConnection(identity, self._on_message, transport, liveness=liveness,
+        conn = ClientConnection(identity, self._on_message, transport, liveness=liveness,
                                 before_ack=before_ack, resend_submits=True)
+        public = identity.keypair.public.decode()
+
+        def refused(reason: str) -> None:  # (I/O thread) the handshake failed: say why now
+            fix = (f"add this client's key ({public}) on the scheduler's host with `gridlib keys "
+                   f"allow KEY --as client` and send the scheduler SIGHUP" if "refused" in reason
+                   else "check scheduler_key= (or GRIDLIB_SCHEDULER_KEY): it must be the "
+                        "scheduler's public key (`gridlib keys show` on its host)")
+            conn.fail_requests(AuthenticationFailed(
+                f"{reason} at {self._scheduler_endpoint.removeprefix('tcp://')}: {fix}"))
+        transport.on_failure = refused
+        return conn
 
     def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
                      secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:

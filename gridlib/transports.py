@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, encode
 from gridlib.protocol.errors import ProtocolError
@@ -33,6 +34,13 @@ from gridlib.protocol.sockets import curve_client_socket, recv_message, send_fra
 from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 __all__ = ["Transport", "EmbeddedScheduler", "SchedulerLink"]
+
+_HANDSHAKE_SUCCEEDED = zmq.EVENT_HANDSHAKE_SUCCEEDED
+_HANDSHAKE_FAILURES: dict[int, str] = {
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the scheduler refused this client's key",
+    zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the CURVE handshake with the scheduler failed",
+    zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the CURVE handshake with the scheduler failed (protocol)",
+}
 
 Receive = Callable[[Message], None]
 
@@ -103,6 +111,10 @@ class SchedulerLink:
     def __init__(self, endpoint: str, key: bytes, max_msg_size: int = DEFAULT_MAX_MSG_SIZE) -> None:
         self.endpoint, self.key, self.max_msg_size = endpoint, key, max_msg_size
         self.socket: zmq.Socket[bytes] | None = None
+        # told (on the I/O thread) why the scheduler cannot be used, as soon as the CURVE
+        # handshake fails: a refused key ends the waiting requests at once, not at their timeout
+        self.on_failure: Callable[[str], None] | None = None
+        self._monitor: zmq.Socket[bytes] | None = None
         self._log = logging.getLogger("gridlib.client")
         self._reactor: Reactor | None = None
         self._backlog: deque[tuple[str, list[Any]]] = deque()
@@ -114,9 +126,44 @@ class SchedulerLink:
         sock = curve_client_socket(context, zmq.DEALER, identity.keypair, self.key)
         # a stable routing id: after a reconnect the scheduler still knows who we are
         sock.setsockopt(zmq.ROUTING_ID, b"c" + uuid.uuid4().bytes)
+        self._watch(reactor, sock)
         sock.connect(self.endpoint)
         self.socket = sock
         reactor.add_reader(sock, lambda: self._read(sock, receive))
+
+    def _watch(self, reactor: Reactor, sock: zmq.Socket[bytes]) -> None:
+        """Until a handshake succeeds, a failed one is reported through ``on_failure``."""
+        try:
+            monitor = sock.get_monitor_socket(_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILURES))
+        except zmq.ZMQError:
+            return  # diagnostics only: the requests' timeouts still apply
+        self._monitor = monitor
+
+        def on_event() -> None:
+            while self._monitor is not None:
+                try:
+                    event = recv_monitor_message(monitor, zmq.NOBLOCK)
+                except (zmq.Again, zmq.ZMQError):
+                    return
+                kind = event.get("event")
+                if kind in _HANDSHAKE_FAILURES and self.on_failure is not None:
+                    self.on_failure(_HANDSHAKE_FAILURES[kind])
+                if kind == _HANDSHAKE_SUCCEEDED or kind in _HANDSHAKE_FAILURES:
+                    self._unwatch(reactor)
+        reactor.add_reader(monitor, on_event)
+
+    def _unwatch(self, reactor: Reactor | None) -> None:
+        monitor, self._monitor = self._monitor, None
+        if monitor is None:
+            return
+        if reactor is not None:
+            reactor.remove_reader(monitor)
+        if self.socket is not None:
+            try:
+                self.socket.disable_monitor()
+            except zmq.ZMQError:
+                pass
+        monitor.close(0)
 
     def _read(self, sock: zmq.Socket[bytes], receive: Receive) -> None:
         for _ in range(2000):
@@ -171,6 +218,7 @@ class SchedulerLink:
 
     def close(self) -> None:
         self._backlog.clear()
+        self._unwatch(self._reactor)
         if self.socket is not None:
             self.socket.close(0)
             self.socket = None

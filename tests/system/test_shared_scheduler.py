@@ -164,7 +164,6 @@ def make_keys(root: Path) -> dict[str, Path]:
     return dirs
 
 
-@pytest.mark.slow  # a refused client waits for its HELLO's 10 s timeout
 def test_a_client_sees_and_cancels_only_its_own_jobs(tmp_path: Path) -> None:
     dirs = make_keys(tmp_path / "keys")
     node = NodeProcess(tmp_path, "--keys", str(dirs["node"]), "--cpus", "1")
@@ -195,9 +194,16 @@ def test_a_client_sees_and_cancels_only_its_own_jobs(tmp_path: Path) -> None:
             assert job(timeout=60) == 1.0 and job.status == JobStatus.Finished
         stranger = tmp_path / "keys" / "stranger"
         write_keypair(stranger, "identity")
-        with pytest.raises(gridlib.ConnectionLost, match="allowlist"):
+        started = time.monotonic()
+        with pytest.raises(gridlib.AuthenticationFailed, match="refused this client's key") as refused:
             gridlib.SharedJobCluster(nap, scheduler=scheduler.address, keys=str(stranger),
                                      scheduler_key=sched_key)
+        assert "gridlib keys allow" in str(refused.value)
+        assert time.monotonic() - started < 8  # at the handshake, not at the HELLO's 10 s timeout
+        # a client that has the scheduler's key wrong is told to check it, also at once
+        with pytest.raises(gridlib.AuthenticationFailed, match="scheduler_key"):
+            gridlib.SharedJobCluster(nap, scheduler=scheduler.address, keys=str(dirs["alice"]),
+                                     scheduler_key=load_keypair(dirs["bob"] / "identity.key_secret").public)
     finally:
         node.stop()
         scheduler.stop()
