@@ -12,6 +12,7 @@ import logging
 import signal
 from collections.abc import Callable
 
+from gridlib.daemons.hangup import take_deferred
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 
@@ -40,3 +41,6 @@ def handle_signals(reactor: Reactor, stop: Callable[[], None],
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
+    if take_deferred():  # a SIGHUP came while the daemon started: reload once now
+        log.info("event=signal signal=SIGHUP deferred=true")
+        on_hup(signal.SIGHUP, None)

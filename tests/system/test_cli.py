@@ -203,3 +203,39 @@ def test_every_daemon_option_explains_itself() -> None:
     for option in ("--service-start", "--serve", "--init", "--clean", "--daemon", "--config",
                    "--save-config", "GRIDLIB_KEYS"):
         assert option in node_help
+
+
+def _catches_sighup(pid: int) -> bool:
+    """Whether the process has a handler for SIGHUP (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) & (1 << (signal.SIGHUP - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc/PID/status")
+@pytest.mark.parametrize("daemon", ["node", "scheduler", "relay"])
+def test_a_sighup_while_a_daemon_starts_is_kept_not_fatal(tmp_path: Path, daemon: str) -> None:
+    """kill -HUP (an allowlist changed, systemctl reload) as a daemon starts: it used to end the
+    process (Python's default action until the reload handler exists); now it reloads once ready."""
+    port_file, log = tmp_path / "ports.json", tmp_path / "daemon.log"
+    extra = {"node": ["--dest-path-prefix", str(tmp_path / "prefix")],
+             "scheduler": ["--node-port", "0"], "relay": []}[daemon]
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", f"gridlib.daemons.{daemon}", "--host", "127.0.0.1",
+                                 "--port", "0", *extra, "--port-file", str(port_file)],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: _catches_sighup(proc.pid) or proc.poll() is not None, 30, interval=0.001)
+        # the handler exists long before the daemon is ready (its imports and sockets come after)
+        assert not port_file.exists(), "SIGHUP is caught only once the daemon is ready"
+        proc.send_signal(signal.SIGHUP)
+        read_port_file(port_file, proc, daemon, log.read_text)
+        assert wait_for(lambda: "deferred=true" in log.read_text(), 30), log.read_text()
+        assert wait_for(lambda: "event=allowlist_reloaded" in log.read_text(), 30), log.read_text()
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -8,7 +8,14 @@ carry a shared secret, ``--keys`` names a key directory.
 
 from __future__ import annotations
 
-import typer
+import sys
+
+from gridlib.daemons.hangup import defer_hangups
+
+if sys.argv[1:2] in (["node"], ["scheduler"], ["relay"]):
+    defer_hangups()  # before the slow imports: a SIGHUP while a daemon starts is not fatal
+
+import typer  # noqa: E402
 
 from .keys_cmd import keys_app
 from .node_cmd import node

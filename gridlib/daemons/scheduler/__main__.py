@@ -1,8 +1,12 @@
 """``python -m gridlib.daemons.scheduler``: the same as ``gridlib scheduler``."""
 
-import typer
+from gridlib.daemons.hangup import defer_hangups
 
-from gridlib.daemons.cli import scheduler
+defer_hangups()  # first: a SIGHUP while it starts is kept, not fatal
+
+import typer  # noqa: E402
+
+from gridlib.daemons.cli import scheduler  # noqa: E402
 
 if __name__ == "__main__":
     typer.run(scheduler)
