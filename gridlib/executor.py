@@ -151,6 +151,16 @@ class GridExecutor(Executor):
             threading.Thread(target=self._close_after, args=(futures,),
                              name="gridlib-executor-shutdown").start()  # non-daemon: joined at exit
 
+    def terminate(self, futures: Iterable[Future[Any]]) -> None:
+        """Cancel the calls behind ``futures``, running ones too (their processes are killed on
+        the nodes); each such future ends cancelled or with the job's ``Cancelled`` error.
+        Beyond the ``Executor`` API: joblib's ``abort_everything`` uses it."""
+        wanted = set(futures)
+        with self._lock:
+            jobs = [job for job, entry in self._pending.items() if entry[4] in wanted]
+        for job in jobs:
+            self.cluster.cancel(job)
+
     def _close_after(self, futures: list[Future[Any]]) -> None:
         wait_futures(futures)
         self.cluster.wait()

@@ -138,8 +138,13 @@ class GridlibBackend(_backend_base()):  # type: ignore[misc]
         return _as_loky(out.result, timeout)
 
     def abort_everything(self, ensure_ready: bool = True) -> None:
-        for future in list(self._futures):
+        """joblib gives up on this run (an error, a timeout): calls not started are cancelled,
+        and those running are killed on their nodes, as loky terminates its workers."""
+        futures = list(self._futures)
+        for future in futures:
             future.cancel()
+        if self._executor is not None:
+            self._executor.terminate(futures)
 
 
 GridBackend = GridlibBackend  # the name before 0.2

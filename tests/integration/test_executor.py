@@ -92,6 +92,27 @@ def test_cancel_shutdown_and_asyncio(node_daemon: NodeProcess, tmp_path: Path) -
     assert time.monotonic() - start < 30  # nothing left running for 30 s
 
 
+def test_terminate_kills_running_calls_as_joblib_abort_needs(node_daemon: NodeProcess) -> None:
+    def nap(seconds):  # type: ignore[no-untyped-def]
+        import time
+        time.sleep(seconds)
+        return seconds
+
+    ex = executor_for(node_daemon)
+    try:
+        futures = [ex.submit(nap, 60) for _ in range(3)]  # 2 CPUs: two run, one waits
+        assert wait_for(lambda: sum(f.running() for f in futures) == 2, 60)
+        started = time.monotonic()
+        ex.terminate(futures)
+        cf.wait(futures, timeout=30)
+        assert all(f.done() for f in futures) and time.monotonic() - started < 30
+        for future in futures:  # killed on the node, or never started: no value
+            assert future.cancelled() or future.exception() is not None
+        assert ex.submit(nap, 0.0).result(timeout=60) == 0.0  # the grid serves the next call
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
 def test_as_completed_for_threads_and_asyncio_and_await_job(node_daemon: NodeProcess) -> None:
     def nap(seconds):  # type: ignore[no-untyped-def]
         import time

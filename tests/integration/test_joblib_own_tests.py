@@ -31,9 +31,10 @@ gridlib.register_joblib()
 def nothing_left_running() -> Any:
     """Each case starts on an idle grid: a job a case left running is cancelled (killed) once
     the case is over, as loky's workers would be, instead of holding one of the private node's
-    CPUs into the next cases.  (Joblib's ``abort_everything`` cancels only the futures that
-    have not started: ``test_parallel_unordered_generator_returns_fastest_first`` leaves its
-    30 s task running, and the next case waited for it.)"""
+    CPUs into the next cases.  (A case that ends without joblib aborting the run --
+    ``test_parallel_unordered_generator_returns_fastest_first`` returns while its 30 s task
+    runs -- would otherwise make the next case wait for it; an abort, on an error or a
+    timeout, kills the running calls itself: ``GridExecutor.terminate``.)"""
     yield
     executor = joblib_backend._default
     if executor is None:
@@ -68,12 +69,10 @@ NOT_GENERIC = {
 }
 
 
-# cases that wait seconds by design (marked slow: `make test-quick` leaves them out)
-SLOW = {
-    # its sleep(10) tasks keep running after the TimeoutError: GridlibBackend.abort_everything
-    # cancels only the calls not started yet, so the second Parallel waits for them
-    "test_parallel_timeout_fail_with_generator",
-}
+# cases that wait seconds by design (marked slow: `make test-quick` leaves them out); none now:
+# test_parallel_timeout_fail_with_generator took 10 s while joblib's abort left its sleep(10)
+# calls running (abort_everything now kills them, as loky does)
+SLOW: set[str] = set()
 
 
 def _cases() -> list[Any]:
