@@ -17,13 +17,14 @@ from typing import Any
 from .codec import Message, new_message
 from .errors import ProtocolError
 
-__all__ = ["merge_results", "split_results", "MAX_RESULTS", "MAX_BYTES"]
+__all__ = ["merge_results", "split_results", "payload_size", "MAX_RESULTS", "MAX_BYTES"]
 
 MAX_RESULTS = 64
 MAX_BYTES = 1 << 20
 
 
-def _size(msg: Message) -> int:
+def payload_size(msg: Message) -> int:
+    """Bytes of a message's frames (what the batch limits count)."""
     return sum(memoryview(f).nbytes for f in msg.frames)
 
 
@@ -32,7 +33,7 @@ def merge_results(results: list[Message]) -> list[Message]:
     out: list[list[Message]] = []
     total = 0
     for msg in results:
-        size = _size(msg)
+        size = payload_size(msg)
         if out and len(out[-1]) < MAX_RESULTS and total + size <= MAX_BYTES:
             out[-1].append(msg)
             total += size

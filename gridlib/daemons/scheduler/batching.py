@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gridlib.protocol.codec import Message, new_message
+from gridlib.protocol.codec import new_message
 from gridlib.protocol.result_batches import MAX_BYTES as RESULT_BYTES
-from gridlib.protocol.result_batches import MAX_RESULTS, merge_results
+from gridlib.protocol.result_batches import MAX_RESULTS, merge_results, payload_size
 
 from .records import Route
 from .state import CLIENT, NODE, Send
@@ -31,10 +31,6 @@ __all__ = ["batch_assignments", "batch_sends", "MAX_JOBS", "MAX_BYTES"]
 
 MAX_JOBS = 64
 MAX_BYTES = 1 << 20
-
-
-def _size(msg: Message) -> int:
-    return sum(memoryview(f).nbytes for f in msg.frames)
 
 
 def batch_assignments(sends: list[Send]) -> list[Send]:
@@ -58,7 +54,7 @@ def batch_sends(sends: list[Send], reads_batches: Callable[[str, Route], bool]) 
             open_run.pop(peer, None)  # another message to that peer ends its run
             out.append([send])
             continue
-        size = _size(send.msg)
+        size = payload_size(send.msg)
         run, total = open_run.get(peer, (None, 0))
         if run is not None and len(run) < limit_jobs and total + size <= limit_bytes:
             run.append(send)
