@@ -129,7 +129,7 @@ class ClientRequests:
             if job_id in store.jobs:
                 store.duplicates += 1  # a resubmission of a known id is idempotent
                 continue
-            job = JobRecord(job_id, cluster.cluster_id, spec, labels, frames, next_seq())
+            job = JobRecord.from_spec(job_id, cluster.cluster_id, spec, labels, frames, next_seq())
             job.size = sum(memoryview(f).nbytes for f in frames)
             store.jobs[job_id] = job
             cluster.jobs.add(job_id)

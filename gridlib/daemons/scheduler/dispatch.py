@@ -171,7 +171,7 @@ class Dispatch:
             job.node_id = node.node_id
             node.inflight[job.job_id] = job.attempt
             fields = {"cluster_id": cluster_id, "job_id": job.job_id, "attempt": job.attempt,
-                      "timeout": job.spec.get("timeout"), "label": job.spec.get("label")}
+                      "timeout": job.timeout, "label": job.label}
             store.send(NODE, node.route, new_message("JOB_ASSIGN", fields, job.frames, job.labels))
             return True
         return False

@@ -186,7 +186,7 @@ class Faults:
         store = self.store
         cluster = store.clusters[job.cluster_id]
         job.node_id = None
-        pinned = bool(job.spec.get("node"))
+        pinned = bool(job.pin)
         if job.state is JobState.CANCELLING:
             store.finish(job, {"status": "cancelled", "reason": reason}, [], [])
         elif never_started and not pinned:

@@ -95,8 +95,8 @@ class SchedulerJournal:
                           list(msgpack.unpackb(r[6])), created=r[7])
             for r in self._db.execute("SELECT * FROM clusters ORDER BY created")]
         jobs = [
-            JobRecord(r[0], r[1], msgpack.unpackb(r[2], raw=False), list(msgpack.unpackb(r[3], raw=False)),
-                      list(msgpack.unpackb(r[4])), r[5])
+            JobRecord.from_spec(r[0], r[1], msgpack.unpackb(r[2], raw=False),
+                                list(msgpack.unpackb(r[3], raw=False)), list(msgpack.unpackb(r[4])), r[5])
             for r in self._db.execute("SELECT * FROM jobs ORDER BY seq")]
         return clusters, jobs
 

@@ -59,10 +59,14 @@ class ClientRecord:
 class JobRecord:
     job_id: str
     cluster_id: str
-    spec: dict[str, Any]
     labels: list[str]
     frames: list[Any]
     seq: int
+    # what the job's JOB_SUBMIT spec said (checked), as fields: a queued job keeps no map
+    priority: int = 0
+    timeout: float | None = None  # seconds, from its start on a node
+    pin: str | None = None  # the node it must run on (node id, name or address)
+    label: str | None = None  # its id as its client knows it (GRID_JOB_ID, the monitor)
     state: JobState = JobState.QUEUED
     attempt: int = 0
     node_id: str | None = None
@@ -70,6 +74,25 @@ class JobRecord:
     recovered: bool = False  # resubmitted by a recovering client: run it if nobody has it
     result: Any = None  # the final JOB_RESULT message, kept until the client acknowledges it
     size: int = 0  # bytes of its argument frames (a node refuses messages over its limit)
+
+    @classmethod
+    def from_spec(cls, job_id: str, cluster_id: str, spec: dict[str, Any], labels: list[str],
+                  frames: list[Any], seq: int) -> JobRecord:
+        """A job from its (checked) JOB_SUBMIT spec: ``priority``, ``timeout``, ``node``, ``label``."""
+        timeout = spec.get("timeout")
+        return cls(job_id, cluster_id, labels, frames, seq, priority=int(spec.get("priority") or 0),
+                   timeout=float(timeout) if timeout else None, pin=spec.get("node") or None,
+                   label=spec.get("label"))
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The job's spec as JOB_SUBMIT carries it (for the journal)."""
+        spec: dict[str, Any] = {"id": self.job_id, "n": len(self.labels)}
+        for key, value in (("priority", self.priority or None), ("timeout", self.timeout),
+                           ("node", self.pin), ("label", self.label)):
+            if value is not None:
+                spec[key] = value
+        return spec
 
 
 class JobQueue:
@@ -83,7 +106,7 @@ class JobQueue:
         self._heap: list[tuple[int, int, str]] = []
 
     def push(self, job: JobRecord) -> None:
-        heapq.heappush(self._heap, (-int(job.spec.get("priority") or 0), job.seq, job.job_id))
+        heapq.heappush(self._heap, (-job.priority, job.seq, job.job_id))
 
     def pop(self, jobs: dict[str, JobRecord]) -> JobRecord | None:
         while self._heap:

@@ -19,7 +19,6 @@ from typing import Any
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, new_message
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import LivenessPolicy, LivenessTracker
-from gridlib.protocol.messages import opt
 
 from .records import (
     Change,
@@ -196,7 +195,7 @@ class SchedulerState:
 
     def enqueue(self, cluster: ClusterRecord, job: JobRecord) -> None:
         """Queue a job (pinned to a node if its spec says so) for the next dispatch."""
-        pin = opt(job.spec, "node", str)
+        pin = job.pin
         if pin:
             cluster.pinned.setdefault(pin, JobQueue()).push(job)
         else:

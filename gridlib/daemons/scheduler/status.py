@@ -55,7 +55,7 @@ class StatusReports:
                 if visible(job.cluster_id):
                     jobs.append({"job_id": job_id, "cluster_id": job.cluster_id,
                                  "state": job.state.name.lower(), "attempt": job.attempt,
-                                 "label": job.spec.get("label")})
+                                 "label": job.label})
             heard = store.node_liveness.last(node.node_id) or node.last_seen
             nodes.append({**node.public(), "last_heard": round(max(0.0, now - heard), 3),
                           "suspect": node.suspect, "running": jobs})

@@ -58,3 +58,17 @@ def test_the_journal_writes_them_and_a_restarted_core_restores_them(tmp_path: Pa
         restarted.now += 1.0
         ran += assigned(restarted.send(NODE_A, "HEARTBEAT") + restarted.tick(), NODE_A)
     assert ran == ["j2"]
+
+
+def test_a_jobs_spec_survives_the_journal_as_fields() -> None:
+    """A queued job keeps its spec as fields, not a map; the journal still stores the map."""
+    from gridlib.daemons.scheduler.records import JobRecord
+
+    spec = {"id": "j9", "n": 1, "priority": 3, "timeout": 2.5, "node": "node-a", "label": "7"}
+    job = JobRecord.from_spec("j9", "c1", spec, ["args"], [b"x"], 1)
+    assert (job.priority, job.timeout, job.pin, job.label) == (3, 2.5, "node-a", "7")
+    assert job.spec == spec and not hasattr(job, "__dict__")
+    again = JobRecord.from_spec("j9", "c1", job.spec, job.labels, job.frames, job.seq)
+    assert (again.priority, again.timeout, again.pin, again.label) == (3, 2.5, "node-a", "7")
+    plain = JobRecord.from_spec("j1", "c1", {"id": "j1", "n": 0}, [], [], 2)
+    assert (plain.priority, plain.timeout, plain.pin, plain.label) == (0, None, None, None)
