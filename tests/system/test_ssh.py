@@ -38,7 +38,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from gridlib import ssh_tool
+from gridlib import ssh_report, ssh_tool
 from gridlib.daemons.cli import app
 from gridlib.daemons.cli.ssh_cmd import NODE_OPTIONS, NOT_FORWARDED, node_arguments
 from tests.helpers import stop_process_trees, wait_for
@@ -208,7 +208,7 @@ def test_reasons_are_one_line() -> None:
         "Invalid value: --service-start: '25:00' is not a time of day (00:00 to 23:59)"
     assert ssh_tool.node_failure(["2026 INFO x", "gridlib node: 0.0.0.0:6 is already in use"]) \
         == "0.0.0.0:6 is already in use"
-    assert ssh_tool.node_address("2001:db8::1", 6000) == "[2001:db8::1]:6000"
+    assert ssh_report.node_address("2001:db8::1", 6000) == "[2001:db8::1]:6000"
     assert ssh_tool.trust_name("root@[2001:db8::1]", 6000) == "ssh-root__2001_db8__1_-6000"
 
 

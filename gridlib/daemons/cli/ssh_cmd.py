@@ -128,7 +128,7 @@ def ssh(**options: Any) -> None:
 
     Exit status: 0 if every node ran until stopped, 1 if any host failed or lost its node, 2 for a usage error.
     """
-    from gridlib import ssh_tool
+    from gridlib import ssh_report, ssh_tool
     from gridlib.protocol.errors import GridError
     from gridlib.protocol.keys import resolve_identity
 
@@ -155,8 +155,8 @@ def ssh(**options: Any) -> None:
     node_args, paths = node_arguments(options)
     if options.get("scheduler") and not options.get("scheduler_key"):
         node_args += ["--scheduler-key", identity.keypair.public.decode()]  # it trusts 2 keys
-    out, err = ssh_tool.write_line(sys.stdout), ssh_tool.write_line(sys.stderr)
-    report = (ssh_tool.JsonReport if options["json_out"] else ssh_tool.TextReport)(out, err)
+    out, err = ssh_report.write_line(sys.stdout), ssh_report.write_line(sys.stderr)
+    report = (ssh_report.JsonReport if options["json_out"] else ssh_report.TextReport)(out, err)
     run = ssh_tool.SshRun(hosts, ssh_tool.SshOptions(
         client_key=identity.keypair.public, node_args=node_args, paths=paths, ssh=ssh_command,
         ssh_options=list(options["ssh_option"]), python=options["python"],
@@ -178,6 +178,7 @@ def ssh(**options: Any) -> None:
 
 _OWN = {name: p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
         for name, p in inspect.signature(_own, eval_str=True).parameters.items()}
-assert not set(_OWN) & set(NODE_OPTIONS), "an option of gridlib ssh hides one of gridlib node"
+if set(_OWN) & set(NODE_OPTIONS):  # (a programming error: caught by any run of the command)
+    raise RuntimeError(f"gridlib ssh's own options hide gridlib node's: {set(_OWN) & set(NODE_OPTIONS)}")
 ssh.__signature__ = inspect.Signature([*_OWN.values(), *NODE_OPTIONS.values()])  # type: ignore[attr-defined]
 ssh.__annotations__ = {name: p.annotation for name, p in {**_OWN, **NODE_OPTIONS}.items()}
