@@ -17,7 +17,8 @@ from typing import Any
 from .codec import Message, new_message
 from .errors import ProtocolError
 
-__all__ = ["merge_results", "split_results", "payload_size", "MAX_RESULTS", "MAX_BYTES"]
+__all__ = ["merge_results", "jobs_result", "split_results", "payload_size", "MAX_RESULTS",
+           "MAX_BYTES"]
 
 MAX_RESULTS = 64
 MAX_BYTES = 1 << 20
@@ -40,10 +41,11 @@ def merge_results(results: list[Message]) -> list[Message]:
         else:
             out.append([msg])
             total = size
-    return [group[0] if len(group) == 1 else _merged(group) for group in out]
+    return [group[0] if len(group) == 1 else jobs_result(group) for group in out]
 
 
-def _merged(group: list[Message]) -> Message:
+def jobs_result(group: list[Message]) -> Message:
+    """One JOBS_RESULT holding ``group`` (JOB_RESULTs, in order; the caller kept to the limits)."""
     entries, frames, labels = [], [], []
     for msg in group:
         entries.append([msg.fields, len(msg.frames)])

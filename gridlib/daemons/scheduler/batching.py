@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from gridlib.protocol.codec import new_message
 from gridlib.protocol.result_batches import MAX_BYTES as RESULT_BYTES
-from gridlib.protocol.result_batches import MAX_RESULTS, merge_results, payload_size
+from gridlib.protocol.result_batches import MAX_RESULTS, jobs_result, payload_size
 
 from .records import Route
 from .state import CLIENT, NODE, Send
@@ -69,8 +69,7 @@ def batch_sends(sends: list[Send], reads_batches: Callable[[str, Route], bool]) 
 def _merged(group: list[Send]) -> Send:
     first = group[0]
     if first.to == CLIENT:
-        (merged,) = merge_results([send.msg for send in group])  # (the run kept to its limits)
-        return Send(CLIENT, first.route, merged)
+        return Send(CLIENT, first.route, jobs_result([send.msg for send in group]))
     jobs, frames, labels = [], [], []
     for send in group:  # the JOB_ASSIGNs are the core's own (no check needed)
         fields = send.msg.fields

@@ -25,7 +25,7 @@ from .records import (
     SetupState,
     advance_seq,
 )
-from .state import CLIENT, NODE, SchedulerState
+from .state import NODE, SchedulerState
 
 __all__ = ["Faults"]
 
@@ -169,12 +169,7 @@ class Faults:
                 never_started = (job.state is JobState.DISPATCHED and
                                  earlier >= node.cluster_cpus.get(job.cluster_id, node.cpus))
                 self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}", never_started)
-        for cluster_id in node.setup:
-            owner = store.clusters.get(cluster_id)
-            if owner is not None:
-                store.send(CLIENT, owner.client, new_message("NODE_EVENT", {
-                    "event": "closed", "cluster_id": cluster_id, "node": node.public(),
-                    "reason": reason}))
+        store.tell_clients_of(node, "closed", reason)
 
     def _settle_orphan(self, job: JobRecord, node_name: str | None, reason: str,
                        never_started: bool = False) -> None:

@@ -142,12 +142,7 @@ class NodeReports:
         reason = msg.as_(NodeAlert).reason[:2000]
         node = store.node_of(peer)
         store.log.warning("event=node_alert node=%s reason=%r", node.name, reason)
-        for cluster_id in node.setup:
-            cluster = store.clusters.get(cluster_id)
-            if cluster is not None:
-                store.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
-                    "event": "alert", "cluster_id": cluster_id, "node": node.public(),
-                    "reason": reason}))
+        store.tell_clients_of(node, "alert", reason)
 
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

@@ -176,6 +176,15 @@ class SchedulerState:
                 del self.node_acks[node_id]
                 self.send(NODE, node.route, new_message("RESULT_ACK", {"job_ids": pending.job_ids}))
 
+    def tell_clients_of(self, node: NodeRecord, event: str, reason: str) -> None:
+        """NODE_EVENT ``event`` about ``node`` to the client of each cluster set up there."""
+        for cluster_id in node.setup:
+            cluster = self.clusters.get(cluster_id)
+            if cluster is not None:
+                self.send(CLIENT, cluster.client, new_message("NODE_EVENT", {
+                    "event": event, "cluster_id": cluster_id, "node": node.public(),
+                    "reason": reason}))
+
     def add_node(self, node: NodeRecord) -> None:
         """A node joins: it has all its credit."""
         self.nodes[node.node_id] = node
