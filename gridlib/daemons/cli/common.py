@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -19,6 +20,13 @@ PORT_FILE_HELP = ("Once every port is bound, write {\"pid\": PID, \"ports\": {..
                   "Removed at exit.")
 
 _SIZE_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def scheduler_key_option() -> Any:
+    """``--scheduler-key`` of the commands that talk to a shared scheduler (run, status)."""
+    return typer.Option("", envvar="GRIDLIB_SCHEDULER_KEY",
+                        help="The shared scheduler's public key (Z85 or a .key file; default: "
+                             "your own key).")
 
 
 def parse_size(text: str) -> int:

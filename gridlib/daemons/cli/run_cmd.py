@@ -9,7 +9,7 @@ import typer
 
 from gridlib.protocol.errors import GridError
 
-from .common import read_secret, setup_logging
+from .common import read_secret, scheduler_key_option, setup_logging
 
 __all__ = ["run"]
 
@@ -37,9 +37,7 @@ def run(
                                   help="Send the jobs to this shared scheduler "
                                        "(HOST[:PORT], port 51350) instead of scheduling "
                                        "them in this process."),
-    scheduler_key: str = typer.Option("", envvar="GRIDLIB_SCHEDULER_KEY",
-                                      help="The shared scheduler's public key (Z85 or a "
-                                           ".key file; default: your own key)."),
+    scheduler_key: str = scheduler_key_option(),
     timeout: float = typer.Option(0.0, min=0.0, help="Time limit per job in seconds (0: none); "
                                                      "a job over it is killed and fails."),
     node_wait: float = typer.Option(-1.0, help="Seconds to wait for a node able to run the "

@@ -8,7 +8,7 @@ import typer
 
 from gridlib.protocol.errors import GridError
 
-from .common import read_secret
+from .common import read_secret, scheduler_key_option
 
 __all__ = ["status"]
 
@@ -22,9 +22,7 @@ def status(
                                                 "clients allowlist)."),
     secret_file: Path | None = typer.Option(None, help="File holding a shared secret (or set "
                                                        "GRIDLIB_SECRET)."),
-    scheduler_key: str = typer.Option("", envvar="GRIDLIB_SCHEDULER_KEY",
-                                      help="The scheduler's public key (Z85 or a .key "
-                                           "file; default: your own key)."),
+    scheduler_key: str = scheduler_key_option(),
     timeout: float = typer.Option(5.0, min=0.1, help="Seconds to wait for the scheduler's "
                                                      "answer."),
 ) -> None:
