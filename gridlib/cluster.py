@@ -9,7 +9,6 @@ applied to jobs and nodes on the delivery thread, where user callbacks run.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import itertools
 import logging
 import os
@@ -25,11 +24,13 @@ from gridlib.completion import AsCompleted
 from gridlib.daemons.runtime.payload import pack_args, pack_computation, pack_value, unpack_value
 from gridlib.delivery import Delivery
 from gridlib.diagnosis import describe_no_nodes
-from gridlib.job import WIRE_STATUS, Job, JobStatus, run_callback
+from gridlib.job import Job, JobStatus, run_callback
+from gridlib.job_results import fill_result
 from gridlib.journal import Journal
 from gridlib.local_node import LocalNode, node_listening
 from gridlib.logger import set_loglevel
 from gridlib.node_control import NodeControl
+from gridlib.node_targets import dispy_wildcards, is_loopback, node_specs, wants_local_node
 from gridlib.nodes import ClusterStatus, Node, NodeAllocate
 from gridlib.protocol.addresses import expand_targets
 from gridlib.protocol.bodies import ClusterEvent, Error, JobEvent, JobFile, JobResult, NodeEvent
@@ -62,55 +63,6 @@ def _light(msg: Message) -> bool:
 def job_label(job_id: Any) -> str:
     """A job's id as text for the grid's side (at most 128 characters, no NUL)."""
     return str(job_id).replace("\0", "")[:128]
-
-
-def dispy_wildcards(nodes: Any) -> Any:
-    """dispy programs write ``nodes="*"`` or ``nodes=["*"]`` for "any node": the same as
-    ``NodeAllocate("*")`` here (there is no broadcast: this host's node)."""
-    if nodes == "*":
-        return [NodeAllocate("*")]
-    if isinstance(nodes, (list, tuple)) and "*" in nodes:
-        return [NodeAllocate("*") if item == "*" else item for item in nodes]
-    return nodes
-
-
-def _node_specs(nodes: Sequence[Any] | str | None) -> list[str]:
-    if nodes is None:
-        return ["127.0.0.1"]
-    if isinstance(nodes, (str, NodeAllocate)):
-        nodes = [nodes]
-    specs = []
-    for item in nodes:
-        if isinstance(item, NodeAllocate):
-            if item.host != "*":  # a rule for any node, not an address to announce to
-                specs.append(f"{item.host}:{item.port}" if item.port else item.host)
-        else:
-            specs.append(str(item))
-    if not specs and nodes and all(isinstance(i, NodeAllocate) for i in nodes):
-        # only "*" rules (dispy's "any node" -- it broadcast to find them): there is no
-        # multicast here, so they apply to this host's node, as nodes=None would
-        return ["127.0.0.1"]
-    return specs
-
-
-def _wants_local_node(nodes: Any, targets: list[tuple[str, int]], node_port: int) -> bool:
-    """The embedded default: this host's node, started privately if none runs.
-
-    ``nodes=None`` asks for it, and so do NodeAllocate rules for this host
-    only (which is how to allocate the private node's CPUs or data).
-    """
-    if nodes is None:
-        return True
-    items = [nodes] if isinstance(nodes, (str, NodeAllocate)) else list(nodes)
-    return bool(items) and all(isinstance(i, NodeAllocate) for i in items) \
-        and targets == [("127.0.0.1", node_port)]
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 class JobCluster(NodeControl):
@@ -196,12 +148,12 @@ class JobCluster(NodeControl):
         kind, blob, files = packed
         self._kind = kind
         try:
-            targets = expand_targets(_node_specs(nodes), node_port)
+            targets = expand_targets(node_specs(nodes), node_port)
         except ValueError as exc:
             raise GridError(str(exc)) from None
         if journal is not None and cluster_id is None:
             journal.add_cluster(self.cluster_id, kind, blob, files, options,
-                                None if nodes is None else _node_specs(nodes), node_port,
+                                None if nodes is None else node_specs(nodes), node_port,
                                 scheduler_port)
         identity = resolve_identity(secret, keys)
         self._identity, self._targets = identity, targets
@@ -228,7 +180,7 @@ class JobCluster(NodeControl):
                  before_ack: Callable[[], None] | None) -> ClientConnection:
         """The I/O thread with the scheduler embedded (``SharedJobCluster`` dials one)."""
         # loopback only while every node is local; a fixed scheduler_port is for nodes that dial in
-        local = bool(targets) and all(_is_loopback(h) for h, _ in targets) and not scheduler_port
+        local = bool(targets) and all(is_loopback(h) for h, _ in targets) and not scheduler_port
         bind = host or ("127.0.0.1" if local else "0.0.0.0")
         transport = EmbeddedScheduler(host=bind, node_port=scheduler_port,
                                       max_msg_size=max_msg_size, liveness=liveness)
@@ -238,7 +190,7 @@ class JobCluster(NodeControl):
     def _reach_nodes(self, nodes: Any, targets: list[tuple[str, int]], identity: Any,
                      secret: str | None, keys: Any, local_cpus: int, node_port: int) -> None:
         """Announce the embedded scheduler to the nodes; start a private node if wanted."""
-        if _wants_local_node(nodes, targets, node_port) and not node_listening("127.0.0.1", node_port):
+        if wants_local_node(nodes, targets, node_port) and not node_listening("127.0.0.1", node_port):
             service = self._conn.scheduler
             self._local_node = LocalNode(service.node_endpoint(), identity.keypair.public,
                                          cpus=local_cpus, secret=secret,
@@ -527,7 +479,7 @@ class JobCluster(NodeControl):
             self.duplicates += 1
             return
         try:
-            self._fill_result(job, msg)
+            fill_result(job, msg, self._kind, self._no_nodes)
         except Exception as err:  # a malformed result must not leave the job hanging
             job.status = JobStatus.Terminated
             job.exception = f"ProtocolError: malformed result from the node: {err}"
@@ -538,39 +490,6 @@ class JobCluster(NodeControl):
             node.busy = max(0, node.busy - 1)
         self._complete(job)
         self._notify(job.status, node, job)
-
-    def _fill_result(self, job: Job, msg: Message) -> None:
-        r = msg.as_(JobResult)
-        job.status = WIRE_STATUS.get(r.status, JobStatus.Terminated)
-        job.start_time = float(r.start_time or job.start_time or 0.0) or None
-        job.end_time = float(r.end_time or time.time())
-        job.node, job.ip_addr = r.node or job.node, r.ip_addr or job.ip_addr
-        job.attempts = r.attempts or 0
-        exc = r.exception
-        if exc is not None:
-            job.exception_type = str(exc.get("type"))
-            job.exception_message = str(exc.get("message") or "")
-            if job.exception_type == "NoNodesError" and self._no_nodes:
-                job.exception_message += ". " + self._no_nodes
-            job.exception = str(exc.get("traceback") or f"{job.exception_type}: {job.exception_message}")
-            pickled = exc.get("pickled")
-            job.exception_pickle = pickled if isinstance(pickled, bytes) else None
-        elif r.reason:
-            job.exception = job.exception_message = r.reason
-        result_frames = [fr for fr, lab in zip(msg.frames, msg.labels, strict=True) if lab == "result"]
-        streams = {lab: bytes(memoryview(fr)) for fr, lab in zip(msg.frames, msg.labels, strict=True)
-                   if lab in ("stdout", "stderr")}
-        out, err = streams.get("stdout", b""), streams.get("stderr", b"")
-        if self._kind == "function":
-            job.stdout, job.stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        else:
-            job.stdout, job.stderr = out, err
-        if job.status == JobStatus.Finished and result_frames:
-            try:
-                job.result = unpack_value(result_frames)
-            except Exception as error:
-                job.status = JobStatus.Terminated
-                job.exception = f"SerializationError: cannot load the result: {error}"
 
     def _restore(self, job: Job, stored: dict[str, Any]) -> None:
         """Give a recovered job the result the journal holds for it."""

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from gridlib.client_io import ClientConnection
-from gridlib.cluster import JobCluster, _node_specs, dispy_wildcards
+from gridlib.cluster import JobCluster
+from gridlib.node_targets import dispy_wildcards, node_specs
 from gridlib.protocol.addresses import split_host_port
 from gridlib.protocol.codec import new_message
 from gridlib.protocol.errors import AuthenticationFailed, ConnectionLost, GridError, KeyFileError
@@ -62,7 +63,7 @@ class SharedJobCluster(JobCluster):
         self._exclusive = bool(exclusive)
         nodes = dispy_wildcards(nodes)
         self._only_listed = None if nodes is None else [
-            split_host_port(spec, 0)[0] for spec in _node_specs(nodes)]
+            split_host_port(spec, 0)[0] for spec in node_specs(nodes)]
         super().__init__(computation, nodes=nodes, **options)
 
     def _hello(self) -> None:
@@ -112,7 +113,7 @@ class SharedJobCluster(JobCluster):
 
     def discover_nodes(self, nodes: Any) -> None:
         """Ask the shared scheduler to announce itself to more nodes."""
-        specs = _node_specs(nodes)
+        specs = node_specs(nodes)
         if self._only_listed is not None:
             self._only_listed += [split_host_port(spec, 0)[0] for spec in specs]
         self._conn.request(new_message("DISCOVER", {"nodes": specs, "port": self._node_port}))
