@@ -201,6 +201,7 @@ class Welcome(Body):
     max_msg_size: int | None = None
     nodes: list[Any] | None = None
     batches: bool | None = None  # (to a node) the scheduler reads JOBS_RESULT
+    lookahead: bool | None = None  # (to a node) the scheduler grants jobs ahead (LOOKAHEAD)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -453,6 +454,24 @@ class JobStarted(Body):
 class JobProvisional(Body):
     job_id: str
     attempt: int
+
+
+@message("LOOKAHEAD")
+@dataclass(frozen=True, slots=True)
+class Lookahead(Body):
+    """(node -> scheduler) May each worker of the cluster hold ``depth`` jobs behind the one it
+    runs?  Granted (``LOOKAHEAD_OK``), the scheduler counts them as jobs that may have started
+    when it settles the jobs of this node if it is lost."""
+
+    cluster_id: str
+    depth: int
+
+
+@message("LOOKAHEAD_OK")
+@dataclass(frozen=True, slots=True)
+class LookaheadOk(Body):
+    cluster_id: str
+    depth: int
 
 
 @message("NODE_ALERT")

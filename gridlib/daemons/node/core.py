@@ -35,6 +35,7 @@ from gridlib.protocol.bodies import (
     JobAssign,
     JobCancel,
     JobsAssign,
+    LookaheadOk,
     ResultAck,
     Setup,
     Teardown,
@@ -52,6 +53,7 @@ from gridlib.protocol.liveness import Backoff
 
 from .dialing import MAX_PENDING, Candidate, DialPolicy, Pending
 from .events import (
+    AheadRevoked,
     BeaconHeard,
     CloseLink,
     ClusterPrepared,
@@ -147,6 +149,7 @@ class Link:
     last_beat: float = 0.0
     ip_addr: str = ""  # this host's address toward the scheduler
     batches: bool = False  # the scheduler reads JOBS_RESULT (its WELCOME said so)
+    lookahead: bool = False  # the scheduler grants jobs ahead (LOOKAHEAD; its WELCOME said so)
     max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
     opened: float = 0.0
     persistence: int = 0  # how many beacons of it were heard before it was dialed
@@ -502,6 +505,7 @@ class NodeCore:
     def on_welcome(self, link: Link, msg: Message) -> None:
         if not link.welcomed:
             self.log.info("event=linked scheduler=%s endpoint=%s", link.sid, link.endpoint)
+            self.jobs.forget_ahead(link.sid)  # a new registration: nothing granted yet
             self.dialer.registered(link.endpoint, self.now)
             link.last_beat = self.now  # the first heartbeat tells the scheduler our resources now
             self.out.append(SendHeartbeat(link.sid))
@@ -514,6 +518,21 @@ class NodeCore:
         if welcome.max_msg_size is not None:
             link.max_msg_size = welcome.max_msg_size
         link.batches = bool(welcome.batches)  # results may travel together (JOBS_RESULT)
+        link.lookahead = bool(welcome.lookahead)
+
+    def on_lookahead_ok(self, link: Link, msg: Message) -> None:
+        ok = msg.as_(LookaheadOk)
+        self.log.info("event=jobs_ahead cluster=%s depth=%d", ok.cluster_id, ok.depth)
+        self.jobs.grant_ahead(ok.cluster_id, link.sid, int(ok.depth))
+
+    def want_lookahead(self, cluster: ClusterState, depth: int) -> None:
+        """Ask the cluster's scheduler to grant jobs ahead (an older one is not asked)."""
+        link = self.links.get(cluster.link)
+        if link is not None and link.welcomed and link.lookahead:
+            self._send(link, new_message("LOOKAHEAD", {"cluster_id": cluster.cluster_id, "depth": depth}))
+
+    def on_ahead_revoked(self, event: AheadRevoked) -> None:
+        self.jobs.ahead_revoked(event)
 
     def on_setup(self, link: Link, msg: Message) -> None:
         setup = msg.as_(Setup)
@@ -790,6 +809,7 @@ _EVENT_HANDLERS: dict[type, Callable[[NodeCore, Any], None]] = {
     ClusterPrepared: NodeCore.on_cluster_prepared,
     ClusterPrepareFailed: NodeCore.on_cluster_prepare_failed,
     FileWritten: NodeCore.on_file_written,
+    AheadRevoked: NodeCore.on_ahead_revoked,
 }
 
 _MESSAGE_HANDLERS: dict[str, Callable[[NodeCore, Link, Message], None]] = {
@@ -804,4 +824,5 @@ _MESSAGE_HANDLERS: dict[str, Callable[[NodeCore, Link, Message], None]] = {
     "ERROR": NodeCore.on_error,
     "DISCONNECT": NodeCore.on_disconnect,
     "HEARTBEAT": NodeCore.on_heartbeat,
+    "LOOKAHEAD_OK": NodeCore.on_lookahead_ok,
 }

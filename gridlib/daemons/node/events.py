@@ -27,10 +27,10 @@ __all__ = [
     "LinkMessage", "LinkOpened", "LinkFailed", "BeaconHeard", "WorkerReady", "WorkerSetupFailed",
     "WorkerResult", "WorkerReport", "WorkerExited", "TimerFired", "Tick", "Interrupt",
     "Terminate", "Reload", "SpoolLoaded", "SpoolFailed", "ClusterPrepared", "ClusterPrepareFailed",
-    "FileWritten",
+    "FileWritten", "AheadRevoked",
     # effects
     "Send", "SendHeartbeat", "OpenLink", "CloseLink", "PrepareCluster", "RemoveClusterDir",
-    "WriteClusterFile", "SpawnWorker", "WorkerSend", "KillWorker", "SpoolHold", "SpoolPut",
+    "WriteClusterFile", "SpawnWorker", "WorkerSend", "KillWorker", "RevokeAhead", "SpoolHold", "SpoolPut",
     "SpoolWriteHeld", "SpoolAck", "SpoolDropCluster", "ResendSpooled", "SetTimer", "CancelTimer",
     "StopNode",
 ]
@@ -102,6 +102,18 @@ class WorkerReport:
     kind: str
     fields: dict[str, Any]
     frames: list[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AheadRevoked:
+    """The answer to ``RevokeAhead``: worker ``wid`` had claimed (started) every job up to
+    sequence number ``claimed``; the ones after it, up to ``upto``, never start."""
+
+    wid: int
+    claimed: int
+    upto: int
+    why: tuple[str, ...]
+    stuck: bool = False  # the worker did not let go of its claims lock (dead or frozen in a claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +200,8 @@ class FileWritten:
 
 Event = (LinkMessage | LinkOpened | LinkFailed | BeaconHeard | WorkerReady | WorkerSetupFailed | WorkerResult
          | WorkerReport | WorkerExited | TimerFired | Tick | Interrupt | Terminate | Reload
-         | SpoolLoaded | SpoolFailed | ClusterPrepared | ClusterPrepareFailed | FileWritten)
+         | SpoolLoaded | SpoolFailed | ClusterPrepared | ClusterPrepareFailed | FileWritten
+         | AheadRevoked)
 
 
 # -- effects: what to do --------------------------------------------------------------------
@@ -279,6 +292,18 @@ class KillWorker:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokeAhead:
+    """Take back the jobs handed to worker ``wid`` (sequence numbers up to ``upto``) that it has
+    not claimed, but ``keep`` (the job it runs, which it may not have claimed yet); the shell
+    answers with ``AheadRevoked`` (``why`` comes back with it)."""
+
+    wid: int
+    upto: int
+    keep: int
+    why: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class SpoolHold:
     """Keep a result sent over a live link in memory until acknowledged or written."""
 
@@ -346,6 +371,6 @@ class StopNode:
 
 
 Effect = (Send | SendHeartbeat | OpenLink | CloseLink | PrepareCluster | RemoveClusterDir
-          | WriteClusterFile | SpawnWorker | WorkerSend | KillWorker | SpoolHold | SpoolPut
+          | WriteClusterFile | SpawnWorker | WorkerSend | KillWorker | RevokeAhead | SpoolHold | SpoolPut
           | SpoolWriteHeld | SpoolAck | SpoolDropCluster | ResendSpooled | SetTimer | CancelTimer
           | StopNode)

@@ -8,6 +8,16 @@ process or a file: the runner appends effects (``SpawnWorker``,
 ``WorkerSend``, ``KillWorker``, timers) to the core's outbox and reports
 answers through :class:`Answers`, which the core turns into messages.
 
+Jobs ahead.  A cluster whose jobs are short (``SHORT_JOB``) gets up to
+``cluster.ahead`` more jobs written to each busy worker behind the one it runs,
+so the worker goes from one job to the next without waiting for its node.  A
+job ahead starts only when the worker *claims* it (a sequence number in memory
+shared with the node, under a lock); the node takes unclaimed ones back
+(``RevokeAhead``) to cancel one, before a kill, on a fence, a pause or a
+teardown, and learns exactly which had started.  A scheduler grants the depth
+first (``LOOKAHEAD``): from then on it counts jobs ahead as ones that may have
+started when it settles a lost node's jobs.
+
 A cluster's phase on this node::
 
     preparing (directory, files) -> starting (workers run setup) -> ready
@@ -26,18 +36,20 @@ from typing import Any, Protocol
 from gridlib.protocol.bodies import Setup
 
 from .events import (
+    AheadRevoked,
     CancelTimer,
     Effect,
     KillWorker,
     PrepareCluster,
     RemoveClusterDir,
+    RevokeAhead,
     SetTimer,
     SpawnWorker,
     WorkerSend,
 )
 
 __all__ = ["Answers", "Assignment", "ClusterPhase", "ClusterState", "JobRunner", "STARTED_DELAY",
-           "MAX_FAILED_STARTS", "STOP_GRACE"]
+           "MAX_FAILED_STARTS", "STOP_GRACE", "LOOKAHEAD", "SHORT_JOB", "AHEAD_BYTES"]
 
 # A job still running this long after it started is announced (JOB_STARTED); a shorter
 # one is not: its result carries its start time, and the client, the scheduler and the
@@ -45,6 +57,9 @@ __all__ = ["Answers", "Assignment", "ClusterPhase", "ClusterState", "JobRunner",
 STARTED_DELAY = 0.01
 MAX_FAILED_STARTS = 3  # workers in a row whose setup failed: the cluster has failed here
 STOP_GRACE = 5.0  # seconds a stopped worker has to run cleanup() before it is killed
+LOOKAHEAD = 4  # jobs a worker of a short-job cluster may hold behind the one it runs
+SHORT_JOB = 0.005  # seconds: a cluster whose recent jobs ran this long or less gets jobs ahead
+AHEAD_BYTES = 64 * 1024  # payload bytes a worker may hold ahead (its socket buffer never fills)
 
 
 class ClusterPhase(enum.Enum):
@@ -67,6 +82,8 @@ class Assignment:
     outcome: dict[str, Any] | None = None  # set when the worker is killed on purpose
     start_time: float = 0.0
     label: str | None = None  # the job's id as its user knows it (GRID_JOB_ID)
+    seq: int = 0  # its number on its worker (claims and revokes name jobs by it)
+    size: int = 0  # payload bytes (of a job held ahead)
 
 
 @dataclass(slots=True)
@@ -74,9 +91,13 @@ class WorkerState:
     wid: int
     cluster_id: str
     ready: bool = False
-    job: Assignment | None = None
+    job: Assignment | None = None  # the job it runs (or ran: its result is on its way)
     stopping: bool = False
     failed: bool = False  # its setup failed (it said so)
+    ahead: deque[Assignment] = field(default_factory=deque)  # handed over behind ``job``, in order
+    ahead_bytes: int = 0
+    seq: int = 0  # the last sequence number handed to it
+    killing: bool = False  # a kill is decided (or waits for the revoke of its jobs ahead)
 
 
 @dataclass
@@ -100,6 +121,9 @@ class ClusterState:
     dropped: list[list[Any]] = field(default_factory=list)  # [job id, attempt] fenced, never started
 
     keep_files: bool = False  # set up again next (resetup): its files stay when it ends
+    job_time: float = float("inf")  # recent average run time of its jobs here (seconds)
+    ahead: int = 0  # jobs ahead per worker its scheduler granted (LOOKAHEAD_OK)
+    ahead_asked: bool = False
 
     @property
     def cleanup(self) -> bool:
@@ -120,6 +144,8 @@ class Answers(Protocol):
 
     def job_report(self, job: Assignment, mtype: str, fields: dict[str, Any], frames: list[Any],
                    labels: list[str]) -> None: ...
+
+    def want_lookahead(self, cluster: ClusterState, depth: int) -> None: ...
 
 
 def _failure(kind: str, message: str) -> dict[str, Any]:
@@ -192,7 +218,10 @@ class JobRunner:
 
     @staticmethod
     def _jobs_of(cluster: ClusterState) -> list[Assignment]:
-        return [*(w.job for w in cluster.workers.values() if w.job), *cluster.pending]
+        """Running, then held ahead by a worker (may have started), then waiting."""
+        workers = cluster.workers.values()
+        return [*(w.job for w in workers if w.job), *(j for w in workers for j in w.ahead),
+                *cluster.pending]
 
     def teardown(self, cluster_id: str, keep_files: bool = False) -> None:
         """Stop a cluster's workers; its directory goes with the last of them unless
@@ -204,6 +233,7 @@ class JobRunner:
             cluster.keep_files = True
         cluster.pending.clear()  # their scheduler settles them (it asked for the teardown)
         for worker in list(cluster.workers.values()):
+            self._revoke(worker, ("drop",))
             if worker.job is not None:
                 self._job_off(worker)
             self._stop_worker(worker)
@@ -249,6 +279,9 @@ class JobRunner:
         self.paused = paused
         if not paused:
             self._start_jobs()
+            return
+        for worker in self.workers.values():  # jobs ahead have not started either: they wait too
+            self._revoke(worker, ("pause",))
 
     def quiet(self) -> bool:
         """No cluster and no worker process left."""
@@ -264,6 +297,8 @@ class JobRunner:
                 job = cluster.pending.popleft()
                 cluster.dropped.append([job.job_id, job.attempt])
                 count += 1
+            for worker in cluster.workers.values():  # and the jobs ahead its workers did not start
+                self._revoke(worker, ("fence",))
         return count
 
     def orphan(self, link: str, now: float) -> list[ClusterState]:
@@ -300,8 +335,13 @@ class JobRunner:
             for worker in cluster.workers.values():
                 if worker.job is not None and worker.job.job_id == job_id:
                     worker.job.outcome = {"status": "cancelled"}
-                    self.out.append(KillWorker(worker.wid))
+                    self._kill(worker)
                     return True
+                for job in worker.ahead:
+                    if job.job_id == job_id:  # not started unless the worker has claimed it
+                        job.outcome = {"status": "cancelled"}
+                        self._revoke(worker, ("cancel", job_id))
+                        return True
         return False
 
     def _start_jobs(self) -> None:
@@ -316,22 +356,100 @@ class JobRunner:
                     self._spawn(cluster)
                 continue  # the cluster rejoins the rotation when a worker is ready
             worker = self.workers[cluster.idle.popleft()]
-            self._run(worker, cluster.pending.popleft())
+            job = cluster.pending.popleft()
+            self._hand(worker, job)  # (idle: it becomes the worker's job)
+            self._started(worker, job)
+            self._top_up(worker, cluster)
             if cluster.pending:
                 self._rr.append(cluster_id)
 
-    def _run(self, worker: WorkerState, job: Assignment) -> None:
-        worker.job = job
-        self.running += 1
-        fields: dict[str, Any] = {"job_id": job.job_id, "attempt": job.attempt}
+    def _hand(self, worker: WorkerState, job: Assignment) -> None:
+        """Write ``job`` to ``worker``: as the job it runs, or (it has one) ahead of time."""
+        worker.seq += 1
+        job.seq = worker.seq
+        fields: dict[str, Any] = {"job_id": job.job_id, "attempt": job.attempt, "seq": job.seq}
         if job.label is not None:
             fields["label"] = job.label
         self.out.append(WorkerSend(worker.wid, "job", fields, job.frames))
-        job.frames = []
+        if worker.job is None:
+            worker.job = job
+            job.frames = []
+        else:  # its frames stay until it starts: taken back, it must be able to run elsewhere
+            worker.ahead.append(job)
+            worker.ahead_bytes += job.size
+
+    def _started(self, worker: WorkerState, job: Assignment) -> None:
+        """``job`` is the worker's now (handed to it idle, or the next one ahead): it counts as
+        running, and its timers start."""
+        self.running += 1
         job.start_time = self.now
         self.out.append(SetTimer(("started", worker.wid, job.job_id), self.now + STARTED_DELAY))
         if job.timeout:
             self.out.append(SetTimer(("timeout", worker.wid, job.job_id), self.now + float(job.timeout)))
+
+    def _top_up(self, worker: WorkerState, cluster: ClusterState) -> None:
+        """Hand ``worker`` jobs ahead while its cluster's jobs are short and nobody else waits."""
+        if (cluster.ahead <= 0 or cluster.job_time > SHORT_JOB or worker.job is None or self.paused
+                or worker.stopping or worker.killing or not cluster.pending
+                or self.now - worker.job.start_time >= STARTED_DELAY
+                or any(cid != cluster.cluster_id for cid in self._rr)):
+            return
+        while cluster.pending and len(worker.ahead) < cluster.ahead:
+            job = cluster.pending[0]
+            job.size = sum(memoryview(f).nbytes for f in job.frames)
+            if worker.ahead and worker.ahead_bytes + job.size > AHEAD_BYTES:
+                break
+            cluster.pending.popleft()
+            self._hand(worker, job)
+
+    def _kill(self, worker: WorkerState) -> None:
+        """Kill the worker for its job's sake (cancel, time limit); its jobs ahead it has not
+        claimed are taken back first, and it is spared if it has moved past that job."""
+        if worker.killing:
+            return
+        worker.killing = True
+        if worker.ahead:
+            self._revoke(worker, ("kill",))
+        else:
+            self.out.append(KillWorker(worker.wid))
+
+    def _revoke(self, worker: WorkerState, why: tuple[str, ...]) -> None:
+        if worker.ahead:
+            keep = worker.job.seq if worker.job is not None else 0
+            self.out.append(RevokeAhead(worker.wid, worker.seq, keep, why))
+
+    def ahead_revoked(self, event: AheadRevoked) -> None:
+        """The jobs ahead the worker had not claimed are back: each goes where ``why`` says."""
+        worker = self.workers.get(event.wid)
+        if worker is None:
+            return  # it exited: its jobs ahead were put back then
+        back = [j for j in worker.ahead if event.claimed < j.seq <= event.upto]
+        if event.stuck:
+            back = []  # unknown whether it claimed one: it is killed, and they go back when it exits
+        for job in back:
+            worker.ahead.remove(job)
+            worker.ahead_bytes -= job.size
+        cluster = self._cluster_of(worker)
+        why = event.why[0]
+        if why == "kill":
+            head = worker.job
+            if event.stuck or (head is not None and event.claimed <= head.seq):
+                self.out.append(KillWorker(worker.wid))
+            else:  # it had finished that job (its result is on its way): no kill after all
+                worker.killing = False
+                if head is None and cluster is not None:
+                    self._next(worker, cluster)
+        live = cluster is not None and self.clusters.get(cluster.cluster_id) is cluster
+        for job in reversed(back):
+            if why == "cancel" and job.job_id == event.why[1]:
+                self._finish(job, {"status": "cancelled"})
+            elif why == "fence" and cluster is not None:
+                cluster.dropped.append([job.job_id, job.attempt])
+            elif why != "drop" and live and cluster is not None:
+                cluster.pending.appendleft(job)  # never started: first in line again
+        if live and cluster is not None and cluster.pending and cluster.cluster_id not in self._rr:
+            self._rr.append(cluster.cluster_id)
+        self._start_jobs()
 
     def _job_off(self, worker: WorkerState) -> Assignment | None:
         """Take the job off its worker (it ended, or its cluster went)."""
@@ -366,9 +484,12 @@ class JobRunner:
         if kind == "started":
             self.answers.job_report(job, "JOB_STARTED", {"job_id": job.job_id, "attempt": job.attempt,
                                                          "start_time": job.start_time}, [], [])
+            # not a short job after all: the ones behind it must not wait for it (another
+            # worker, or this one when it is done, takes them)
+            self._revoke(worker, ("slow",))
         else:
             job.outcome = _failure("TimeoutError", f"job exceeded its time limit of {job.timeout} s")
-            self.out.append(KillWorker(worker.wid))
+            self._kill(worker)
         return True
 
     # -- workers ----------------------------------------------------------------------
@@ -421,20 +542,66 @@ class JobRunner:
         worker = self.workers.get(wid)
         if worker is None or worker.job is None:
             return
+        if fields.get("job_id") != worker.job.job_id:
+            self.log.warning("event=worker_out_of_step worker=%d expected=%s got=%r", wid,
+                             worker.job.job_id, fields.get("job_id"))
+            return
         job = self._job_off(worker)
         if job is None:
             return
+        cluster = self._cluster_of(worker)
         if job.outcome is not None:
-            # its time ran out, or it was cancelled, just before it finished: the kill is on
-            # its way, so that decision is the answer, and the worker takes no new job (it is
+            # its time ran out, or it was cancelled, just before it finished: that decision
+            # is the answer (and a worker whose kill is on its way takes no new job: it is
             # replaced when it exits)
             self._finish(job, job.outcome)
-            return
-        labels = list(fields.pop("labels", []))
-        self._finish(job, fields, frames, labels)
-        cluster = self._cluster_of(worker)
-        if cluster is not None:
+        else:
+            if cluster is not None:
+                ran = max(0.0, self.now - job.start_time)
+                cluster.job_time = ran if cluster.job_time == float("inf") \
+                    else 0.8 * cluster.job_time + 0.2 * ran
+            labels = list(fields.pop("labels", []))
+            self._finish(job, fields, frames, labels)
+        if cluster is not None and not worker.killing:
+            self._next(worker, cluster)
+            self._ask_ahead(cluster)
+
+    def _next(self, worker: WorkerState, cluster: ClusterState) -> None:
+        """The worker's job ended: the next one it holds ahead is its job now, else it is idle."""
+        if not worker.ahead:
             self._idle(worker, cluster)
+            return
+        job = worker.ahead.popleft()
+        worker.ahead_bytes -= job.size
+        job.frames = []
+        worker.job = job
+        self._started(worker, job)
+        if job.outcome is not None:  # cancelled while ahead, after the worker had claimed it
+            self._kill(worker)
+            return
+        self._top_up(worker, cluster)
+
+    def _ask_ahead(self, cluster: ClusterState) -> None:
+        """Short jobs with more waiting: ask the scheduler for jobs ahead (once)."""
+        if not cluster.ahead_asked and cluster.job_time <= SHORT_JOB and cluster.pending \
+                and self.clusters.get(cluster.cluster_id) is cluster:
+            cluster.ahead_asked = True
+            self.answers.want_lookahead(cluster, LOOKAHEAD)
+
+    def grant_ahead(self, cluster_id: str, link: str, depth: int) -> None:
+        """The scheduler counts ``depth`` jobs ahead per worker of the cluster as maybe started."""
+        cluster = self.clusters.get(cluster_id)
+        if cluster is None or cluster.link != link:
+            return
+        cluster.ahead = max(0, min(depth, LOOKAHEAD))
+        for worker in cluster.workers.values():
+            self._top_up(worker, cluster)
+
+    def forget_ahead(self, link: str) -> None:
+        """A new registration with ``link``'s scheduler: what it granted is gone (ask again)."""
+        for cluster in self.clusters.values():
+            if cluster.link == link:
+                cluster.ahead, cluster.ahead_asked = 0, False
 
     def worker_report(self, wid: int, kind: str, fields: dict[str, Any], frames: list[Any]) -> None:
         worker = self.workers.get(wid)
@@ -474,6 +641,14 @@ class JobRunner:
             self._finish(job, job.outcome or _failure("WorkerDied", why))
         if self.clusters.get(cluster.cluster_id) is not cluster:
             return
+        # its jobs ahead never started (it claims one only after its result is written, and
+        # every result it wrote was read before its end): first in line again
+        for ahead in reversed(worker.ahead):
+            if ahead.outcome is not None:
+                self._finish(ahead, ahead.outcome)
+            else:
+                cluster.pending.appendleft(ahead)
+        worker.ahead.clear()
         if not worker.ready and not worker.failed and not worker.stopping:
             # it died before it could say (fork failed, an import crashed the interpreter)
             cluster.failed_starts += 1

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,11 @@ from gridlib.protocol.result_batches import merge_results
 from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, recv_message, send_frames
 
 from . import pipes
+from .claims import Claims
 from .config import NodeConfig
 from .core import NodeCore, NodeFacts, NodeRules
 from .events import (
+    AheadRevoked,
     BeaconHeard,
     CancelTimer,
     CloseLink,
@@ -67,6 +68,7 @@ from .events import (
     Reload,
     RemoveClusterDir,
     ResendSpooled,
+    RevokeAhead,
     Send,
     SendHeartbeat,
     SetTimer,
@@ -115,8 +117,9 @@ class _Process:
     """A worker process and the node's end of its pipe."""
 
     process: Any
-    conn: Connection
+    conn: pipes.Channel
     fd: int
+    claims: Claims
 
 
 class NodeService:
@@ -168,6 +171,7 @@ class NodeService:
             CloseLink: self._close_link, PrepareCluster: self._prepare_cluster,
             RemoveClusterDir: self._remove_dir, WriteClusterFile: self._write_file,
             SpawnWorker: self._spawn, WorkerSend: self._worker_send, KillWorker: self._kill,
+            RevokeAhead: self._revoke_ahead,
             SpoolHold: self._spool_hold, SpoolPut: self._spool_put,
             SpoolWriteHeld: self._spool_write_held, SpoolAck: self._spool_ack,
             SpoolDropCluster: self._spool_drop, ResendSpooled: self._resend,
@@ -382,20 +386,24 @@ class NodeService:
     def _spawn(self, effect: SpawnWorker) -> Event | None:
         try:
             parent, child = _MP.Pipe()
+            claims = Claims(_MP)
             process = _MP.Process(target=start_worker, daemon=False,
                                   name=f"gridlib-worker-{effect.cluster_id[:8]}",
-                                  args=(child, effect.directory, self.name, self.core.facts.ip_addr))
+                                  args=(child, effect.directory, self.name, self.core.facts.ip_addr,
+                                        claims))
             process.start()
         except Exception as exc:  # (a broken forkserver raises whatever its preload raised)
             return WorkerExited(effect.wid, None,
                                 f"cannot start a worker process ({type(exc).__name__}: {exc}); "
                                 f"what went wrong is in the node's log")
         child.close()
-        entry = _Process(process, parent, parent.fileno())
+        channel = pipes.Channel.from_fd(parent.fileno())
+        parent.close()
+        entry = _Process(process, channel, channel.fileno(), claims)
         self.processes[effect.wid] = entry
         self.reactor.add_reader(entry.fd, lambda: self._on_worker(effect.wid))
         try:
-            pipes.send(parent, "setup", effect.setup, [effect.blob])
+            channel.send("setup", effect.setup, [effect.blob])
         except OSError:
             pass  # it died at once: its pipe's EOF reports it
         return None
@@ -405,27 +413,36 @@ class NodeService:
         if entry is None:
             return
         try:
-            pipes.send(entry.conn, effect.kind, effect.fields, effect.frames)
+            entry.conn.send(effect.kind, effect.fields, effect.frames)
         except OSError:
             pass  # the worker died; its pipe's EOF reports it
 
+    def _revoke_ahead(self, effect: RevokeAhead) -> Event | None:
+        entry = self.processes.get(effect.wid)
+        if entry is None:
+            return None  # it exited: the core puts its jobs ahead back then
+        claimed, had = entry.claims.revoke(effect.upto, effect.keep)
+        return AheadRevoked(effect.wid, claimed, effect.upto, effect.why, stuck=not had)
+
     def _on_worker(self, wid: int) -> None:
+        """Every whole record the worker has written (one read for all of them)."""
         entry = self.processes.get(wid)
         if entry is None:
             return
         try:
-            kind, fields, frames = pipes.recv(entry.conn)
+            records = entry.conn.read()
         except (EOFError, OSError):
             self.dispatch(self._worker_gone(wid, entry))
             return
-        if kind == "ready":
-            self.dispatch(WorkerReady(wid))
-        elif kind == "setup_failed":
-            self.dispatch(WorkerSetupFailed(wid, str(fields.get("reason"))))
-        elif kind == "result":
-            self.dispatch(WorkerResult(wid, fields, frames))
-        elif kind in ("provisional", "file"):
-            self.dispatch(WorkerReport(wid, kind, fields, frames))
+        for kind, fields, frames in records:
+            if kind == "ready":
+                self.dispatch(WorkerReady(wid))
+            elif kind == "setup_failed":
+                self.dispatch(WorkerSetupFailed(wid, str(fields.get("reason"))))
+            elif kind == "result":
+                self.dispatch(WorkerResult(wid, fields, frames))
+            elif kind in ("provisional", "file"):
+                self.dispatch(WorkerReport(wid, kind, fields, frames))
 
     def _worker_gone(self, wid: int, entry: _Process) -> Event:
         del self.processes[wid]

@@ -19,6 +19,7 @@ import tempfile
 import time
 import traceback
 import types
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -32,6 +33,7 @@ from gridlib.daemons.runtime.payload import (
 )
 
 from . import job_tree, pipes
+from .claims import Claims
 from .memory import retain_large_buffers
 from .node_init import run_close, run_init
 
@@ -215,8 +217,11 @@ def _ignore(_signum: int, _frame: object) -> None:
     pass
 
 
-def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
+def worker_main(connection: Connection, cluster_dir: str, node_name: str, ip_addr: str,
+                claims: Claims) -> None:
     """Entry point of a worker process."""
+    conn = pipes.Channel.from_fd(connection.fileno())
+    connection.close()
     retain_large_buffers()
     _release_forkserver()
     die_with_parent()
@@ -229,13 +234,13 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
     try:
         os.chdir(cluster_dir)
     except OSError as exc:  # the cluster was torn down while this worker started
-        pipes.send(conn, "setup_failed", {"reason": f"no cluster directory: {exc.strerror}"})
+        conn.send("setup_failed", {"reason": f"no cluster directory: {exc.strerror}"})
         return
     if os.environ.pop("GRIDLIB_NODE_SET_PYTHONSAFEPATH", None):
         os.environ.pop("PYTHONSAFEPATH", None)  # set by the node for itself, not for jobs
     sys.path.insert(0, cluster_dir)
     capture = _Capture()
-    kind, fields, frames = pipes.recv(conn)
+    kind, fields, frames = conn.recv()
     limit = fields.get("max_output")
     capture.limit = limit if isinstance(limit, int) and limit > 0 else 4 * 1024 * 1024
     node_globals, reason = _node_globals(fields.get("init"))
@@ -246,16 +251,21 @@ def worker_main(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str
         except Exception as exc:
             reason = f"cannot load the computation: {type(exc).__name__}: {exc}"
     if reason:
-        pipes.send(conn, "setup_failed", {"reason": reason})
+        conn.send("setup_failed", {"reason": reason})
         return
-    pipes.send(conn, "ready")
+    conn.send("ready")
+    inbox: deque[pipes.Record] = deque()  # the node's records read, in order: jobs (ahead too)
     while True:
-        try:
-            kind, fields, frames = pipes.recv(conn)
-        except EOFError:
-            break
+        if not inbox:
+            try:
+                inbox.append(conn.recv())
+            except EOFError:
+                break
+        kind, fields, frames = inbox.popleft()
         if kind == "stop":
             break
+        if kind != "job" or not claims.claim(int(fields.get("seq") or 0)):
+            continue  # taken back by the node before it started: it runs elsewhere, or not at all
         fields.update(node_name=node_name, ip_addr=ip_addr)
         _serve_job(conn, comp, fields, frames, cluster_dir, capture)
     if comp.cleanup is not None:
@@ -281,12 +291,12 @@ def _node_globals(init: Any) -> tuple[dict[str, Any], str | None]:
         return {}, f"--init {path} failed: {type(exc).__name__}: {exc}"
 
 
-def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], frames: list[bytes],
+def _serve_job(conn: pipes.Channel, comp: Computation, fields: dict[str, Any], frames: list[bytes],
                cluster_dir: str, capture: _Capture) -> None:
     job_id, attempt = fields["job_id"], fields["attempt"]
 
     def channel(kind: str, extra: dict[str, Any], data: list[Any]) -> None:
-        pipes.send(conn, kind, {"job_id": job_id, "attempt": attempt, **extra}, data)
+        conn.send(kind, {"job_id": job_id, "attempt": attempt, **extra}, data)
 
     jobctx._install(jobctx.JobContext(fields["node_name"], fields["ip_addr"], cluster_dir,
                                       job_id, attempt), channel)
@@ -312,4 +322,4 @@ def _serve_job(conn: Connection, comp: Computation, fields: dict[str, Any], fram
     streams = [(label, data) for label, data in (("stdout", stdout), ("stderr", stderr)) if data]
     result_fields.update(job_id=job_id, attempt=attempt, start_time=start, end_time=end,
                          labels=[*labels, *(label for label, _ in streams)])
-    pipes.send(conn, "result", result_fields, [*result_frames, *(data for _, data in streams)])
+    conn.send("result", result_fields, [*result_frames, *(data for _, data in streams)])

@@ -8,11 +8,16 @@ which preloads it), so the node's message loop never imports a deserializer.
 from __future__ import annotations
 
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .claims import Claims
 
 __all__ = ["start_worker"]
 
 
-def start_worker(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str) -> None:
+def start_worker(conn: Connection, cluster_dir: str, node_name: str, ip_addr: str,
+                 claims: Claims) -> None:
     from .worker import worker_main
 
-    worker_main(conn, cluster_dir, node_name, ip_addr)
+    worker_main(conn, cluster_dir, node_name, ip_addr, claims)

@@ -200,6 +200,7 @@ class ClientRequests:
                 store.release(store.nodes[job.node_id], job_id)
             del store.jobs[job_id]
         for node in store.nodes.values():
+            node.lookahead.pop(cluster.cluster_id, None)
             if node.setup.pop(cluster.cluster_id, None) is not None:
                 store.send(NODE, node.route, new_message("TEARDOWN", {"cluster_id": cluster.cluster_id}))
         del store.clusters[cluster.cluster_id]

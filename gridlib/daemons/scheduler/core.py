@@ -97,6 +97,7 @@ class SchedulerCore:
             (NODE, "JOB_RESULT"): nodes.handle_job_result,
             (NODE, "JOBS_RESULT"): nodes.handle_jobs_result,
             (NODE, "HEARTBEAT"): nodes.handle_heartbeat,
+            (NODE, "LOOKAHEAD"): nodes.handle_lookahead,
             (NODE, "DISCONNECT"): nodes.handle_disconnect,
             (NODE, "STATUS"): status.handle_status,
         }

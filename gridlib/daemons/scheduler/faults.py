@@ -165,9 +165,11 @@ class Faults:
                 store.adopting[job_id] = adopt_until
             else:
                 # a node starts a cluster's jobs in the order they came, on at most that
-                # cluster's CPUs there: a job behind that many unfinished ones never started
-                never_started = (job.state is JobState.DISPATCHED and
-                                 earlier >= node.cluster_cpus.get(job.cluster_id, node.cpus))
+                # cluster's CPUs there, each with the jobs ahead it was granted (LOOKAHEAD):
+                # a job behind that many unfinished ones never started
+                cpus = node.cluster_cpus.get(job.cluster_id, node.cpus)
+                started_at_most = cpus * (1 + node.lookahead.get(job.cluster_id, 0))
+                never_started = job.state is JobState.DISPATCHED and earlier >= started_at_most
                 self._settle_orphan(job, node.name, f"node {node.name} lost: {reason}", never_started)
         store.tell_clients_of(node, "closed", reason)
 

@@ -22,6 +22,7 @@ from gridlib.protocol.bodies import (
     JobProvisional,
     JobResult,
     JobStarted,
+    Lookahead,
     NodeAlert,
     Ready,
     SetupFail,
@@ -39,6 +40,8 @@ from .state import CLIENT, NODE, Peer, SchedulerState
 from .waiting import Waiting
 
 __all__ = ["NodeReports"]
+
+MAX_LOOKAHEAD = 64  # jobs ahead per CPU a node is granted at most
 
 #: READY fields kept as the node's info (``NodeRecord.info``; what clients are told of it)
 _NODE_INFO = ("platform", "port", "pid", "python", "max_msg_size", "session", "batches")
@@ -66,7 +69,7 @@ class NodeReports:
         store = self.store
         return reply(msg, "WELCOME", {
             "sid": store.scheduler_id, **store.policy.to_map(), "max_msg_size": store.max_msg_size,
-            "batches": True})
+            "batches": True, "lookahead": True})
 
     def handle_ready(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store
@@ -143,6 +146,19 @@ class NodeReports:
         node = store.node_of(peer)
         store.log.warning("event=node_alert node=%s reason=%r", node.name, reason)
         store.tell_clients_of(node, "alert", reason)
+
+    def handle_lookahead(self, peer: Peer, msg: Message, now: float) -> None:
+        """A node asks to hand a cluster's workers jobs ahead: granted, and remembered for as
+        long as the node is (node_lost counts them as jobs that may have started)."""
+        store = self.store
+        ask = msg.as_(Lookahead)
+        node = store.node_of(peer)
+        if ask.cluster_id not in store.clusters or ask.cluster_id not in node.setup:
+            raise ProtocolError(f"LOOKAHEAD: cluster {ask.cluster_id} is not set up on this node")
+        depth = max(0, min(int(ask.depth), MAX_LOOKAHEAD))
+        node.lookahead[ask.cluster_id] = max(depth, node.lookahead.get(ask.cluster_id, 0))
+        store.send(NODE, peer.route, reply(msg, "LOOKAHEAD_OK", {"cluster_id": ask.cluster_id,
+                                                                 "depth": depth}))
 
     def handle_heartbeat(self, peer: Peer, msg: Message, now: float) -> None:
         store = self.store

@@ -185,6 +185,7 @@ class NodeRecord:
     inflight: dict[str, int] = field(default_factory=dict)  # job id -> attempt
     setup: dict[str, SetupState] = field(default_factory=dict)  # cluster id -> state (allocation.py)
     cluster_cpus: dict[str, int] = field(default_factory=dict)  # CPUs each cluster may use here
+    lookahead: dict[str, int] = field(default_factory=dict)  # jobs ahead per CPU granted (LOOKAHEAD)
     extra_setup: dict[str, Any] = field(default_factory=dict)  # per-node setup args and files
     setup_failures: dict[str, str] = field(default_factory=dict)  # cluster id -> why its setup failed
     jobs_done: int = 0

@@ -1,23 +1,67 @@
-"""Node <-> worker pipe records: one record per message, frames intact."""
+"""Node <-> worker pipe records: frames intact, several records per read, descriptors in order."""
 
 from __future__ import annotations
 
-import multiprocessing
+import socket
 import threading
+
+import pytest
 
 from gridlib.daemons.node import pipes
 
 
+def _pair() -> tuple[pipes.Channel, pipes.Channel]:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return pipes.Channel(a), pipes.Channel(b)
+
+
 def test_a_message_and_its_frames_cross_the_pipe_in_one_record() -> None:
-    a, b = multiprocessing.Pipe()
-    big = bytes(range(256)) * 5000
+    a, b = _pair()
+    big = bytes(range(256)) * 5000  # over SHARED_MIN: travels in a memfd
     sender = threading.Thread(target=lambda: (
-        pipes.send(a, "result", {"job_id": "j1", "n": 3}, [b"", big, memoryview(b"tail")]),
-        pipes.send(a, "ready")))
-    sender.start()  # a record larger than the pipe's buffer needs a reader at the same time
-    kind, fields, frames = pipes.recv(b)
+        a.send("result", {"job_id": "j1", "n": 3}, [b"", big, memoryview(b"tail")]),
+        a.send("ready")))
+    sender.start()
+    kind, fields, frames = b.recv()
     assert (kind, fields) == ("result", {"job_id": "j1", "n": 3})
     assert [bytes(f) for f in frames] == [b"", big, b"tail"]
-    assert pipes.recv(b) == ("ready", {}, [])
+    assert b.recv() == ("ready", {}, [])
     sender.join(10)
-    assert not b.poll()  # nothing left over: each message was exactly one record
+    assert b.read() == []  # nothing left over: each message was exactly one record
+
+
+def test_one_read_hands_back_every_whole_record_waiting() -> None:
+    a, b = _pair()
+    a.send_many([("result", {"i": i}, [bytes([i]) * 10]) for i in range(50)])
+    got: list[pipes.Record] = []
+    while len(got) < 50:
+        got += b.read()
+    assert [(k, f["i"], bytes(fr[0])) for k, f, fr in got] == [("result", i, bytes([i]) * 10) for i in range(50)]
+
+
+def test_records_larger_than_a_read_and_shared_ones_interleave_in_order() -> None:
+    a, b = _pair()
+    mid = b"m" * 200_000  # under SHARED_MIN, over one read: arrives in pieces
+    huge = b"h" * (pipes.SHARED_MIN + 1)
+    messages: list[tuple[str, dict[str, object] | None, list[object] | None]] = []
+    for i in range(6):
+        messages.append(("small", {"i": i}, [b"s"]))
+        messages.append(("big", {"i": i}, [huge if i % 2 else mid]))
+    sender = threading.Thread(target=a.send_many, args=(messages,))
+    sender.start()
+    got = [b.recv() for _ in range(12)]
+    sender.join(10)
+    assert [(k, f["i"]) for k, f, _ in got] == [(k, f["i"]) for k, f, _ in messages]  # type: ignore[index]
+    for (_, _, frames), (_, _, sent) in zip(got, messages, strict=True):
+        assert bytes(frames[0]) == bytes(sent[0])  # type: ignore[index]
+
+
+def test_the_end_of_the_channel_is_eof_after_the_last_record() -> None:
+    a, b = _pair()
+    a.send("result", {"job_id": "j"})
+    a.close()
+    records: list[pipes.Record] = []
+    with pytest.raises(EOFError):
+        while True:
+            records += b.read()
+    assert [k for k, _, _ in records] == ["result"]

@@ -119,6 +119,27 @@ def test_a_lost_nodes_jobs_that_never_started_run_elsewhere_even_if_not_reentran
     assert assigned(out, NODE_B) == ["j2", "j3", "j4"]  # behind j1 on a 1-CPU node: never started
 
 
+def test_jobs_ahead_a_node_was_granted_count_as_maybe_started_when_it_is_lost() -> None:
+    from tests.unit.scheduler.test_core import silence_node_a
+    grid = Grid(prefetch=5)
+    grid.hello()
+    grid.ready(NODE_A, 1)
+    grid.open()
+    grid.setup_ok(NODE_A)
+    out = grid.submit("j1", "j2", "j3", "j4", "j5")
+    assert assigned(out, NODE_A) == ["j1", "j2", "j3", "j4", "j5"]
+    granted = sent(grid.send(NODE_A, "LOOKAHEAD", {"cluster_id": "c1", "depth": 2}), "LOOKAHEAD_OK")
+    assert [(m.fields["cluster_id"], m.fields["depth"]) for m in granted] == [("c1", 2)]
+    assert sent(grid.send(NODE_A, "LOOKAHEAD", {"cluster_id": "nope", "depth": 2}), "ERROR")
+    grid.ready(NODE_B, 1)
+    grid.setup_ok(NODE_B)
+    ended = results(out := silence_node_a(grid))
+    # its worker held j2 and j3 behind j1: any of the three may have run (not reentrant:
+    # abandoned); j4 and j5 were still waiting on the node: run elsewhere
+    assert set(ended) == {"j1", "j2", "j3"} and {f["status"] for f in ended.values()} == {"abandoned"}
+    assert assigned(out, NODE_B) == ["j4", "j5"]
+
+
 def test_jobs_a_frozen_node_dropped_are_queued_again() -> None:
     grid = Grid(prefetch=3)
     grid.hello()
