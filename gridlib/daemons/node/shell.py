@@ -159,6 +159,10 @@ class NodeService:
         # a turn's JOB_RESULTs per link, sent together after the turn (protocol/result_batches.py)
         self._results: dict[str, list[Message]] = {}
         reactor.after_turn.append(self._send_results)
+        # a turn's records to each worker, written together after the turn (one system call,
+        # one wake-up of the worker for the jobs a turn hands it)
+        self._to_workers: dict[int, list[tuple[str, dict[str, Any] | None, list[Any] | None]]] = {}
+        reactor.after_turn.append(self._write_workers)
         self.monitors: dict[str, zmq.Socket[bytes]] = {}  # sid -> monitor of a link dialed after a beacon
         self.processes: dict[int, _Process] = {}
         self.timers: dict[tuple[Any, ...], Timer] = {}
@@ -409,13 +413,19 @@ class NodeService:
         return None
 
     def _worker_send(self, effect: WorkerSend) -> None:
-        entry = self.processes.get(effect.wid)
-        if entry is None:
-            return
-        try:
-            entry.conn.send(effect.kind, effect.fields, effect.frames)
-        except OSError:
-            pass  # the worker died; its pipe's EOF reports it
+        if effect.wid in self.processes:
+            self._to_workers.setdefault(effect.wid, []).append((effect.kind, effect.fields, effect.frames))
+
+    def _write_workers(self) -> None:
+        pending, self._to_workers = self._to_workers, {}
+        for wid, records in pending.items():
+            entry = self.processes.get(wid)
+            if entry is None:
+                continue
+            try:
+                entry.conn.send_many(records)
+            except OSError:
+                pass  # the worker died; its pipe's EOF reports it
 
     def _revoke_ahead(self, effect: RevokeAhead) -> Event | None:
         entry = self.processes.get(effect.wid)
