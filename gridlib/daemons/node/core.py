@@ -25,31 +25,14 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from gridlib.protocol.bodies import (
-    Disconnect,
-    Error,
-    FilePut,
-    JobAssign,
-    JobCancel,
-    JobsAssign,
-    LookaheadOk,
-    ResultAck,
-    Setup,
-    Teardown,
-    Welcome,
-)
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, error_reply, new_message, reply
 from gridlib.protocol.errors import (
     BAD_REQUEST,
-    ILLEGAL_STATE,
-    NOT_FOUND,
-    UNAUTHORIZED,
     ProtocolError,
 )
-from gridlib.protocol.liveness import Backoff
 
 from .dialing import MAX_PENDING, Candidate, DialPolicy, Pending
 from .events import (
@@ -81,10 +64,11 @@ from .events import (
     WorkerReport,
     WorkerResult,
     WorkerSetupFailed,
-    WriteClusterFile,
 )
 from .jobs import Assignment, ClusterPhase, ClusterState, JobRunner
 from .lifecycle import NodeLifecycle
+from .links import Link
+from .requests import MESSAGE_HANDLERS, SchedulerRequests
 from .service_hours import ServiceHours
 from .spool_index import SPOOL_GRACE, SPOOL_TIMER, SpoolIndex
 
@@ -131,32 +115,6 @@ class NodeRules:
     max_output: int = 4 * 1024 * 1024  # bytes of a job's stdout (and stderr) sent back
 
 
-@dataclass
-class Link:
-    """One scheduler this node serves (or has dialed)."""
-
-    sid: str
-    epoch: int
-    endpoint: str
-    key: bytes
-    last_heard: float
-    interval: float = 2.0
-    lost_after: int = 5
-    welcomed: bool = False
-    dial_out: bool = False
-    backoff: Backoff = field(default_factory=Backoff)
-    next_ready: float = 0.0
-    last_beat: float = 0.0
-    ip_addr: str = ""  # this host's address toward the scheduler
-    batches: bool = False  # the scheduler reads JOBS_RESULT (its WELCOME said so)
-    lookahead: bool = False  # the scheduler grants jobs ahead (LOOKAHEAD; its WELCOME said so)
-    max_msg_size: int = DEFAULT_MAX_MSG_SIZE  # the scheduler's limit for what we send
-    opened: float = 0.0
-    persistence: int = 0  # how many beacons of it were heard before it was dialed
-    session: str = ""  # names one registration: READY retries repeat it, so the scheduler
-    # answers a retry again instead of taking it for a node that registers anew
-
-
 class NodeCore:
     """Links, spool index and lifecycle; clusters and jobs in ``self.jobs``."""
 
@@ -172,6 +130,7 @@ class NodeCore:
         self.spooled = SpoolIndex(self.out)
         self.jobs = JobRunner(facts.cpus, self.out, self, rules.init, self.log, rules.max_output)
         self.lifecycle = NodeLifecycle(self, rules.service_hours, rules.clock, rules.serve, self.log)
+        self.requests = SchedulerRequests(self)  # what each scheduler message does (requests.py)
         self.stopped = False
         self._spool_expiry: float | None = None
         self._scheduler_key = b""
@@ -221,7 +180,7 @@ class NodeCore:
             if link.welcomed:
                 link.welcomed = False
                 link.backoff.reset()
-                self._send_ready(link, fresh=True)
+                self.send_ready(link, fresh=True)
 
     def _only_trusted_key(self) -> bytes:
         if len(self.trusted) != 1:
@@ -243,7 +202,7 @@ class NodeCore:
         self.spooled.write_all_held()
         for link in list(self.links.values()):
             self.links.pop(link.sid, None)
-            self._send(link, new_message("DISCONNECT", {"reason": reason}))
+            self.send(link, new_message("DISCONNECT", {"reason": reason}))
             self.out.append(CloseLink(link.sid, 500))  # the DISCONNECT gets out in the background
         self.jobs.leave(kill)
         self.log.info("event=left_grid reason=%r killed_jobs=%s", reason, kill)
@@ -258,7 +217,7 @@ class NodeCore:
             return
         self.stopped = True
         for link in self.links.values():
-            self._send(link, new_message("DISCONNECT", {"reason": "the node is stopping"}))
+            self.send(link, new_message("DISCONNECT", {"reason": "the node is stopping"}))
         self.jobs.kill_all()
         for link in self.links.values():
             self.out.append(CloseLink(link.sid, 0 if self.parent_pid else 100))
@@ -291,14 +250,14 @@ class NodeCore:
         self.links.pop(link.sid, None)
         self.out.append(CloseLink(link.sid, 0))
 
-    def _send_ready(self, link: Link, fresh: bool = False) -> None:
+    def send_ready(self, link: Link, fresh: bool = False) -> None:
         """READY; ``fresh``: a new registration (after a fence, or the scheduler forgot us),
         else the same one again (a retry, which a slow link makes look late)."""
         if fresh or not link.session:
             self._sessions += 1
             link.session = f"{self.facts.node_id[:12]}.{self._sessions}"
         f = self.facts
-        self._send(link, new_message("READY", {
+        self.send(link, new_message("READY", {
             "node_id": f.node_id, "name": f.name, "cpus": f.cpus, "ip_addr": f.ip_addr or link.ip_addr,
             "platform": f.platform, "port": f.port, "pid": f.pid, "spooled": len(self.spooled),
             "python": f.python, "protocol": f.protocol, "max_msg_size": self.rules.max_msg_size,
@@ -306,25 +265,25 @@ class NodeCore:
         }))
         link.next_ready = self.now + link.backoff.next()
 
-    def _close_link(self, link: Link, reason: str, quiet: bool = False) -> None:
+    def close_link(self, link: Link, reason: str, quiet: bool = False) -> None:
         if quiet:
             self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, reason)
         else:
             self.log.warning("event=scheduler_lost scheduler=%s reason=%r", link.sid, reason)
         self.links.pop(link.sid, None)
         if not quiet:
-            self._send(link, new_message("DISCONNECT", {"reason": reason}))  # best effort
+            self.send(link, new_message("DISCONNECT", {"reason": reason}))  # best effort
         self.out.append(CloseLink(link.sid, 100))
-        self._orphan(link.sid)
+        self.orphan(link.sid)
 
-    def _orphan(self, sid: str) -> None:
+    def orphan(self, sid: str) -> None:
         self.spooled.write_all_held()  # its results may now wait for a long time: make them durable
         self.jobs.orphan(sid, self.now)
 
     def _link_alive(self, link: Link) -> bool:
         return link.welcomed and self.now - link.last_heard < link.interval * link.lost_after
 
-    def _send(self, link: Link, msg: Message) -> None:
+    def send(self, link: Link, msg: Message) -> None:
         self.out.append(Send(link.sid, msg))
 
     def _send_to(self, sid: str, msg: Message) -> None:
@@ -336,7 +295,7 @@ class NodeCore:
         link = self.links.get(event.sid)
         if link is not None:
             link.ip_addr = event.ip_addr
-            self._send_ready(link)
+            self.send_ready(link)
 
     def on_beacon(self, event: BeaconHeard) -> None:
         """A valid beacon naming a trusted key: dial that scheduler unless already linked."""
@@ -347,7 +306,7 @@ class NodeCore:
         if link is not None and (link.epoch == beacon.epoch or self._link_alive(link)):
             return  # a live link is never disturbed by a beacon
         if link is not None:  # a scheduler we served restarted (another epoch): dial it again
-            self._close_link(link, "scheduler restarted")
+            self.close_link(link, "scheduler restarted")
             self._open_link(beacon.scheduler_id, beacon.epoch, beacon.endpoint, beacon.key)
             self.links[beacon.scheduler_id].interval = beacon.heartbeat
             return
@@ -372,18 +331,18 @@ class NodeCore:
             return  # a link closed meanwhile
         link.last_heard = self.now
         msg = event.msg
-        handler = _MESSAGE_HANDLERS.get(msg.type)
+        handler = MESSAGE_HANDLERS.get(msg.type)
         if handler is None:
             self.log.warning("event=unexpected_message scheduler=%s type=%s", link.sid, msg.type)
             return
         try:
-            handler(self, link, msg)
+            handler(self.requests, link, msg)
         except (ProtocolError, KeyError, TypeError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, ProtocolError) else f"{type(exc).__name__}: {exc}"
             code = exc.code if isinstance(exc, ProtocolError) else BAD_REQUEST
             self.log.warning("event=bad_message scheduler=%s type=%s reason=%r", link.sid, msg.type, reason)
             if msg.type not in ("ERROR", "OK", "HEARTBEAT", "WELCOME", "RESULT_ACK", "DISCONNECT"):
-                self._send(link, error_reply(msg, code, reason))
+                self.send(link, error_reply(msg, code, reason))
 
     def on_tick(self, event: Tick) -> None:
         self.lifecycle.tick()
@@ -398,18 +357,18 @@ class NodeCore:
             silent = self.now - link.last_heard
             if not link.welcomed:
                 if not link.dial_out and silent > PENDING_LINK_TIMEOUT:
-                    self._close_link(link, "no answer to READY")
+                    self.close_link(link, "no answer to READY")
                 elif self.now >= link.next_ready:
-                    self._send_ready(link)
+                    self.send_ready(link)
                 continue
             if silent > link.interval * link.lost_after:
                 if link.dial_out:  # keep dialing; the clusters wait zombie_interval for it
                     self.log.warning("event=scheduler_silent scheduler=%s", link.sid)
                     link.welcomed = False
-                    self._orphan(link.sid)
-                    self._send_ready(link, fresh=True)
+                    self.orphan(link.sid)
+                    self.send_ready(link, fresh=True)
                 else:
-                    self._close_link(link, "no heartbeat")
+                    self.close_link(link, "no heartbeat")
                 continue
             if self.now - link.last_beat >= link.interval:
                 link.last_beat = self.now
@@ -448,7 +407,7 @@ class NodeCore:
         self.trusted = self.rules.trusted or event.trusted
         for link in list(self.links.values()):
             if link.key not in self.trusted and not link.dial_out:
-                self._close_link(link, "key revoked")
+                self.close_link(link, "key revoked")
         self.log.info("event=allowlist_reloaded trusted=%d", len(self.trusted))
 
     def on_spool_loaded(self, event: SpoolLoaded) -> None:
@@ -465,7 +424,7 @@ class NodeCore:
                 "under its --dest-path-prefix")
         for link in self.links.values():
             if link.welcomed:
-                self._send(link, new_message("NODE_ALERT", {"reason": text}))
+                self.send(link, new_message("NODE_ALERT", {"reason": text}))
 
     def on_worker_ready(self, event: WorkerReady) -> None:
         self.jobs.worker_ready(event.wid)
@@ -496,193 +455,20 @@ class NodeCore:
         if link is None:
             return
         if event.code:
-            self._send(link, error_reply(event.request, event.code, event.reason))
+            self.send(link, error_reply(event.request, event.code, event.reason))
         else:
-            self._send(link, reply(event.request, "OK", {"name": event.request.fields.get("name"),
+            self.send(link, reply(event.request, "OK", {"name": event.request.fields.get("name"),
                                                          "size": event.size}))
 
-    # -- messages from schedulers ----------------------------------------------------------
-    def on_welcome(self, link: Link, msg: Message) -> None:
-        if not link.welcomed:
-            self.log.info("event=linked scheduler=%s endpoint=%s", link.sid, link.endpoint)
-            self.jobs.forget_ahead(link.sid)  # a new registration: nothing granted yet
-            self.dialer.registered(link.endpoint, self.now)
-            link.last_beat = self.now  # the first heartbeat tells the scheduler our resources now
-            self.out.append(SendHeartbeat(link.sid))
-        link.welcomed = True
-        link.backoff.reset()
-        welcome = msg.as_(Welcome)
-        link.interval = float(welcome.heartbeat)
-        if welcome.lost_after is not None:
-            link.lost_after = welcome.lost_after
-        if welcome.max_msg_size is not None:
-            link.max_msg_size = welcome.max_msg_size
-        link.batches = bool(welcome.batches)  # results may travel together (JOBS_RESULT)
-        link.lookahead = bool(welcome.lookahead)
-
-    def on_lookahead_ok(self, link: Link, msg: Message) -> None:
-        ok = msg.as_(LookaheadOk)
-        self.log.info("event=jobs_ahead cluster=%s depth=%d", ok.cluster_id, ok.depth)
-        self.jobs.grant_ahead(ok.cluster_id, link.sid, int(ok.depth))
-
+    # -- messages from schedulers: requests.py -------------------------------------------
     def want_lookahead(self, cluster: ClusterState, depth: int) -> None:
         """Ask the cluster's scheduler to grant jobs ahead (an older one is not asked)."""
         link = self.links.get(cluster.link)
         if link is not None and link.welcomed and link.lookahead:
-            self._send(link, new_message("LOOKAHEAD", {"cluster_id": cluster.cluster_id, "depth": depth}))
+            self.send(link, new_message("LOOKAHEAD", {"cluster_id": cluster.cluster_id, "depth": depth}))
 
     def on_ahead_revoked(self, event: AheadRevoked) -> None:
         self.jobs.ahead_revoked(event)
-
-    def on_setup(self, link: Link, msg: Message) -> None:
-        setup = msg.as_(Setup)
-        cluster_id = setup.cluster_id
-        cluster = self.jobs.clusters.get(cluster_id)
-        try:
-            if cluster is not None:  # its scheduler reconnected, or asks again
-                if cluster.owner != link.key:
-                    raise ProtocolError("that cluster belongs to another scheduler key", UNAUTHORIZED)
-                self.jobs.adopt(cluster, link.sid)
-                cluster.answers_owed += 1
-                if cluster.phase in (ClusterPhase.READY, ClusterPhase.FAILED):
-                    self.setup_answer(cluster)
-                return
-            refusal = self.lifecycle.admit_cluster(cluster_id) or self._version_refusal(setup)
-            if refusal:
-                raise ProtocolError(refusal, ILLEGAL_STATE)
-            files, blob = _setup_payload(msg, setup)
-            self.jobs.setup(link.sid, link.key, setup, files, blob)
-            self.lifecycle.cluster_added(cluster_id)
-        except ProtocolError as exc:
-            self.log.warning("event=setup_refused cluster=%s reason=%r", cluster_id, exc.reason)
-            self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster_id, "reason": exc.reason}))
-
-    def _version_refusal(self, setup: Setup) -> str | None:
-        theirs, ours = setup.python, self.facts.python
-        if theirs and ours and theirs != ours:
-            return (f"version mismatch: the client runs Python {theirs}, this node ({self.facts.name}) "
-                    f"Python {ours}; code and data travel pickled, so the client and its nodes must "
-                    f"run the same Python minor version (start the node with python{theirs}, or the "
-                    f"client with python{ours})")
-        theirs, ours = setup.protocol, self.facts.protocol
-        if theirs and ours and theirs != ours:
-            return (f"version mismatch: the client speaks gridlib protocol {theirs}, this node "
-                    f"({self.facts.name}) {ours}; install the same gridlib version on both")
-        return None
-
-    def on_job_assign(self, link: Link, msg: Message) -> None:
-        assign = msg.as_(JobAssign)
-        owner = self.jobs.clusters.get(assign.cluster_id)
-        if owner is not None and owner.link != link.sid:
-            raise ProtocolError("JOB_ASSIGN for another scheduler's cluster", UNAUTHORIZED)
-        if not link.welcomed and owner is not None:
-            # sent before the scheduler heard our new READY (we were frozen and fenced): it
-            # has given this job to another node, or will ask what we hold -- not run here
-            owner.dropped.append([assign.job_id, assign.attempt])
-            return
-        self.jobs.assign(Assignment(link.sid, assign.cluster_id, assign.job_id, assign.attempt,
-                                    float(assign.timeout) if assign.timeout else None, list(msg.frames),
-                                    label=assign.label))
-
-    def on_jobs_assign(self, link: Link, msg: Message) -> None:
-        """Several JOB_ASSIGNs in one message: each handled as if it had come alone (a bad one
-        is answered alone, the others run)."""
-        entries = msg.as_(JobsAssign).jobs
-        if not all(_entry_ok(e) for e in entries) or sum(e[4] for e in entries) != len(msg.frames):
-            raise ProtocolError("JOBS_ASSIGN: each job is [cluster_id, job_id, attempt, timeout, "
-                                "frames] and the frames add up to the payload")
-        at = 0
-        for cluster_id, job_id, attempt, timeout, count, *rest in entries:
-            label = rest[0] if rest else None
-            fields = {"cluster_id": cluster_id, "job_id": job_id, "attempt": attempt, "timeout": timeout,
-                      "label": label}
-            one = Message("JOB_ASSIGN", fields, msg.labels[at:at + count], msg.frames[at:at + count],
-                          msg.mid, body=JobAssign(cluster_id, job_id, attempt, timeout, label))  # checked above
-            at += count
-            try:
-                self.on_job_assign(link, one)
-            except ProtocolError as exc:
-                self.log.warning("event=bad_message scheduler=%s type=JOB_ASSIGN reason=%r",
-                                 link.sid, exc.reason)
-                self._send(link, error_reply(one, exc.code, exc.reason))
-
-    def on_job_cancel(self, link: Link, msg: Message) -> None:
-        cancel = msg.as_(JobCancel)
-        attempts = cancel.attempts or []
-        for i, job_id in enumerate(cancel.job_ids):
-            if self.jobs.cancel(job_id, link.sid):
-                continue
-            attempt = attempts[i] if i < len(attempts) else None
-            if attempt is not None and job_id not in self.spooled:
-                # not here (never arrived, or ended and acknowledged): the canceller still
-                # gets its one answer; a result already sent stands (it went first)
-                self._send(link, new_message("JOB_RESULT", {
-                    "job_id": job_id, "attempt": attempt, "status": "cancelled",
-                    "end_time": self.wall(), "reason": "the job was not on the node"}))
-
-    def on_result_ack(self, link: Link, msg: Message) -> None:
-        acked = [job_id for job_id in msg.as_(ResultAck).job_ids if self._may_ack(job_id, link)]
-        self.spooled.acked(acked)
-        self.lifecycle.poke()
-
-    def _may_ack(self, job_id: str, link: Link) -> bool:
-        """Only the scheduler that owns a result's cluster may release it."""
-        entry = self.spooled.get(job_id)
-        if entry is None:
-            return False
-        cluster = self.jobs.clusters.get(entry.cluster_id)
-        return cluster is None or cluster.link == link.sid
-
-    def on_file_put(self, link: Link, msg: Message) -> None:
-        """A file for a cluster's directory (``cluster.send_file``): written by the shell, answered."""
-        put = msg.as_(FilePut)
-        cluster = self.jobs.clusters.get(put.cluster_id)
-        if cluster is None or cluster.link != link.sid or len(msg.frames) != 1 or not cluster.directory:
-            self._send(link, error_reply(msg, NOT_FOUND, "no such cluster on this node"))
-            return
-        mode = 0o600 if put.mode is None else put.mode
-        self.out.append(WriteClusterFile(link.sid, msg, cluster.directory, put.name, mode, msg.frames[0]))
-
-    def on_teardown(self, link: Link, msg: Message) -> None:
-        teardown = msg.as_(Teardown)
-        cluster = self.jobs.clusters.get(teardown.cluster_id)
-        if cluster is not None and cluster.link == link.sid:
-            resetup = teardown.keep_files is True  # set up again next: keep its files
-            self.jobs.teardown(cluster.cluster_id, keep_files=resetup)
-            if not resetup:  # (a resetup's unacknowledged results are still acked later)
-                self.spooled.drop_cluster(cluster.cluster_id)
-
-    def on_error(self, link: Link, msg: Message) -> None:
-        error = msg.as_(Error)
-        if error.code == ILLEGAL_STATE and link.welcomed:
-            # the scheduler no longer knows us (it declared us lost, or restarted): register
-            # again -- unless another link already serves that endpoint (a restarted scheduler
-            # with a new id): then this one is stale
-            if any(o is not link and o.welcomed and o.endpoint == link.endpoint
-                   for o in self.links.values()):
-                self._close_link(link, "superseded by a newer link to the same endpoint")
-                return
-            self.log.warning("event=reregister scheduler=%s reason=%r", link.sid, error.reason)
-            link.welcomed = False
-            link.backoff.reset()
-            self._send_ready(link, fresh=True)
-            return
-        self.log.warning("event=scheduler_error scheduler=%s code=%s reason=%r",
-                         link.sid, error.code, error.reason)
-
-    def on_disconnect(self, link: Link, msg: Message) -> None:
-        """The scheduler said goodbye (its client closed): nothing is wrong."""
-        reason = msg.as_(Disconnect).reason
-        if link.dial_out:
-            link.welcomed = False  # it may come back: keep dialing
-            link.next_ready = self.now + link.backoff.next()
-            self._orphan(link.sid)
-            self.log.info("event=scheduler_left scheduler=%s reason=%r", link.sid, reason)
-            return
-        self._close_link(link, reason or "the scheduler closed", quiet=True)
-
-    def on_heartbeat(self, link: Link, msg: Message) -> None:
-        pass
 
     # -- answers from the job runner ----------------------------------------------------------
     def setup_answer(self, cluster: ClusterState) -> None:
@@ -693,14 +479,14 @@ class NodeCore:
         owed, cluster.answers_owed = cluster.answers_owed, 0
         if cluster.phase is ClusterPhase.FAILED:
             for _ in range(owed):
-                self._send(link, new_message("SETUP_FAIL", {"cluster_id": cluster.cluster_id,
+                self.send(link, new_message("SETUP_FAIL", {"cluster_id": cluster.cluster_id,
                                                             "reason": cluster.fail_reason}))
             return
         if not owed:
             return
         spooled = self.spooled.of_cluster(cluster.cluster_id)
         for _ in range(owed):
-            self._send(link, new_message("SETUP_OK", {
+            self.send(link, new_message("SETUP_OK", {
                 "cluster_id": cluster.cluster_id, "running": self.jobs.jobs_of(cluster.cluster_id),
                 "results": [[job_id, attempt] for job_id, attempt in spooled],
                 "dropped": cluster.dropped}))
@@ -724,7 +510,7 @@ class NodeCore:
                           self.now)
         self.lifecycle.poke()
         if link is not None:
-            self._send(link, new_message("JOB_RESULT", fields, frames, labels))
+            self.send(link, new_message("JOB_RESULT", fields, frames, labels))
 
     def _wall_of(self, moment: float) -> float:
         """The wall-clock time of ``moment`` on the core's (monotonic) clock."""
@@ -743,40 +529,7 @@ class NodeCore:
             self.log.warning("event=report_too_large job=%s type=%s size=%d limit=%d",
                              job.job_id, mtype, size, link.max_msg_size)
             return
-        self._send(link, new_message(mtype, fields, frames, labels))
-
-
-def _entry_ok(entry: Any) -> bool:
-    """One JOBS_ASSIGN entry: [cluster_id, job_id, attempt, timeout or nil, frames, label or nil]
-    (the label may be left out)."""
-    return (isinstance(entry, list) and len(entry) in (5, 6) and isinstance(entry[0], str)
-            and isinstance(entry[1], str) and type(entry[2]) is int
-            and (entry[3] is None or (isinstance(entry[3], (int, float)) and not isinstance(entry[3], bool)))
-            and type(entry[4]) is int and entry[4] >= 0
-            and (len(entry) == 5 or entry[5] is None or isinstance(entry[5], str)))
-
-
-def _setup_payload(msg: Message, setup: Setup) -> tuple[list[tuple[str, int, Any]], bytes]:
-    """The computation and the files of a SETUP, paired strictly: one file entry per file frame."""
-    specs = setup.files or []
-    blob: bytes | None = None
-    datas = []
-    for label, frame in zip(msg.labels, msg.frames, strict=True):
-        if label == "computation" and blob is None:
-            blob = bytes(memoryview(frame))
-        elif label == "file":
-            datas.append(frame)
-        else:
-            raise ProtocolError(f"SETUP: unexpected frame {label!r}")
-    if blob is None or len(datas) != len(specs):
-        raise ProtocolError("SETUP: one computation frame and one file entry per file frame")
-    files = []
-    for spec, data in zip(specs, datas, strict=True):
-        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise ProtocolError("SETUP: a file entry needs a name")
-        mode = spec.get("mode")
-        files.append((spec["name"], mode if isinstance(mode, int) else 0o600, data))
-    return files, blob
+        self.send(link, new_message(mtype, fields, frames, labels))
 
 
 def _too_large(fields: dict[str, Any], size: int, limit: int) -> dict[str, Any]:
@@ -810,19 +563,4 @@ _EVENT_HANDLERS: dict[type, Callable[[NodeCore, Any], None]] = {
     ClusterPrepareFailed: NodeCore.on_cluster_prepare_failed,
     FileWritten: NodeCore.on_file_written,
     AheadRevoked: NodeCore.on_ahead_revoked,
-}
-
-_MESSAGE_HANDLERS: dict[str, Callable[[NodeCore, Link, Message], None]] = {
-    "WELCOME": NodeCore.on_welcome,
-    "SETUP": NodeCore.on_setup,
-    "JOB_ASSIGN": NodeCore.on_job_assign,
-    "JOBS_ASSIGN": NodeCore.on_jobs_assign,
-    "JOB_CANCEL": NodeCore.on_job_cancel,
-    "RESULT_ACK": NodeCore.on_result_ack,
-    "FILE_PUT": NodeCore.on_file_put,
-    "TEARDOWN": NodeCore.on_teardown,
-    "ERROR": NodeCore.on_error,
-    "DISCONNECT": NodeCore.on_disconnect,
-    "HEARTBEAT": NodeCore.on_heartbeat,
-    "LOOKAHEAD_OK": NodeCore.on_lookahead_ok,
 }
