@@ -1,6 +1,7 @@
 """Where a no-op job's cost goes: CPU time and wake-ups per job, per process and per thread.
 
-Run from the repository root: ``.venv/bin/python bench/cost_per_job.py [--jobs N] [--json PATH]``.
+Run from the repository root: ``.venv/bin/python bench/cost_per_job.py [--jobs N] [--json PATH]``
+(``--echo 1048576 --jobs 400``: jobs that echo 1 MiB instead, the payload benchmark's work).
 It measures and prints; it asserts nothing.
 
 One ``JobCluster(task, local_cpus=2)`` (the embedded scheduler and a private
@@ -72,14 +73,16 @@ def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
     return out
 
 
-def measure(jobs: int) -> dict[str, Any]:
+def measure(jobs: int, echo: int = 0) -> dict[str, Any]:
+    """``echo``: bytes each job echoes (0: no-op jobs)."""
     me = psutil.Process()
+    args = ("echo", b"x" * echo) if echo else ("noop",)
     with gridlib.JobCluster(task, local_cpus=2) as cluster:
-        for job in [cluster.submit("noop") for _ in range(2000)]:  # warm-up: workers, caches
+        for job in [cluster.submit(*args) for _ in range(min(2000, jobs))]:  # warm-up: workers, caches
             job()
         before = _snapshot(me)
         start = time.perf_counter()
-        handles = [cluster.submit("noop") for _ in range(jobs)]
+        handles = [cluster.submit(*args) for _ in range(jobs)]
         for job in handles:
             job()
         wall = time.perf_counter() - start
@@ -100,13 +103,17 @@ def measure(jobs: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=30_000)
+    p.add_argument("--echo", type=int, default=0, metavar="BYTES",
+                   help="jobs echo a bytes argument this large (e.g. 1048576, with --jobs 400) "
+                        "instead of doing nothing")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
-    result = measure(args.jobs)
-    print(f"{result['jobs']} no-op jobs in {result['wall_s']:.2f} s: {result['jobs_per_s']:.0f} jobs/s "
+    result = measure(args.jobs, args.echo)
+    kind = f"{args.echo}-byte echo" if args.echo else "no-op"
+    print(f"{result['jobs']} {kind} jobs in {result['wall_s']:.2f} s: {result['jobs_per_s']:.0f} jobs/s "
           f"| load {os.getloadavg()[0]:.2f} | {result['cores']} cores")
     width = max(len(k) for k in result["rows"])
-    print(f"{'where'.ljust(width)} | CPU us/job | wake-ups/job")
+    print(f"{'where'.ljust(width)} | CPU us/job | wake-ups/job")  # (us: microseconds)
     for key, row in sorted(result["rows"].items(), key=lambda kv: -kv[1]["cpu_us_per_job"]):
         if row["cpu_us_per_job"] < 0.05 and row["wakeups_per_job"] < 0.005:
             continue
