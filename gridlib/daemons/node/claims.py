@@ -20,7 +20,7 @@ from typing import Any
 
 __all__ = ["Claims", "LOCK_TIMEOUT"]
 
-LOCK_TIMEOUT = 1.0  # seconds the node waits for a worker's lock (held for a microsecond)
+LOCK_TIMEOUT = 0.1  # seconds the node waits for a worker's lock (held for microseconds)
 _CLAIMED, _REVOKED, _KEPT = 0, 1, 2
 
 
