@@ -57,7 +57,7 @@ __all__ = ["Answers", "Assignment", "ClusterPhase", "ClusterState", "JobRunner",
 STARTED_DELAY = 0.01
 MAX_FAILED_STARTS = 3  # workers in a row whose setup failed: the cluster has failed here
 STOP_GRACE = 5.0  # seconds a stopped worker has to run cleanup() before it is killed
-LOOKAHEAD = 4  # jobs a worker of a short-job cluster may hold behind the one it runs
+LOOKAHEAD = 8  # jobs a worker of a short-job cluster may hold behind the one it runs
 SHORT_JOB = 0.005  # seconds: a cluster whose recent jobs ran this long or less gets jobs ahead
 AHEAD_BYTES = 64 * 1024  # payload bytes a worker may hold ahead (its socket buffer never fills)
 

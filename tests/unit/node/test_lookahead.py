@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gridlib.daemons.node import events as ev
-from gridlib.daemons.node.jobs import LOOKAHEAD, SHORT_JOB
+from gridlib.daemons.node.jobs import AHEAD_BYTES, LOOKAHEAD, SHORT_JOB
 from tests.unit.node.test_core import World
 
 
@@ -44,7 +44,8 @@ class AheadWorld(World):
             return ev.AheadRevoked(e.wid, worker["claimed"], e.upto, e.why)
         return super().perform(e)
 
-    def grant(self, depth: int = LOOKAHEAD) -> None:
+    def grant(self, depth: int = 4) -> None:
+        """The scheduler grants ``depth`` (it may grant less than the node asked for)."""
         asks = self.of_type("LOOKAHEAD")
         assert asks and asks[-1].fields == {"cluster_id": "c1", "depth": LOOKAHEAD}
         self.message("s1", "LOOKAHEAD_OK", {"cluster_id": "c1", "depth": depth})
@@ -116,6 +117,27 @@ def test_jobs_ahead_wait_until_the_scheduler_grants_them() -> None:
     assert world.runs == [f"j{i}" for i in range(9)]
     assert set(world.results()) == {f"j{i}" for i in range(9)}
     assert world.core.jobs.running == 0
+
+
+def test_a_full_grant_fills_each_pipe_to_the_depth_and_no_further_than_the_byte_limit() -> None:
+    world, wid = short_world(jobs=3 * LOOKAHEAD, grant=False)
+    world.grant(LOOKAHEAD)
+    assert len(world.pipe_of(wid)) == 1 + LOOKAHEAD
+    world.run_all()
+    big = AheadWorld(1)
+    big.link_up(lookahead=True)
+    big.setup()
+    big.workers_ready()
+    for i in range(10):
+        big.message("s1", "JOB_ASSIGN", {"cluster_id": "c1", "job_id": f"b{i}", "attempt": 1},
+                    [b"x" * (AHEAD_BYTES // 3 - 100)], ["args"])
+    wid = next(iter(big.workers))
+    big.step(wid)
+    big.done(wid)
+    big.grant(LOOKAHEAD)
+    assert len(big.pipe_of(wid)) == 1 + 3  # its job, and three jobs' worth of the byte limit
+    big.run_all()
+    assert set(big.results()) == {f"b{i}" for i in range(10)}
 
 
 def test_an_older_scheduler_is_not_asked_and_its_node_hands_one_job_at_a_time() -> None:
