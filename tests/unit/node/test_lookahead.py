@@ -70,6 +70,11 @@ class AheadWorld(World):
         job = self.workers[wid]["job"]
         self.finish(job["job_id"])
 
+    def read_late(self, wid: int, job_id: str) -> None:
+        """The node reads a result its worker wrote before it claimed the job it runs now."""
+        self.handle(ev.WorkerResult(wid, {"status": "finished", "job_id": job_id, "attempt": 1,
+                                          "labels": ["result"]}, [b"r"]))
+
     def run_all(self, limit: int = 1000) -> None:
         """Every live worker runs what it holds, until nothing is left anywhere."""
         for _ in range(limit):
@@ -92,14 +97,16 @@ class AheadWorld(World):
         return [f["job_id"] for f in self.workers[wid]["pipe"]]
 
 
-def short_world(jobs: int = 8, cpus: int = 1, grant: bool = True, **welcome: Any) -> tuple[AheadWorld, int]:
-    """A 1-CPU node whose cluster ran one short job and holds ``jobs`` more."""
+def short_world(jobs: int = 8, cpus: int = 1, grant: bool = True, timeouts: dict[int, float] | None = None,
+                **welcome: Any) -> tuple[AheadWorld, int]:
+    """A node whose cluster ran one short job (j0) and holds ``jobs`` more (``timeouts``: the
+    time limits of some, by number)."""
     world = AheadWorld(cpus)
     world.link_up(**({"lookahead": True} | welcome))
     world.setup()
     world.workers_ready()
     for i in range(jobs + 1):
-        world.assign(f"j{i}")
+        world.assign(f"j{i}", **({"timeout": timeouts[i]} if timeouts and i in timeouts else {}))
     wid = next(iter(world.workers))
     assert world.step(wid) == "j0"
     world.done(wid)  # ran in no time: short
@@ -163,17 +170,7 @@ def test_long_jobs_get_no_jobs_ahead() -> None:
 
 
 def test_a_job_ahead_starts_its_timers_when_it_becomes_the_workers_job() -> None:
-    world = AheadWorld(1)
-    world.link_up(lookahead=True)
-    world.setup()
-    world.workers_ready()
-    world.assign("j0")
-    world.assign("j1", timeout=5)
-    world.assign("j2", timeout=5)
-    wid = next(iter(world.workers))
-    world.step(wid)
-    world.done(wid)
-    world.grant()
+    world, wid = short_world(jobs=2, timeouts={1: 5, 2: 5})
     assert world.pipe_of(wid) == ["j1", "j2"]
     assert [k[2] for k in world.timers if k[0] == "timeout"] == ["j1"]  # j2 has not started
     world.step(wid)
@@ -202,8 +199,7 @@ def test_a_cancelled_job_ahead_the_worker_already_claimed_is_killed_as_it_become
     assert world.step(wid) == "j2"  # ... and the worker has claimed j2
     world.message("s1", "JOB_CANCEL", {"job_ids": ["j2"]})
     assert "j2" not in world.results() and not world.workers[wid].get("killed")
-    world.handle(ev.WorkerResult(wid, {"status": "finished", "job_id": written["job_id"],
-                                       "attempt": 1, "labels": ["result"]}, [b"r"]))
+    world.read_late(wid, written["job_id"])
     assert world.workers[wid].get("killed")  # j2 is its job now, and cancelled: stopped
     world.settle()
     assert world.results()["j2"].fields["status"] == "cancelled"
@@ -214,17 +210,7 @@ def test_a_cancelled_job_ahead_the_worker_already_claimed_is_killed_as_it_become
 
 
 def test_a_time_limit_kills_the_worker_and_its_jobs_ahead_run_on_a_new_one() -> None:
-    world = AheadWorld(1)
-    world.link_up(lookahead=True)
-    world.setup()
-    world.workers_ready()
-    world.assign("j0")
-    for i in range(1, 6):
-        world.assign(f"j{i}", timeout=2 if i == 1 else None)
-    wid = next(iter(world.workers))
-    world.step(wid)
-    world.done(wid)
-    world.grant()
+    world, wid = short_world(jobs=5, timeouts={1: 2})
     assert world.step(wid) == "j1"  # and it hangs
     world.advance(3)
     assert world.results()["j1"].fields["exception"]["type"] == "TimeoutError"
@@ -236,17 +222,7 @@ def test_a_time_limit_kills_the_worker_and_its_jobs_ahead_run_on_a_new_one() -> 
 
 
 def test_a_time_limit_spares_a_worker_that_has_already_moved_past_the_job() -> None:
-    world = AheadWorld(1)
-    world.link_up(lookahead=True)
-    world.setup()
-    world.workers_ready()
-    world.assign("j0")
-    for i in range(1, 5):
-        world.assign(f"j{i}", timeout=2 if i == 1 else None)
-    wid = next(iter(world.workers))
-    world.step(wid)
-    world.done(wid)
-    world.grant()
+    world, wid = short_world(jobs=4, timeouts={1: 2})
     world.step(wid)  # j1 ends just as its time runs out: its result is still in the pipe ...
     finished = world.workers[wid]["job"]
     world.workers[wid]["job"] = None
@@ -254,8 +230,7 @@ def test_a_time_limit_spares_a_worker_that_has_already_moved_past_the_job() -> N
     world.now += 3
     world.handle(ev.TimerFired(("timeout", wid, "j1")))
     assert not world.workers[wid].get("killed")  # j2 runs on
-    world.handle(ev.WorkerResult(wid, {"status": "finished", "job_id": finished["job_id"],
-                                       "attempt": 1, "labels": ["result"]}, [b"r"]))
+    world.read_late(wid, finished["job_id"])
     assert world.results()["j1"].fields["exception"]["type"] == "TimeoutError"
     world.run_all()
     assert set(world.results()) == {f"j{i}" for i in range(5)}

@@ -102,15 +102,21 @@ def test_arguments_over_a_nodes_limit_end_the_job_not_the_link() -> None:
 
 # -- jobs that never started are safe to run elsewhere -------------------------------------------
 
-def test_a_lost_nodes_jobs_that_never_started_run_elsewhere_even_if_not_reentrant() -> None:
-    from tests.unit.scheduler.test_core import silence_node_a
-    grid = Grid(prefetch=3)
+def one_cpu_node_holding(*job_ids: str) -> tuple[Grid, list]:
+    """A grid whose only node, node-a (1 CPU), holds ``job_ids`` (prefetched), not reentrant."""
+    grid = Grid(prefetch=len(job_ids) - 1)
     grid.hello()
     grid.ready(NODE_A, 1)
     grid.open()
     grid.setup_ok(NODE_A)
-    out = grid.submit("j1", "j2", "j3", "j4")
-    assert assigned(out, NODE_A) == ["j1", "j2", "j3", "j4"]  # one runs, three wait there
+    out = grid.submit(*job_ids)
+    assert assigned(out, NODE_A) == list(job_ids)
+    return grid, out
+
+
+def test_a_lost_nodes_jobs_that_never_started_run_elsewhere_even_if_not_reentrant() -> None:
+    from tests.unit.scheduler.test_core import silence_node_a
+    grid, out = one_cpu_node_holding("j1", "j2", "j3", "j4")  # one runs, three wait there
     grid.ready(NODE_B, 1)
     grid.setup_ok(NODE_B)
     out = silence_node_a(grid)
@@ -121,13 +127,7 @@ def test_a_lost_nodes_jobs_that_never_started_run_elsewhere_even_if_not_reentran
 
 def test_jobs_ahead_a_node_was_granted_count_as_maybe_started_when_it_is_lost() -> None:
     from tests.unit.scheduler.test_core import silence_node_a
-    grid = Grid(prefetch=5)
-    grid.hello()
-    grid.ready(NODE_A, 1)
-    grid.open()
-    grid.setup_ok(NODE_A)
-    out = grid.submit("j1", "j2", "j3", "j4", "j5")
-    assert assigned(out, NODE_A) == ["j1", "j2", "j3", "j4", "j5"]
+    grid, out = one_cpu_node_holding("j1", "j2", "j3", "j4", "j5")
     granted = sent(grid.send(NODE_A, "LOOKAHEAD", {"cluster_id": "c1", "depth": 2}), "LOOKAHEAD_OK")
     assert [(m.fields["cluster_id"], m.fields["depth"]) for m in granted] == [("c1", 2)]
     assert sent(grid.send(NODE_A, "LOOKAHEAD", {"cluster_id": "nope", "depth": 2}), "ERROR")
