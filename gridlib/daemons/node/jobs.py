@@ -608,6 +608,10 @@ class JobRunner:
         if worker is None or worker.job is None or kind not in ("provisional", "file"):
             return
         job = worker.job
+        if fields.get("job_id") != job.job_id:  # (records come in order: never, short of a bug)
+            self.log.warning("event=worker_out_of_step worker=%d expected=%s got=%r", wid,
+                             job.job_id, fields.get("job_id"))
+            return
         self.out.append(CancelTimer(("started", wid, job.job_id)))
         self.timer(("started", wid, job.job_id))  # a job that reports is running: say so first
         if kind == "provisional":

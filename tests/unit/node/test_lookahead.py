@@ -178,6 +178,19 @@ def test_a_job_ahead_starts_its_timers_when_it_becomes_the_workers_job() -> None
     assert [k[2] for k in world.timers if k[0] == "timeout"] == ["j2"]
 
 
+def test_a_job_ahead_reports_under_its_own_id_once_it_is_the_workers_job() -> None:
+    world, wid = short_world()
+    world.step(wid)
+    world.done(wid)  # j1 ended; j2 is the worker's job now
+    assert world.step(wid) == "j2"
+    world.handle(ev.WorkerReport(wid, "provisional", {"job_id": "j2", "attempt": 1}, [b"half"]))
+    world.handle(ev.WorkerReport(wid, "provisional", {"job_id": "j3", "attempt": 1}, [b"?"]))
+    assert [m.fields["job_id"] for m in world.of_type("JOB_PROVISIONAL")] == ["j2"]
+    assert [m.fields["job_id"] for m in world.of_type("JOB_STARTED")] == ["j2"]  # running: said first
+    world.run_all()
+    assert set(world.results()) == {f"j{i}" for i in range(9)}
+
+
 def test_a_cancelled_job_ahead_is_taken_back_before_it_starts_and_the_rest_still_run() -> None:
     world, wid = short_world()
     assert world.step(wid) == "j1"
