@@ -123,12 +123,6 @@ class Channel:
             self._fill(block=True)
         return self._ready.popleft()
 
-    def pending(self) -> bool:
-        """A whole record is waiting (read but not handed out, or in the socket)."""
-        if not self._ready and not self.closed:
-            self._fill(block=False)
-        return bool(self._ready)
-
     def _fill(self, block: bool) -> None:
         if self.closed:
             return

@@ -19,7 +19,6 @@ import tempfile
 import time
 import traceback
 import types
-from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -254,14 +253,11 @@ def worker_main(connection: Connection, cluster_dir: str, node_name: str, ip_add
         conn.send("setup_failed", {"reason": reason})
         return
     conn.send("ready")
-    inbox: deque[pipes.Record] = deque()  # the node's records read, in order: jobs (ahead too)
-    while True:
-        if not inbox:
-            try:
-                inbox.append(conn.recv())
-            except EOFError:
-                break
-        kind, fields, frames = inbox.popleft()
+    while True:  # the node's records in order: jobs (held ahead too), "stop"
+        try:
+            kind, fields, frames = conn.recv()  # (one read takes every record waiting)
+        except EOFError:
+            break
         if kind == "stop":
             break
         if kind != "job" or not claims.claim(int(fields.get("seq") or 0)):
