@@ -46,6 +46,22 @@ def _role(proc: psutil.Process, node_pid: int) -> str:
     return "forkserver" if "forkserver" in cmd else "other"
 
 
+def _wakeups(pid: int, tid: int | None = None) -> float:
+    """Voluntary context switches of one thread, or of every thread of ``pid`` (Linux /proc;
+    psutil's figure is the main thread's alone)."""
+    tids = [tid] if tid is not None else [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    total = 0
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue  # the thread ended meanwhile
+    return float(total)
+
+
 def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     names = {t.native_id: t.name for t in threading.enumerate()}
@@ -54,9 +70,9 @@ def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
         key = f"client: {name}"
         entry = out.setdefault(key, {"cpu": 0.0, "wakeups": 0.0})
         entry["cpu"] += t.user_time + t.system_time
-    ctx = me.num_ctx_switches()
+        entry["wakeups"] += _wakeups(me.pid, t.id)
     out["client process (all threads)"] = {"cpu": sum(e["cpu"] for e in out.values()),
-                                           "wakeups": ctx.voluntary}
+                                           "wakeups": _wakeups(me.pid)}
     children = me.children(recursive=True)
     node_pid = next((p.pid for p in children if "gridlib.daemons.node" in " ".join(p.cmdline())), -1)
     workers = 0
@@ -66,15 +82,16 @@ def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
             if role == "worker":
                 workers += 1
                 role = f"worker {workers}"
-            times, switches = proc.cpu_times(), proc.num_ctx_switches()
+            times = proc.cpu_times()
         except psutil.Error:
             continue
-        out[role] = {"cpu": times.user + times.system, "wakeups": switches.voluntary}
+        out[role] = {"cpu": times.user + times.system, "wakeups": _wakeups(proc.pid)}
     return out
 
 
-def measure(jobs: int, echo: int = 0) -> dict[str, Any]:
-    """``echo``: bytes each job echoes (0: no-op jobs)."""
+def measure(jobs: int, echo: int = 0, sequential: bool = False) -> dict[str, Any]:
+    """``echo``: bytes each job echoes (0: no-op jobs); ``sequential``: one job at a time,
+    each waited for before the next is submitted (the latency benchmark's work)."""
     me = psutil.Process()
     args = ("echo", b"x" * echo) if echo else ("noop",)
     with gridlib.JobCluster(task, local_cpus=2) as cluster:
@@ -82,9 +99,13 @@ def measure(jobs: int, echo: int = 0) -> dict[str, Any]:
             job()
         before = _snapshot(me)
         start = time.perf_counter()
-        handles = [cluster.submit(*args) for _ in range(jobs)]
-        for job in handles:
-            job()
+        if sequential:
+            for _ in range(jobs):
+                cluster.submit(*args)()
+        else:
+            handles = [cluster.submit(*args) for _ in range(jobs)]
+            for job in handles:
+                job()
         wall = time.perf_counter() - start
         after = _snapshot(me)
     rows = {}
@@ -106,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--echo", type=int, default=0, metavar="BYTES",
                    help="jobs echo a bytes argument this large (e.g. 1048576, with --jobs 400) "
                         "instead of doing nothing")
+    p.add_argument("--sequential", action="store_true",
+                   help="one job at a time, each waited for (the round trips of the p50 figure)")
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args(argv)
-    result = measure(args.jobs, args.echo)
-    kind = f"{args.echo}-byte echo" if args.echo else "no-op"
+    result = measure(args.jobs, args.echo, args.sequential)
+    kind = (f"{args.echo}-byte echo" if args.echo else "no-op") + (" sequential" if args.sequential else "")
     print(f"{result['jobs']} {kind} jobs in {result['wall_s']:.2f} s: {result['jobs_per_s']:.0f} jobs/s "
           f"| load {os.getloadavg()[0]:.2f} | {result['cores']} cores")
     width = max(len(k) for k in result["rows"])
@@ -117,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, row in sorted(result["rows"].items(), key=lambda kv: -kv[1]["cpu_us_per_job"]):
         if row["cpu_us_per_job"] < 0.05 and row["wakeups_per_job"] < 0.005:
             continue
-        wake = f"{row['wakeups_per_job']:.2f}" if not key.startswith("client: ") else "-"
+        wake = f"{row['wakeups_per_job']:.2f}"
         print(f"{key.ljust(width)} | {row['cpu_us_per_job']:10.1f} | {wake:>12}")
     print(f"total CPU per job {result['total_cpu_us_per_job']:.0f} us: on {result['cores']} cores "
           f"the ceiling is {result['ceiling_jobs_per_s']:.0f} jobs/s")
