@@ -598,10 +598,14 @@ class JobRunner:
             self._top_up(worker, cluster)
 
     def forget_ahead(self, link: str) -> None:
-        """A new registration with ``link``'s scheduler: what it granted is gone (ask again)."""
+        """A new registration with ``link``'s scheduler: what it granted is gone (ask again),
+        and the jobs its workers hold ahead are taken back (that scheduler no longer counts
+        them as maybe started)."""
         for cluster in self.clusters.values():
             if cluster.link == link:
                 cluster.ahead, cluster.ahead_asked = 0, False
+                for worker in cluster.workers.values():
+                    self._revoke(worker, ("pause",))
 
     def worker_report(self, wid: int, kind: str, fields: dict[str, Any], frames: list[Any]) -> None:
         worker = self.workers.get(wid)

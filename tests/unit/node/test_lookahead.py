@@ -307,6 +307,21 @@ def test_a_new_registration_forgets_the_grant_and_asks_again() -> None:
     assert cluster.ahead == 0 and not cluster.ahead_asked
 
 
+def test_a_scheduler_that_forgot_the_node_gets_its_jobs_ahead_back_in_line() -> None:
+    world, wid = short_world()
+    assert world.step(wid) == "j1"
+    # the scheduler restarted and no longer knows the node: it registers anew
+    world.message("s1", "ERROR", {"code": 409, "reason": "node has not sent READY"})
+    world.message("s1", "WELCOME", {"sid": "s1", "heartbeat": 2.0, "lookahead": True})
+    held = world.core.jobs.clusters["c1"]
+    assert not world.core.jobs.workers[wid].ahead  # taken back: not counted by the new record
+    assert [j.job_id for j in held.pending][:4] == ["j2", "j3", "j4", "j5"]
+    world.done(wid)
+    world.run_all()
+    assert set(world.results()) == {f"j{i}" for i in range(9)}
+    assert all(world.runs.count(f"j{i}") == 1 for i in range(9))
+
+
 def test_jobs_ahead_are_reported_as_running_to_a_scheduler_that_asks() -> None:
     world, wid = short_world()
     world.step(wid)
