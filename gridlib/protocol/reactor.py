@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -115,7 +116,9 @@ class Reactor:
     def run_once(self, max_wait: float = 1.0) -> None:
         wait = self._run_timers()
         timeout = max_wait if wait is None else max(0.0, min(wait, max_wait))
-        for item, _ in self._poller.poll(int(timeout * 1000)):
+        # whole milliseconds, rounded up: a timer due in 0.3 ms must not make the loop spin
+        # (poll(0) again and again) until it is due -- it fires within a millisecond instead
+        for item, _ in self._poller.poll(math.ceil(timeout * 1000)):
             handler = self._handlers.get(item)
             if handler is not None:
                 self._guard(handler)
