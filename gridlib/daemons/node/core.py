@@ -72,7 +72,7 @@ from .requests import MESSAGE_HANDLERS, SchedulerRequests
 from .service_hours import ServiceHours
 from .spool_index import SPOOL_GRACE, SPOOL_TIMER, SpoolIndex
 
-__all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "PENDING_LINK_TIMEOUT",
+__all__ = ["NodeCore", "NodeFacts", "NodeRules", "SPOOL_GRACE", "PENDING_LINK_TIMEOUT", "FREEZE_GAP",
            "HEADER_ALLOWANCE"]
 
 PENDING_LINK_TIMEOUT = 30.0  # seconds a dialed scheduler has to answer READY
@@ -153,6 +153,10 @@ class NodeCore:
         out = list(self.out)
         self.out.clear()
         return out
+
+    def quiet_for(self, now: float) -> float:
+        """Seconds since the last event was handled (a gap over FREEZE_GAP: the node was frozen)."""
+        return now - self._last_event if self._last_event else 0.0
 
     def start(self, now: float) -> list[Effect]:
         """The node starts: dial the configured scheduler (beacons bring the others)."""

@@ -47,7 +47,7 @@ from gridlib.protocol.sockets import curve_client_socket, parse_endpoint, recv_m
 from . import pipes
 from .claims import Claims
 from .config import NodeConfig
-from .core import NodeCore, NodeFacts, NodeRules
+from .core import FREEZE_GAP, NodeCore, NodeFacts, NodeRules
 from .events import (
     AheadRevoked,
     BeaconHeard,
@@ -422,6 +422,11 @@ class NodeService:
             entry = self.processes.get(wid)
             if entry is None:
                 continue
+            if self.core.quiet_for(time.monotonic()) > FREEZE_GAP:
+                # frozen (SIGSTOP, a suspended VM) between handing these jobs over and
+                # writing them: the core fences first -- its scheduler may have given the
+                # jobs ahead to another node -- so the worker skips the ones taken back
+                self.dispatch(Tick())
             try:
                 entry.conn.send_many(records)
             except OSError:
