@@ -1,17 +1,21 @@
-"""What the measurement scripts share: finding a run's stray processes, node addresses."""
+"""What the measurement scripts share: a run's directory and stray processes, node addresses,
+the JSON report."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from tests.helpers import NodeProcess
+from tests.helpers import NodeProcess, wait_for
 
-__all__ = ["strays", "node_address", "revision", "isolated_run"]
+__all__ = ["strays", "node_address", "revision", "isolated_run", "end_run", "write_json"]
 
 
 def revision() -> str:
@@ -53,6 +57,21 @@ def strays(tmp: Path) -> list[str]:
         if str(tmp) in cmdline or env.startswith(str(tmp)):
             found.append(f"{proc.pid}: {cmdline[:120]}")
     return found
+
+
+def end_run(tmp: Path) -> list[str]:
+    """The run's processes still alive 15 s after it ended (each "PID: command"); its
+    directory is removed."""
+    wait_for(lambda: not strays(tmp), 15, interval=0.1)
+    left = strays(tmp)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return left
+
+
+def write_json(path: str | None, report: Any) -> None:
+    """``report`` to ``path`` (indented, a newline at the end); nothing without a path."""
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def node_address(node: NodeProcess) -> str:

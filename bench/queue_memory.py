@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import linecache
 import logging
 import os
-import shutil
 import sys
 import time
 import tracemalloc
@@ -34,7 +32,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import gridlib  # noqa: E402
-from bench.harness import isolated_run, revision, strays  # noqa: E402
+from bench.harness import end_run, isolated_run, revision, write_json  # noqa: E402
 from tests.helpers import free_port, wait_for  # noqa: E402
 
 GRIDLIB = str(Path(gridlib.__file__).resolve().parent) + os.sep
@@ -97,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = measure(args.jobs) | {"revision": revision()}
     finally:
-        wait_for(lambda: not strays(tmp), 15, interval=0.1)
-        left = strays(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        left = end_run(tmp)
     print(f"gridlib at {report['revision']}: {args.jobs} jobs queued, no node; bytes per queued job "
           f"still held, by the gridlib line that allocated them (tracemalloc)")
     for row in report["lines"]:
@@ -108,10 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  per part: " + ", ".join(f"{part} {size:.0f}" for part, size in sorted(report["parts"].items()))
           + f"; total {report['bytes_per_job']:.0f} B per queued job")
     print(f"processes left over: {left or 'none'}")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
-            out.write("\n")
+    write_json(args.json, report)
     return 1 if left else 0
 
 

@@ -74,12 +74,10 @@ import array
 import bisect
 import datetime as dt
 import gc
-import json
 import logging
 import os
 import pickle
 import platform
-import shutil
 import signal
 import statistics
 import subprocess
@@ -101,7 +99,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import psutil  # noqa: E402
 
 import gridlib  # noqa: E402
-from bench.harness import isolated_run, revision, strays  # noqa: E402
+from bench.harness import end_run, isolated_run, revision, write_json  # noqa: E402
 from gridlib.cluster import DEFAULT_NODE_PORT  # noqa: E402
 from gridlib.daemons.scheduler import core as core_module  # noqa: E402
 from gridlib.daemons.scheduler.core import CLIENT, NODE, Peer, SchedulerCore, Send  # noqa: E402
@@ -752,16 +750,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_parts(args, sizes, report)
     finally:
-        wait_for(lambda: not strays(tmp), 15, interval=0.1)
-        left = strays(tmp)
-        shutil.rmtree(tmp, ignore_errors=True)
+        left = end_run(tmp)
         report["load_average_1min_at_end"] = os.getloadavg()[0]
         print(f"\nprocesses left over: {left or 'none'}; load average at the end "
               f"{report['load_average_1min_at_end']:.2f}")
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump(report, out, indent=2)
-            out.write("\n")
+    write_json(args.json, report)
     return 1 if left else 0
 
 
