@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # the modules held to mypy --strict besides the protocol (pyproject.toml lists the same)
 STRICT := scheduler/core.py scheduler/records.py scheduler/state.py scheduler/faults.py \
 	scheduler/allocation.py scheduler/status.py scheduler/waiting.py scheduler/dispatch.py \
-	scheduler/client_requests.py scheduler/node_reports.py scheduler/journal.py scheduler/batching.py node/core.py node/requests.py node/links.py node/claims.py \
+	scheduler/client_requests.py scheduler/node_reports.py scheduler/journal.py scheduler/batching.py node/core.py node/requests.py node/links.py node/claims.py node/ahead.py node/job_state.py \
 	node/spool_index.py node/dialing.py node/jobs.py node/events.py node/lifecycle.py node/config.py
 
 .PHONY: demo examples test test-quick test-slow lint unit bench bench-peers clean

@@ -8,151 +8,51 @@ process or a file: the runner appends effects (``SpawnWorker``,
 ``WorkerSend``, ``KillWorker``, timers) to the core's outbox and reports
 answers through :class:`Answers`, which the core turns into messages.
 
-Jobs ahead.  A cluster whose jobs are short (``SHORT_JOB``) gets up to
-``cluster.ahead`` more jobs written to each busy worker behind the one it runs,
-so the worker goes from one job to the next without waiting for its node.  A
-job ahead starts only when the worker *claims* it (a sequence number in memory
-shared with the node, under a lock); the node takes unclaimed ones back
-(``RevokeAhead``) to cancel one, before a kill, on a fence, a pause or a
-teardown, and learns exactly which had started.  A scheduler grants the depth
-first (``LOOKAHEAD``): from then on it counts jobs ahead as ones that may have
-started when it settles a lost node's jobs.
-
-A cluster's phase on this node::
-
-    preparing (directory, files) -> starting (workers run setup) -> ready
-        |                               |-> failed (setup failed: every job here ends with its reason)
-        +-> (refused: the directory could not be made; the cluster is forgotten)
+Jobs ahead (a short-job cluster's workers hold jobs behind the one they
+run) are :class:`~.ahead.JobsAhead`, mixed in; the records and limits are in
+``job_state.py``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from gridlib.protocol.bodies import Setup
 
+from .ahead import JobsAhead
 from .events import (
-    AheadRevoked,
     CancelTimer,
     Effect,
     KillWorker,
     PrepareCluster,
     RemoveClusterDir,
-    RevokeAhead,
     SetTimer,
     SpawnWorker,
     WorkerSend,
 )
+from .job_state import (
+    AHEAD_BYTES,
+    LOOKAHEAD,
+    MAX_FAILED_STARTS,
+    SHORT_JOB,
+    STARTED_DELAY,
+    STOP_GRACE,
+    Answers,
+    Assignment,
+    ClusterPhase,
+    ClusterState,
+    WorkerState,
+    failure,
+)
 
+# (the records and limits are job_state.py's; importers of this module find them here too)
 __all__ = ["Answers", "Assignment", "ClusterPhase", "ClusterState", "JobRunner", "STARTED_DELAY",
            "MAX_FAILED_STARTS", "STOP_GRACE", "LOOKAHEAD", "SHORT_JOB", "AHEAD_BYTES"]
 
-# A job still running this long after it started is announced (JOB_STARTED); a shorter
-# one is not: its result carries its start time, and the client, the scheduler and the
-# node are each spared a message per job.
-STARTED_DELAY = 0.01
-MAX_FAILED_STARTS = 3  # workers in a row whose setup failed: the cluster has failed here
-STOP_GRACE = 5.0  # seconds a stopped worker has to run cleanup() before it is killed
-LOOKAHEAD = 8  # jobs a worker of a short-job cluster may hold behind the one it runs
-SHORT_JOB = 0.005  # seconds: a cluster whose recent jobs ran this long or less gets jobs ahead
-AHEAD_BYTES = 64 * 1024  # payload bytes a worker may hold ahead (its socket buffer never fills)
 
-
-class ClusterPhase(enum.Enum):
-    PREPARING = "preparing"  #: its directory and files are being made
-    STARTING = "starting"  #: workers run setup; none is ready yet
-    READY = "ready"  #: a worker is ready: jobs run
-    FAILED = "failed"  #: setup failed; every job sent here ends with ``fail_reason``
-
-
-@dataclass(slots=True)
-class Assignment:
-    """A job given to this node by a scheduler."""
-
-    link: str
-    cluster_id: str
-    job_id: str
-    attempt: int
-    timeout: float | None
-    frames: list[Any]
-    outcome: dict[str, Any] | None = None  # set when the worker is killed on purpose
-    start_time: float = 0.0
-    label: str | None = None  # the job's id as its user knows it (GRID_JOB_ID)
-    seq: int = 0  # its number on its worker (claims and revokes name jobs by it)
-    size: int = 0  # payload bytes (of a job held ahead)
-
-
-@dataclass(slots=True)
-class WorkerState:
-    wid: int
-    cluster_id: str
-    ready: bool = False
-    job: Assignment | None = None  # the job it runs (or ran: its result is on its way)
-    stopping: bool = False
-    failed: bool = False  # its setup failed (it said so)
-    ahead: deque[Assignment] = field(default_factory=deque)  # handed over behind ``job``, in order
-    ahead_bytes: int = 0
-    seq: int = 0  # the last sequence number handed to it
-    killing: bool = False  # a kill is decided (or waits for the revoke of its jobs ahead)
-
-
-@dataclass
-class ClusterState:
-    cluster_id: str
-    link: str
-    owner: bytes  # the Curve key of the scheduler that set it up
-    dest_path: str
-    blob: bytes
-    setup: Setup  # the SETUP that made it: kind, cpus, setup_args, cleanup ...
-    directory: str = ""
-    phase: ClusterPhase = ClusterPhase.PREPARING
-    fail_reason: str = ""
-    workers: dict[int, WorkerState] = field(default_factory=dict)
-    idle: deque[int] = field(default_factory=deque)
-    pending: deque[Assignment] = field(default_factory=deque)
-    orphaned_since: float | None = None  # its scheduler link was lost at this time
-    failed_starts: int = 0
-    last_failure: str = ""  # why the latest worker could not start
-    answers_owed: int = 1  # SETUPs waiting for their SETUP_OK / SETUP_FAIL
-    dropped: list[list[Any]] = field(default_factory=list)  # [job id, attempt] fenced, never started
-
-    keep_files: bool = False  # set up again next (resetup): its files stay when it ends
-    job_time: float = float("inf")  # recent average run time of its jobs here (seconds)
-    ahead: int = 0  # jobs ahead per worker its scheduler granted (LOOKAHEAD_OK)
-    ahead_asked: bool = False
-
-    @property
-    def cleanup(self) -> bool:
-        return not self.keep_files and self.setup.cleanup is not False
-
-    def wanted_workers(self, cpus: int) -> int:
-        wanted = self.setup.cpus
-        return min(cpus, wanted) if wanted is not None and wanted > 0 else cpus
-
-
-class Answers(Protocol):
-    """How the runner reports to the node core (which owns the links)."""
-
-    def setup_answer(self, cluster: ClusterState) -> None: ...
-
-    def job_result(self, job: Assignment, fields: dict[str, Any], frames: list[Any],
-                   labels: list[str]) -> None: ...
-
-    def job_report(self, job: Assignment, mtype: str, fields: dict[str, Any], frames: list[Any],
-                   labels: list[str]) -> None: ...
-
-    def want_lookahead(self, cluster: ClusterState, depth: int) -> None: ...
-
-
-def _failure(kind: str, message: str) -> dict[str, Any]:
-    return {"status": "terminated", "exception": {"type": kind, "message": message, "traceback": ""}}
-
-
-class JobRunner:
+class JobRunner(JobsAhead):
     """Clusters, their worker processes (as records) and their jobs on one node."""
 
     def __init__(self, cpus: int, out: list[Effect], answers: Answers,
@@ -205,7 +105,7 @@ class JobRunner:
         cluster.phase, cluster.fail_reason = ClusterPhase.FAILED, reason
         self.answers.setup_answer(cluster)
         while cluster.pending:
-            self._finish(cluster.pending.popleft(), _failure("SetupError", reason))
+            self._finish(cluster.pending.popleft(), failure("SetupError", reason))
         cluster.idle.clear()
         for worker in list(cluster.workers.values()):
             if worker.job is None:
@@ -312,10 +212,10 @@ class JobRunner:
     def assign(self, job: Assignment) -> None:
         cluster = self.clusters.get(job.cluster_id)
         if cluster is None:
-            self._finish(job, _failure("SetupError", "the cluster is not set up on this node"))
+            self._finish(job, failure("SetupError", "the cluster is not set up on this node"))
             return
         if cluster.phase is ClusterPhase.FAILED:
-            self._finish(job, _failure("SetupError", cluster.fail_reason))
+            self._finish(job, failure("SetupError", cluster.fail_reason))
             return
         cluster.pending.append(job)
         if job.cluster_id not in self._rr:
@@ -387,21 +287,6 @@ class JobRunner:
         if job.timeout:
             self.out.append(SetTimer(("timeout", worker.wid, job.job_id), self.now + float(job.timeout)))
 
-    def _top_up(self, worker: WorkerState, cluster: ClusterState) -> None:
-        """Hand ``worker`` jobs ahead while its cluster's jobs are short and nobody else waits."""
-        if (cluster.ahead <= 0 or cluster.job_time > SHORT_JOB or worker.job is None or self.paused
-                or worker.stopping or worker.killing or not cluster.pending
-                or self.now - worker.job.start_time >= STARTED_DELAY
-                or any(cid != cluster.cluster_id for cid in self._rr)):
-            return
-        while cluster.pending and len(worker.ahead) < cluster.ahead:
-            job = cluster.pending[0]
-            job.size = sum(memoryview(f).nbytes for f in job.frames)
-            if worker.ahead and worker.ahead_bytes + job.size > AHEAD_BYTES:
-                break
-            cluster.pending.popleft()
-            self._hand(worker, job)
-
     def _kill(self, worker: WorkerState) -> None:
         """Kill the worker for its job's sake (cancel, time limit); its jobs ahead it has not
         claimed are taken back first, and it is spared if it has moved past that job."""
@@ -412,44 +297,6 @@ class JobRunner:
             self._revoke(worker, ("kill",))
         else:
             self.out.append(KillWorker(worker.wid))
-
-    def _revoke(self, worker: WorkerState, why: tuple[str, ...]) -> None:
-        if worker.ahead:
-            keep = worker.job.seq if worker.job is not None else 0
-            self.out.append(RevokeAhead(worker.wid, worker.seq, keep, why))
-
-    def ahead_revoked(self, event: AheadRevoked) -> None:
-        """The jobs ahead the worker had not claimed are back: each goes where ``why`` says."""
-        worker = self.workers.get(event.wid)
-        if worker is None:
-            return  # it exited: its jobs ahead were put back then
-        back = [j for j in worker.ahead if event.claimed < j.seq <= event.upto]
-        if event.stuck:
-            back = []  # unknown whether it claimed one: it is killed, and they go back when it exits
-        for job in back:
-            worker.ahead.remove(job)
-            worker.ahead_bytes -= job.size
-        cluster = self._cluster_of(worker)
-        why = event.why[0]
-        if why == "kill":
-            head = worker.job
-            if event.stuck or (head is not None and event.claimed <= head.seq):
-                self.out.append(KillWorker(worker.wid))
-            else:  # it had finished that job (its result is on its way): no kill after all
-                worker.killing = False
-                if head is None and cluster is not None:
-                    self._next(worker, cluster)
-        live = cluster is not None and self.clusters.get(cluster.cluster_id) is cluster
-        for job in reversed(back):
-            if why == "cancel" and job.job_id == event.why[1]:
-                self._finish(job, {"status": "cancelled"})
-            elif why == "fence" and cluster is not None:
-                cluster.dropped.append([job.job_id, job.attempt])
-            elif why != "drop" and live and cluster is not None:
-                cluster.pending.appendleft(job)  # never started: first in line again
-        if live and cluster is not None and cluster.pending and cluster.cluster_id not in self._rr:
-            self._rr.append(cluster.cluster_id)
-        self._start_jobs()
 
     def _job_off(self, worker: WorkerState) -> Assignment | None:
         """Take the job off its worker (it ended, or its cluster went)."""
@@ -488,7 +335,7 @@ class JobRunner:
             # worker, or this one when it is done, takes them)
             self._revoke(worker, ("slow",))
         else:
-            job.outcome = _failure("TimeoutError", f"job exceeded its time limit of {job.timeout} s")
+            job.outcome = failure("TimeoutError", f"job exceeded its time limit of {job.timeout} s")
             self._kill(worker)
         return True
 
@@ -581,32 +428,6 @@ class JobRunner:
             return
         self._top_up(worker, cluster)
 
-    def _ask_ahead(self, cluster: ClusterState) -> None:
-        """Short jobs with more waiting: ask the scheduler for jobs ahead (once)."""
-        if not cluster.ahead_asked and cluster.job_time <= SHORT_JOB and cluster.pending \
-                and self.clusters.get(cluster.cluster_id) is cluster:
-            cluster.ahead_asked = True
-            self.answers.want_lookahead(cluster, LOOKAHEAD)
-
-    def grant_ahead(self, cluster_id: str, link: str, depth: int) -> None:
-        """The scheduler counts ``depth`` jobs ahead per worker of the cluster as maybe started."""
-        cluster = self.clusters.get(cluster_id)
-        if cluster is None or cluster.link != link:
-            return
-        cluster.ahead = max(0, min(depth, LOOKAHEAD))
-        for worker in cluster.workers.values():
-            self._top_up(worker, cluster)
-
-    def forget_ahead(self, link: str) -> None:
-        """A new registration with ``link``'s scheduler: what it granted is gone (ask again),
-        and the jobs its workers hold ahead are taken back (that scheduler no longer counts
-        them as maybe started)."""
-        for cluster in self.clusters.values():
-            if cluster.link == link:
-                cluster.ahead, cluster.ahead_asked = 0, False
-                for worker in cluster.workers.values():
-                    self._revoke(worker, ("pause",))
-
     def worker_report(self, wid: int, kind: str, fields: dict[str, Any], frames: list[Any]) -> None:
         worker = self.workers.get(wid)
         if worker is None or worker.job is None or kind not in ("provisional", "file"):
@@ -646,7 +467,7 @@ class JobRunner:
         self._remove_if_drained(cluster)
         if job is not None:
             why = reason or f"the job's worker process died (exit code {exitcode})"
-            self._finish(job, job.outcome or _failure("WorkerDied", why))
+            self._finish(job, job.outcome or failure("WorkerDied", why))
         if self.clusters.get(cluster.cluster_id) is not cluster:
             return
         # its jobs ahead never started (it claims one only after its result is written, and
