@@ -41,6 +41,17 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.02) -> bool: 
     return bool(predicate())
 
 
+def is_private_node_of(cmdline: list[str], pid: int) -> bool:
+    """Whether ``cmdline`` is a node a cluster in process ``pid`` started (``--parent-pid PID``)."""
+    return "--parent-pid" in cmdline and cmdline[cmdline.index("--parent-pid") + 1:][:1] == [str(pid)]
+
+
+def private_nodes_of(pid: int) -> list[psutil.Process]:
+    """The node processes a cluster in process ``pid`` started (``run_script``'s ``leftovers``)."""
+    return [proc for proc in psutil.process_iter(["cmdline"])
+            if is_private_node_of(proc.info["cmdline"] or [], pid)]
+
+
 def run_script(args: list[str], timeout: float,
                leftovers: Callable[[int], list[psutil.Process]]) -> tuple[int, str, str, bool]:
     """Run ``python ARGS`` in its own session; (exit status, stdout, stderr, nothing left).

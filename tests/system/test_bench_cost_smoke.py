@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_script
-from tests.system.test_bench_smoke import _private_nodes_of
+from tests.helpers import private_nodes_of, run_script
 
 REPO = Path(__file__).resolve().parents[2]
 COST = REPO / "bench" / "cost_per_job.py"
@@ -24,7 +23,7 @@ PATH = REPO / "bench" / "latency_path.py"
 def test_cost_per_job_charges_the_node_its_workers_and_the_client(tmp_path: Path, mode: list[str]) -> None:
     report = tmp_path / "cost.json"
     returncode, stdout, stderr, gone = run_script([str(COST), *mode, "--json", str(report)], 180,
-                                                  _private_nodes_of)
+                                                  private_nodes_of)
     assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
     assert gone, "the private node outlived the script"
     rows = json.loads(report.read_text())["rows"]
@@ -40,7 +39,7 @@ def test_cost_per_job_charges_the_node_its_workers_and_the_client(tmp_path: Path
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_latency_path_times_every_hop_of_a_round_trip() -> None:
-    returncode, stdout, stderr, gone = run_script([str(PATH), "--trips", "100"], 180, _private_nodes_of)
+    returncode, stdout, stderr, gone = run_script([str(PATH), "--trips", "100"], 180, private_nodes_of)
     assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
     assert gone, "the private node outlived the script"
     figures = {m[1].strip(): float(m[2]) for m in re.finditer(r"^(.{60}) +([0-9.]+)$", stdout, re.M)}

@@ -9,7 +9,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import is_private_node_of, run_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCALE = REPO / "bench" / "scale.py"
@@ -21,7 +21,7 @@ def _children_of(pid: int) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmd = proc.info["cmdline"] or []
-        private_node = "--parent-pid" in cmd and cmd[cmd.index("--parent-pid") + 1:][:1] == [str(pid)]
+        private_node = is_private_node_of(cmd, pid)
         stub = "--stub-nodes" in cmd and str(SCALE) in cmd and proc.info["ppid"] in (pid, 1)
         if private_node or stub:
             found.append(proc)

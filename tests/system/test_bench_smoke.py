@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.helpers import run_script
+from tests.helpers import private_nodes_of, run_script
 
 REPO = Path(__file__).resolve().parents[2]
 BENCH = REPO / "bench" / "bench.py"
@@ -26,21 +25,11 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def _private_nodes_of(pid: int) -> list[psutil.Process]:
-    """Node processes a cluster in process ``pid`` started (they carry ``--parent-pid PID``)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "--parent-pid" in cmd and cmd[cmd.index("--parent-pid") + 1:][:1] == [str(pid)]:
-            found.append(proc)
-    return found
-
-
 @pytest.mark.timeout(240)
 def test_bench_quick_prints_positive_figures(tmp_path: Path) -> None:
     report = tmp_path / "bench.json"
     returncode, stdout, stderr, gone = run_script([str(BENCH), "--quick", "--json", str(report)],
-                                                  180, _private_nodes_of)
+                                                  180, private_nodes_of)
     assert gone, "the bench left its private gridlib node running"
     assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
 
@@ -76,7 +65,7 @@ COST = REPO / "bench" / "cost_per_job.py"
 def test_cost_per_job_names_every_process_and_a_ceiling(tmp_path: Path) -> None:
     report = tmp_path / "cost.json"
     returncode, stdout, stderr, gone = run_script([str(COST), "--jobs", "300", "--json", str(report)],
-                                                  90, _private_nodes_of)
+                                                  90, private_nodes_of)
     assert gone, "the bench left its private gridlib node running"
     assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
     data = json.loads(report.read_text())
