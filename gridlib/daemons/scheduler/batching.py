@@ -27,15 +27,10 @@ from gridlib.protocol.result_batches import MAX_RESULTS, jobs_result, payload_si
 from .records import Route
 from .state import CLIENT, NODE, Send
 
-__all__ = ["batch_assignments", "batch_sends", "MAX_JOBS", "MAX_BYTES"]
+__all__ = ["batch_sends", "MAX_JOBS", "MAX_BYTES"]
 
 MAX_JOBS = 64
 MAX_BYTES = 1 << 20
-
-
-def batch_assignments(sends: list[Send]) -> list[Send]:
-    """``sends`` with each run of JOB_ASSIGNs to one node merged (at the run's first place)."""
-    return batch_sends(sends, lambda to, route: to == NODE)
 
 
 def batch_sends(sends: list[Send], reads_batches: Callable[[str, Route], bool]) -> list[Send]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gridlib.daemons.scheduler.batching import MAX_JOBS, batch_assignments, batch_sends
+from gridlib.daemons.scheduler.batching import MAX_JOBS, batch_sends
 from gridlib.daemons.scheduler.state import CLIENT, NODE, Send
 from gridlib.protocol.codec import decode, encode, new_message
 from gridlib.protocol.result_batches import split_results
@@ -17,6 +17,11 @@ def assign(route: tuple[bytes, ...], job_id: str, frames: int = 1, timeout: floa
                                                         "label": label},
                                          [job_id.encode() * (i + 1) for i in range(frames)],
                                          ["args"] * frames))
+
+
+def batch_assignments(sends: list[Send]) -> list[Send]:
+    """The shell's batching for nodes that read JOBS_ASSIGN (every node here)."""
+    return batch_sends(sends, lambda to, route: to == NODE)
 
 
 def other(route: tuple[bytes, ...], mtype: str = "RESULT_ACK") -> Send:
