@@ -30,6 +30,7 @@ from gridlib.protocol.bodies import ClusterEvent, Error, JobEvent, JobFile, JobR
 from gridlib.protocol.codec import Message
 from gridlib.protocol.errors import ProtocolError, SerializationError
 from gridlib.protocol.paths import write_file
+from gridlib.protocol.result_batches import payload_size
 
 __all__ = ["SchedulerMessages"]
 
@@ -40,7 +41,7 @@ def _light(msg: Message) -> bool:
     """A message cheap to apply on the I/O thread: a result of < 64 KiB, a running event."""
     if msg.type == "JOB_EVENT":
         return msg.fields.get("event") == "running"
-    return msg.type == "JOB_RESULT" and sum(memoryview(f).nbytes for f in msg.frames) < 65536
+    return msg.type == "JOB_RESULT" and payload_size(msg) < 65536
 
 
 class SchedulerMessages(NodeControl):

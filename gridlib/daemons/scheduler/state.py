@@ -19,6 +19,7 @@ from typing import Any
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, new_message
 from gridlib.protocol.errors import ILLEGAL_STATE, NOT_FOUND, ProtocolError
 from gridlib.protocol.liveness import LivenessPolicy, LivenessTracker
+from gridlib.protocol.result_batches import payload_size
 
 from .records import (
     Change,
@@ -151,7 +152,7 @@ class SchedulerState:
         pending.job_ids.append(job.job_id)
         self.acks_due.add(node_id)
         if job.result is not None:
-            pending.size += sum(memoryview(f).nbytes for f in job.result.frames)
+            pending.size += payload_size(job.result)
 
     def ack_nodes(self, every: bool) -> None:
         """Tell nodes which of their results the clients have (RESULT_ACK), so they drop them.
