@@ -19,6 +19,11 @@ platform's default start method.  For each system and each run:
    once in this process); sum of each job's own CPU time (measured in the
    job) divided by (wall time x 2 workers).
 
+Each run also measures the wire's floor (``bench/wire_floor.py``: bare pyzmq
+between two processes, CURVE on, the same workloads without any job system)
+and prints it as a reference row; the payload target is also checked against
+its echo.
+
 With ``--repeat N`` every figure is the median of N runs; the order of the two
 systems alternates from run to run.  A table and the gridlib/ProcessPool ratio
 of every column are printed; ``--json PATH`` also writes every figure.
@@ -41,6 +46,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import wire_floor  # bench/wire_floor.py, beside this script
 
 import gridlib
 from gridlib.cluster import DEFAULT_NODE_PORT
@@ -324,30 +331,38 @@ TARGETS: tuple[tuple[str, str, float, str], ...] = (
     ("p50_ms", "ratio", 2.0, "max"),
     ("p99_ms", "ratio", 3.0, "max"),
     ("payload_mb_per_s", "ratio", 1.0, "min"),
+    ("payload_mb_per_s", "floor", 0.6, "min"),
 )
+BOUND_UNIT = {"seconds": " s", "ratio": " x pool", "floor": " x wire floor"}
 
 
-def target_rows(gridlib_figures: dict[str, float], ratio: dict[str, float]) -> list[dict[str, Any]]:
-    """Each target with gridlib's figure, the ratio to the pool, and whether it is met."""
+def target_rows(gridlib_figures: dict[str, float], ratio: dict[str, float],
+                floor: dict[str, float]) -> list[dict[str, Any]]:
+    """Each target with gridlib's figure, the ratio to the pool (or to the wire's floor,
+    ``floor``: ``wire_floor.measure``'s figures), and whether it is met."""
     rows = []
     for column, kind, bound, sense in TARGETS:
         if column not in gridlib_figures:
             continue
-        value = gridlib_figures[column] if kind == "seconds" else ratio[column]
+        if kind == "seconds":
+            value = gridlib_figures[column]
+        elif kind == "floor":
+            value = gridlib_figures[column] / floor[FLOOR_COLUMN[column]]
+        else:
+            value = ratio[column]
         met = value <= bound if sense == "max" else value >= bound
         rows.append({"column": column, "compared": kind, "value": value,
-                     "target": f"{'<=' if sense == 'max' else '>='} {bound:g}"
-                               + (" s" if kind == "seconds" else " x pool"),
+                     "target": f"{'<=' if sense == 'max' else '>='} {bound:g}{BOUND_UNIT[kind]}",
                      "met": met})
     return rows
 
 
 def target_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
     """The targets as two last rows of the main table: each column's bound, and whether it is met."""
-    by_column = {r["column"]: r for r in rows}
+    by_column = {r["column"]: r for r in rows if r["compared"] != "floor"}
 
     def cell(*columns: str, bound: bool) -> str:
-        found = [by_column[c] for c in columns if c in by_column]
+        found = [by_column[c] for c in columns if c in by_column]  # (the pool's, not the floor's)
         if bound:
             return "/".join(r["target"].replace(" x pool", "").replace(" ", "") for r in found)
         return "/".join("yes" if r["met"] else "NO" for r in found)
@@ -359,7 +374,8 @@ def target_cells(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 def targets_table(rows: list[dict[str, Any]]) -> str:
     header = ("target", "gridlib", "bound", "met")
-    cells = [[r["column"] + (" (gridlib/pool)" if r["compared"] == "ratio" else " (s)"),
+    label = {"ratio": " (gridlib/pool)", "floor": " (gridlib/wire floor)", "seconds": " (s)"}
+    cells = [[r["column"] + label[r["compared"]],
               fmt(r["value"]), r["target"], "yes" if r["met"] else "NO"] for r in rows]
     widths = [max(len(c[i]) for c in [list(header), *cells]) for i in range(len(header))]
 
@@ -392,6 +408,21 @@ def ahead_of_peers(ours: dict[str, float], peers: dict[str, dict[str, float]]) -
 
 def median_figures(runs: list[Figures]) -> dict[str, float]:
     return {k: statistics.median(getattr(r, k) for r in runs) for k in asdict(runs[0])}
+
+
+# The wire floor's figure each column is compared with (no-op tasks: 1-byte messages).
+FLOOR_COLUMN = {"noop_tasks_per_s": "messages_per_s", "p50_ms": "p50_ms", "p99_ms": "p99_ms",
+                "payload_mb_per_s": "echo_mb_per_s"}
+
+
+def floor_row(f: dict[str, float]) -> list[str]:
+    return ["wire floor (bare pyzmq)", "-", fmt(f["messages_per_s"]),
+            f"{fmt(f['p50_ms'])}/{fmt(f['p99_ms'])}", fmt(f["echo_mb_per_s"]), "-"]
+
+
+def measure_floor(sizes: Sizes) -> dict[str, float]:
+    return wire_floor.measure(round_trips=sizes.round_trips, messages=sizes.noop_jobs,
+                              echoes=sizes.payload_jobs, size=sizes.payload_bytes)
 
 
 # -- main ------------------------------------------------------------------------------
@@ -440,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     makers: list[Callable[[], System]] = [GridlibSystem, ProcessPoolSystem]
     runs: dict[str, list[Figures]] = {"gridlib": [], "ProcessPool": []}
+    floor_runs: list[dict[str, float]] = []
     for r in range(args.repeat):
         order = makers if r % 2 == 0 else makers[::-1]
         for make in order:
@@ -448,19 +480,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[system.name].append(figures)
             print(f"run {r + 1}/{args.repeat} {system.name}: " + ", ".join(
                 f"{k}={fmt(v)}" for k, v in asdict(figures).items()), flush=True)
+        floor_runs.append(measure_floor(sizes))
+        print(f"run {r + 1}/{args.repeat} wire floor: " + ", ".join(
+            f"{k}={fmt(v)}" for k, v in floor_runs[-1].items()), flush=True)
         if peer_runs:
             peer_runs.run_round(r, args.repeat)
 
     med = {name: median_figures(figs) for name, figs in runs.items()}
+    floor = {k: statistics.median(f[k] for f in floor_runs) for k in floor_runs[0]}
     ratio = {k: med["gridlib"][k] / med["ProcessPool"][k] for k in med["gridlib"]}
     node_running = startup_with_a_running_node(3 if args.quick else 7)
-    targets = target_rows({**med["gridlib"], "startup_node_running_s": node_running}, ratio)
+    targets = target_rows({**med["gridlib"], "startup_node_running_s": node_running}, ratio, floor)
     rows = [row("gridlib", med["gridlib"]), row("ProcessPool", med["ProcessPool"]),
-            *(peer_runs.rows() if peer_runs else []), row("gridlib/ProcessPool", ratio),
-            *target_cells(targets)]
+            *(peer_runs.rows() if peer_runs else []), floor_row(floor),
+            row("gridlib/ProcessPool", ratio), *target_cells(targets)]
     what = f"median of {args.repeat} runs" if args.repeat > 1 else "1 run"
     print(f"\n{what}; MB/s counts bytes sent and received (1 MB = 10^6 B); "
-          "ratio > 1: gridlib is larger (worse for startup and ms, better for the rest)")
+          "ratio > 1: gridlib is larger (worse for startup and ms, better for the rest); "
+          "wire floor: bare pyzmq between two processes, CURVE on, 1-byte messages for tasks")
     print(table(rows))
     for line in peer_runs.not_measured_lines(len("gridlib/ProcessPool")) if peer_runs else []:
         print(line)
@@ -484,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "runs": {name: [asdict(f) for f in figs] for name, figs in runs.items()},
             "median": med,
             "ratio_gridlib_over_processpool": ratio,
+            "wire_floor": {"runs": floor_runs, "median": floor},
             "startup_node_running_s": node_running,
             "targets": targets,
         }

@@ -86,7 +86,28 @@ def _snapshot(me: psutil.Process) -> dict[str, dict[str, float]]:
         except psutil.Error:
             continue
         out[role] = {"cpu": times.user + times.system, "wakeups": _wakeups(proc.pid)}
+        if role == "node daemon":
+            _node_threads(proc, out)
     return out
+
+
+def _node_threads(proc: psutil.Process, out: dict[str, dict[str, float]]) -> None:
+    """The node daemon per thread, named by the kernel (its main thread runs the reactor;
+    libzmq's are ``ZMQbg/IO/0`` and ``ZMQbg/Reaper``)."""
+    try:
+        threads = proc.threads()
+    except psutil.Error:
+        return
+    for t in threads:
+        try:
+            with open(f"/proc/{proc.pid}/task/{t.id}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        name = "main" if t.id == proc.pid else name
+        entry = out.setdefault(f"node: {name}", {"cpu": 0.0, "wakeups": 0.0})
+        entry["cpu"] += t.user_time + t.system_time
+        entry["wakeups"] += _wakeups(proc.pid, t.id)
 
 
 def measure(jobs: int, echo: int = 0, sequential: bool = False) -> dict[str, Any]:
@@ -114,7 +135,7 @@ def measure(jobs: int, echo: int = 0, sequential: bool = False) -> dict[str, Any
         rows[key] = {"cpu_us_per_job": (end["cpu"] - begin["cpu"]) / jobs * 1e6,
                      "wakeups_per_job": (end["wakeups"] - begin["wakeups"]) / jobs}
     total = sum(r["cpu_us_per_job"] for k, r in rows.items()
-                if not k.startswith("client: ")) or 1e-9
+                if not k.startswith(("client: ", "node: "))) or 1e-9
     cores = os.cpu_count() or 1
     return {"jobs": jobs, "wall_s": wall, "jobs_per_s": jobs / wall, "rows": rows,
             "total_cpu_us_per_job": total, "cores": cores,

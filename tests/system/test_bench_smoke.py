@@ -55,7 +55,15 @@ def test_bench_quick_prints_positive_figures(tmp_path: Path) -> None:
     assert targets["noop_tasks_per_s"]["met"] == (ratio["noop_tasks_per_s"] >= 1.0)
     assert targets["startup_s"]["value"] == data["median"]["gridlib"]["startup_s"]
     met = sum(t["met"] for t in data["targets"])
-    assert f"{met} of 6 targets met" in stdout
+    assert f"{met} of 7 targets met" in stdout
+    # the wire's floor (bare pyzmq, CURVE on) measured in the same run, and the payload's
+    # second target checked against its echo
+    floor = data["wire_floor"]["median"]
+    assert all(floor[k] > 0 for k in ("p50_ms", "p99_ms", "messages_per_s", "echo_mb_per_s")), floor
+    assert any(line.startswith("wire floor (bare pyzmq)") for line in stdout.splitlines()), stdout
+    (against_floor,) = [t for t in data["targets"] if t["compared"] == "floor"]
+    assert against_floor["value"] == pytest.approx(
+        data["median"]["gridlib"]["payload_mb_per_s"] / floor["echo_mb_per_s"])
 
 
 COST = REPO / "bench" / "cost_per_job.py"
@@ -70,7 +78,7 @@ def test_cost_per_job_names_every_process_and_a_ceiling(tmp_path: Path) -> None:
     assert returncode == 0, f"exit {returncode}\n{stdout}\n{stderr}"
     data = json.loads(report.read_text())
     rows = data["rows"]
-    assert {"node daemon", "client process (all threads)", "client: gridlib-io"} <= set(rows), rows
+    assert {"node daemon", "node: main", "client process (all threads)", "client: gridlib-io"} <= set(rows), rows
     assert any(k.startswith("worker ") for k in rows), rows
     assert rows["node daemon"]["cpu_us_per_job"] > 0 and rows["client: gridlib-io"]["cpu_us_per_job"] > 0
     assert data["ceiling_jobs_per_s"] > 0 and "the ceiling is" in stdout
