@@ -2,7 +2,8 @@
 
 A message is one record: a 4-byte record length, a 4-byte header length, a
 msgpack header ``[kind, fields, [frame lengths], shared]``, then the frames
-back to back.  A :class:`Channel` writes a record (or several, see
+back to back (``shared`` is ``False`` for those, else the frames are in a
+memory file, below, and ``shared`` is its token).  A :class:`Channel` writes a record (or several, see
 ``send_many``) with one system call, and a reader takes whatever is waiting
 with one ``recvmsg`` and hands back every whole record in it: a worker that
 ran five short jobs costs its node one read, not ten.
@@ -14,6 +15,19 @@ anonymous memory file (``memfd``) whose descriptor travels with the record's
 first bytes (``SCM_RIGHTS``), and the reader maps it -- one copy, and the
 frames it gets are views of that mapping.  Both ends are processes of the node
 itself; nothing here crosses the network.
+
+Memory files are recycled: a fresh one costs its writer the allocation of
+every page (a MiB written into a new memfd takes several times as long as into
+one whose pages exist) and its reader's unmap the freeing of them.  So a writer
+keeps a memory file of up to ``SPARE_MAX`` bytes it sent (``LENT_MAX`` at
+most), the reader says when the last view of its mapping is gone (a
+``weakref.finalize`` on the mapping: a job's arguments loaded as views of it,
+a result the node holds until the client has it, or a frame libzmq still
+sends keep it alive), and the writer then fills the same file again for a
+later record.  The reader's word rides on its next record to the writer (a
+``_returned`` record, which ``read``/``recv`` never hand out).  Memory that
+recycling holds beyond what the reader uses: ``SPARES_MAX`` files of
+``SPARE_MAX`` bytes per channel end at most (4 MiB).
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import mmap
 import os
 import socket
 import struct
+import weakref
 from collections import deque
 from typing import Any
 
@@ -35,6 +50,10 @@ _TWO = struct.Struct("!II")
 SHARED_MIN = 256 * 1024 if hasattr(os, "memfd_create") else 1 << 62
 _READ_SIZE = 1 << 16  # bytes taken per read at most (a smaller buffer than malloc maps apart)
 _FD_SPACE = socket.CMSG_SPACE(16 * array.array("i").itemsize)
+SPARE_MAX = 2 << 20  # a memory file larger than this is not kept for a later record
+LENT_MAX = 16  # memory files one channel end has lent at most (their pages are the reader's frames)
+SPARES_MAX = 2  # given back and kept idle at most: the memory recycling may hold unused
+_RETURNED = "_returned"  # the record that gives memory files back (never handed out)
 
 Record = tuple[str, dict[str, Any], list[memoryview]]
 
@@ -48,6 +67,13 @@ class Channel:
         self._fds: deque[int] = deque()  # descriptors received, for the shared records ahead
         self._ready: deque[Record] = deque()  # whole records not handed out yet
         self.closed = False  # the other end has closed
+        # memory-file recycling (see the module's text): ours lent to the reader by token,
+        # ours given back and free to fill, and the tokens of the other end's files whose
+        # mappings are gone here (appended by finalizers, which may run in any thread)
+        self._lent: dict[int, int] = {}
+        self._spares: list[int] = []
+        self._next_token = 1
+        self._give_back: deque[int] = deque()
 
     @classmethod
     def from_fd(cls, fd: int) -> Channel:
@@ -61,6 +87,10 @@ class Channel:
         self.sock.close()
         while self._fds:
             os.close(self._fds.popleft())
+        for fd in [*self._spares, *self._lent.values()]:
+            os.close(fd)
+        self._spares.clear()
+        self._lent.clear()
 
     # -- writing ----------------------------------------------------------------------
     def send(self, kind: str, fields: dict[str, Any] | None = None,
@@ -70,12 +100,15 @@ class Channel:
     def send_many(self, messages: list[tuple[str, dict[str, Any] | None, list[Any] | None]]) -> None:
         """Write ``messages`` in order, the small ones together in one system call."""
         batch: list[Any] = []
+        if self._give_back:
+            tokens = [self._give_back.popleft() for _ in range(len(self._give_back))]
+            messages = [(_RETURNED, {"tokens": tokens}, None), *messages]
         for kind, fields, frames in messages:
             views = [memoryview(f).cast("B") for f in frames or ()]
             lengths = [v.nbytes for v in views]
             shared = sum(lengths) >= SHARED_MIN
-            header = msgpack.packb([kind, fields or {}, lengths, shared], use_bin_type=True)
             if not shared:
+                header = msgpack.packb([kind, fields or {}, lengths, False], use_bin_type=True)
                 batch.append(_TWO.pack(4 + len(header) + sum(lengths), len(header)))
                 batch.append(header)
                 batch.extend(views)
@@ -83,24 +116,52 @@ class Channel:
             if batch:
                 self._write(batch)
                 batch = []
-            self._send_shared(header, views)
+            self._send_shared(kind, fields or {}, lengths, views)
         if batch:
             self._write(batch)
 
     def _write(self, parts: list[Any]) -> None:
         self.sock.sendall(b"".join(parts))
 
-    def _send_shared(self, header: bytes, views: list[memoryview]) -> None:
-        fd = os.memfd_create("gridlib-frames", os.MFD_CLOEXEC)
+    def _send_shared(self, kind: str, fields: dict[str, Any], lengths: list[int],
+                     views: list[memoryview]) -> None:
+        """The frames in a memory file (a spare one if it fits), its descriptor with the header;
+        the header's token (0: not lent) asks the reader to give the file back when done."""
+        total = sum(lengths)
+        fits = total <= SPARE_MAX
+        if fits and self._spares:
+            fd = self._spares.pop()
+            os.ftruncate(fd, total)  # (frees the pages of a longer record before)
+        else:
+            fd = os.memfd_create("gridlib-frames", os.MFD_CLOEXEC)
+        keep = fits and len(self._lent) < LENT_MAX
+        token = 0
         try:
-            write_all(fd, views)
+            write_all(fd, views, offset=0)
+            if keep:
+                token, self._next_token = self._next_token, self._next_token + 1
+            header = msgpack.packb([kind, fields, lengths, token], use_bin_type=True)
             data = _TWO.pack(4 + len(header), len(header)) + header
             sent = self.sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                                array.array("i", [fd]))])
             if sent < len(data):  # (the descriptor went with the first bytes)
                 self.sock.sendall(data[sent:])
         finally:
-            os.close(fd)
+            if token:
+                self._lent[token] = fd
+            else:
+                os.close(fd)
+
+    def _returned(self, tokens: list[int]) -> None:
+        """The reader is done with these files of ours: fill them again later (or close them)."""
+        for token in tokens:
+            fd = self._lent.pop(token, None)
+            if fd is None:
+                continue  # (not a token of ours: nothing to do)
+            if len(self._spares) < SPARES_MAX:
+                self._spares.append(fd)
+            else:
+                os.close(fd)
 
     # -- reading ----------------------------------------------------------------------
     def read(self) -> list[Record]:
@@ -149,21 +210,26 @@ class Channel:
             (size,) = _LENGTH.unpack_from(view, at)
             if end - at - 4 < size:
                 break
-            self._ready.append(self._record(view[at + 4:at + 4 + size]))
+            record = self._record(view[at + 4:at + 4 + size])
+            if record[0] == _RETURNED:
+                self._returned([int(t) for t in record[1].get("tokens", ())])
+            else:
+                self._ready.append(record)
             at += 4 + size
         self._tail = bytes(view[at:]) if at < end else b""
 
     def _record(self, body: memoryview) -> Record:
         (size,) = _LENGTH.unpack_from(body)
         kind, fields, lengths, shared = msgpack.unpackb(body[4:4 + size], raw=False)
-        if shared:
+        if shared is not False:  # a memory file; its token (0: not lent) asks for it back when done
             fd = self._fds.popleft()
             try:
-                total = sum(lengths)
-                data = memoryview(mmap.mmap(fd, total, prot=mmap.PROT_READ)) if total else memoryview(b"")
+                mapping = mmap.mmap(fd, sum(lengths), prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
-            at = 0
+            if shared:
+                weakref.finalize(mapping, self._give_back.append, int(shared))
+            data, at = memoryview(mapping), 0
         else:
             data, at = body, 4 + size
         frames = []
@@ -173,11 +239,16 @@ class Channel:
         return kind, fields, frames
 
 
-def write_all(fd: int, views: list[memoryview]) -> None:
-    """``writev`` until every buffer is written (a file or memfd may take fewer bytes)."""
+def write_all(fd: int, views: list[memoryview], offset: int | None = None) -> None:
+    """``writev`` until every buffer is written (a file or memfd may take fewer bytes); from
+    ``offset`` in the file (``pwritev``) if given, else at its current position."""
     pending = [v for v in views if v.nbytes]
     while pending:
-        written = os.writev(fd, pending)
+        if offset is None:
+            written = os.writev(fd, pending)
+        else:
+            written = os.pwritev(fd, pending, offset)
+            offset += written
         while pending and written >= pending[0].nbytes:
             written -= pending[0].nbytes
             pending.pop(0)

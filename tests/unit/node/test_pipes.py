@@ -65,3 +65,61 @@ def test_the_end_of_the_channel_is_eof_after_the_last_record() -> None:
         while True:
             records += b.read()
     assert [k for k, _, _ in records] == ["result"]
+
+
+def _round(a: pipes.Channel, b: pipes.Channel, payload: bytes) -> pipes.Record:
+    """``a`` sends one shared record, ``b`` takes it and answers (the answer carries back the
+    files ``b`` is done with), ``a`` takes the answer; ``b``'s record is returned."""
+    a.send("job", {}, [payload])
+    record = b.recv()
+    b.send("result")
+    assert a.recv()[0] == "result"
+    return record
+
+
+def test_a_memory_file_is_filled_again_once_the_reader_dropped_its_frames() -> None:
+    a, b = _pair()
+    files: set[int] = set()
+    for i in range(6):
+        payload = bytes([i]) * (pipes.SHARED_MIN + i)
+        record = _round(a, b, payload)
+        assert bytes(record[2][0]) == payload
+        del record  # the reader's last view: the file goes back with the reader's next record
+        files |= {*a._lent.values(), *a._spares}
+    assert len(files) == 2  # two files take turns (one is back only after the next was sent)
+    assert b.read() == []  # the give-back record is never handed out
+
+
+def test_frames_a_reader_still_holds_are_never_overwritten() -> None:
+    a, b = _pair()
+    held = [_round(a, b, bytes([i]) * (pipes.SHARED_MIN + i)) for i in range(pipes.LENT_MAX + 5)]
+    for i, (_, _, frames) in enumerate(held):  # each as sent: later records went to other files
+        assert bytes(frames[0]) == bytes([i]) * (pipes.SHARED_MIN + i)
+    assert len(a._lent) == pipes.LENT_MAX  # past that many, files are not lent but closed
+    del held, frames
+    _round(a, b, b"x" * pipes.SHARED_MIN)
+    assert len(a._spares) <= pipes.SPARES_MAX and len(a._lent) <= 1
+
+
+def test_a_record_larger_than_the_spare_limit_is_not_kept() -> None:
+    a, b = _pair()
+    big = b"b" * (pipes.SPARE_MAX + 1)
+    sender = threading.Thread(target=a.send, args=("job", {}, [big]))
+    sender.start()
+    assert bytes(b.recv()[2][0]) == big
+    sender.join(10)
+    assert a._lent == {} and a._spares == []
+
+
+def test_closing_a_channel_closes_the_files_it_kept() -> None:
+    import os
+
+    a, b = _pair()
+    record = _round(a, b, b"k" * pipes.SHARED_MIN)
+    fds = list(a._lent.values())
+    assert fds
+    a.close()
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    assert bytes(record[2][0]) == b"k" * pipes.SHARED_MIN  # the reader's mapping outlives it
