@@ -21,10 +21,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from gridlib.protocol.codec import DEFAULT_MAX_MSG_SIZE, Message, encode
 from gridlib.protocol.errors import ProtocolError
+from gridlib.protocol.handshake_watch import HandshakeWatch
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
@@ -35,7 +35,6 @@ from gridlib.protocol.zap import ZapHandler, ZapPolicy
 
 __all__ = ["Transport", "EmbeddedScheduler", "SchedulerLink"]
 
-_HANDSHAKE_SUCCEEDED = zmq.EVENT_HANDSHAKE_SUCCEEDED
 _HANDSHAKE_FAILURES: dict[int, str] = {
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the scheduler refused this client's key",
     zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "the CURVE handshake with the scheduler failed",
@@ -114,7 +113,7 @@ class SchedulerLink:
         # told (on the I/O thread) why the scheduler cannot be used, as soon as the CURVE
         # handshake fails: a refused key ends the waiting requests at once, not at their timeout
         self.on_failure: Callable[[str], None] | None = None
-        self._monitor: zmq.Socket[bytes] | None = None
+        self._handshake: HandshakeWatch | None = None
         self._log = logging.getLogger("gridlib.client")
         self._reactor: Reactor | None = None
         self._backlog: deque[tuple[str, list[Any]]] = deque()
@@ -133,37 +132,11 @@ class SchedulerLink:
 
     def _watch(self, reactor: Reactor, sock: zmq.Socket[bytes]) -> None:
         """Until a handshake succeeds, a failed one is reported through ``on_failure``."""
-        try:
-            monitor = sock.get_monitor_socket(_HANDSHAKE_SUCCEEDED | sum(_HANDSHAKE_FAILURES))
-        except zmq.ZMQError:
-            return  # diagnostics only: the requests' timeouts still apply
-        self._monitor = monitor
+        self._handshake = HandshakeWatch.start(reactor, sock, _HANDSHAKE_FAILURES, self._failed)
 
-        def on_event() -> None:
-            while self._monitor is not None:
-                try:
-                    event = recv_monitor_message(monitor, zmq.NOBLOCK)
-                except (zmq.Again, zmq.ZMQError):
-                    return
-                kind = event.get("event")
-                if kind in _HANDSHAKE_FAILURES and self.on_failure is not None:
-                    self.on_failure(_HANDSHAKE_FAILURES[kind])
-                if kind == _HANDSHAKE_SUCCEEDED or kind in _HANDSHAKE_FAILURES:
-                    self._unwatch(reactor)
-        reactor.add_reader(monitor, on_event)
-
-    def _unwatch(self, reactor: Reactor | None) -> None:
-        monitor, self._monitor = self._monitor, None
-        if monitor is None:
-            return
-        if reactor is not None:
-            reactor.remove_reader(monitor)
-        if self.socket is not None:
-            try:
-                self.socket.disable_monitor()
-            except zmq.ZMQError:
-                pass
-        monitor.close(0)
+    def _failed(self, reason: str) -> None:
+        if self.on_failure is not None:
+            self.on_failure(reason)
 
     def _read(self, sock: zmq.Socket[bytes], receive: Receive) -> None:
         for _ in range(2000):
@@ -218,7 +191,9 @@ class SchedulerLink:
 
     def close(self) -> None:
         self._backlog.clear()
-        self._unwatch(self._reactor)
+        if self._handshake is not None:
+            self._handshake.stop()
+            self._handshake = None
         if self.socket is not None:
             self.socket.close(0)
             self.socket = None

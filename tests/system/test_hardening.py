@@ -209,6 +209,22 @@ class Forger:
         self.context.term()
 
 
+def test_a_beacon_naming_a_dead_endpoint_is_given_up_with_the_reason(tmp_path: Path) -> None:
+    from tests.helpers import wait_for
+    node = NodeProcess(tmp_path, "--cpus", "1", cwd=tmp_path)
+    try:
+        forger = Forger(node.port, 20)
+        try:  # the link's handshake watch says why, instead of the node dialing for ever
+            assert wait_for(lambda: "event=beacon_endpoint_failed" in node.log(), 60), node.log()
+        finally:
+            forger.close()
+        assert "nothing listens at the endpoint the beacon named" in node.log()
+        with gridlib.JobCluster(abs, nodes=[f"127.0.0.1:{node.port}"]) as cluster:
+            assert cluster.submit(-5)(timeout=60) == 5  # and the node still serves
+    finally:
+        node.stop()
+
+
 @pytest.mark.serial  # times the first result under a flood of 1000 beacons/s
 def test_forged_beacons_do_not_keep_a_real_client_from_being_served(tmp_path: Path) -> None:
     import time

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from gridlib.protocol.beacon import Beacon
 from gridlib.protocol.codec import (
@@ -38,6 +37,7 @@ from gridlib.protocol.codec import (
 )
 from gridlib.protocol.discovery import BeaconListener
 from gridlib.protocol.errors import BAD_REQUEST, ProtocolError
+from gridlib.protocol.handshake_watch import HandshakeWatch
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.paths import safe_join, write_file
 from gridlib.protocol.reactor import Reactor, Timer
@@ -107,7 +107,6 @@ _LINK_FAILURES = {
     zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "the CURVE handshake failed (protocol)",
     zmq.EVENT_HANDSHAKE_FAILED_AUTH: "the peer does not hold the key the beacon named",
 }
-_WATCHED = zmq.EVENT_HANDSHAKE_SUCCEEDED | sum(_LINK_FAILURES)
 _MP = multiprocessing.get_context("forkserver")
 _MP.set_forkserver_preload(["gridlib.daemons.node.worker", "gridlib.daemons.runtime.payload"])
 
@@ -163,7 +162,7 @@ class NodeService:
         # one wake-up of the worker for the jobs a turn hands it)
         self._to_workers: dict[int, list[tuple[str, dict[str, Any] | None, list[Any] | None]]] = {}
         reactor.after_turn.append(self._write_workers)
-        self.monitors: dict[str, zmq.Socket[bytes]] = {}  # sid -> monitor of a link dialed after a beacon
+        self.watches: dict[str, HandshakeWatch] = {}  # sid -> the watch on a link dialed after a beacon
         self.processes: dict[int, _Process] = {}
         self.timers: dict[tuple[Any, ...], Timer] = {}
         self.stopped = False
@@ -265,38 +264,18 @@ class NodeService:
 
     def _watch_link(self, sid: str, sock: zmq.Socket[bytes]) -> None:
         """Until its handshake succeeds, say at once if a link cannot work (LinkFailed)."""
-        try:
-            monitor = sock.get_monitor_socket(_WATCHED)
-        except zmq.ZMQError:
-            return  # diagnostics only: the pending-link timeout still applies
-        self.monitors[sid] = monitor
+        def failed(reason: str) -> None:
+            self.watches.pop(sid, None)
+            self.dispatch(LinkFailed(sid, reason))
 
-        def on_event() -> None:
-            while sid in self.monitors:
-                try:
-                    event = recv_monitor_message(monitor, zmq.NOBLOCK)
-                except (zmq.Again, zmq.ZMQError):
-                    return
-                kind = event.get("event")
-                if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    self._unwatch(sid)
-                elif kind in _LINK_FAILURES:
-                    self._unwatch(sid)
-                    self.dispatch(LinkFailed(sid, _LINK_FAILURES[kind]))
-        self.reactor.add_reader(monitor, on_event)
+        watch = HandshakeWatch.start(self.reactor, sock, _LINK_FAILURES, failed)
+        if watch is not None:
+            self.watches[sid] = watch
 
     def _unwatch(self, sid: str) -> None:
-        monitor = self.monitors.pop(sid, None)
-        if monitor is None:
-            return
-        self.reactor.remove_reader(monitor)
-        sock = self.sockets.get(sid)
-        if sock is not None:
-            try:
-                sock.disable_monitor()
-            except zmq.ZMQError:
-                pass
-        monitor.close(0)
+        watch = self.watches.pop(sid, None)
+        if watch is not None:
+            watch.stop()
 
     def _close_link(self, effect: CloseLink) -> None:
         self._unwatch(effect.sid)
