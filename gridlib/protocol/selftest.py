@@ -15,7 +15,7 @@ import zmq
 
 from .errors import AuthenticationFailed
 from .keys import KeyPair, generate_keypair
-from .sockets import curve_client_socket, curve_server_socket
+from .sockets import bind_any_port, curve_client_socket, curve_server_socket
 from .zap import SELFTEST_DOMAIN, ZapHandler
 
 __all__ = ["prove_fails_closed"]
@@ -28,7 +28,7 @@ def prove_fails_closed(context: zmq.Context[zmq.Socket[bytes]], zap: ZapHandler,
     server = curve_server_socket(context, zmq.ROUTER, keypair, SELFTEST_DOMAIN)
     client = curve_client_socket(context, zmq.DEALER, generate_keypair(), keypair.public)
     try:
-        port = server.bind_to_random_port("tcp://127.0.0.1")
+        port = bind_any_port(server, "127.0.0.1")
         client.connect(f"tcp://127.0.0.1:{port}")
         client.send_multipart([b"", b"probe"], zmq.NOBLOCK)  # queued until the handshake
         refused = zap.refused

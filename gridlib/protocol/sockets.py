@@ -24,6 +24,8 @@ __all__ = [
     "curve_server_socket",
     "curve_client_socket",
     "tcp_endpoint",
+    "bind_any_port",
+    "WELL_KNOWN_PORTS",
     "parse_endpoint",
     "local_address_for",
     "frame_property",
@@ -85,6 +87,31 @@ def tcp_endpoint(host: str, port: int) -> str:
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
     return f"tcp://{host}:{port}"
+
+
+# The ports gridlib's daemons listen on by default: a shared scheduler's client and node
+# ports, a node's beacon port.  A port the OS picks for a socket of ours is never one of them.
+WELL_KNOWN_PORTS = frozenset({51350, 51351, 51352})
+
+
+def bind_any_port(sock: zmq.Socket[bytes], host: str) -> int:
+    """Bind ``sock`` on ``host`` to a port the OS chooses, never one of ``WELL_KNOWN_PORTS``,
+    and return it.  (The OS picks from a range that holds them: a client's embedded
+    scheduler bound to 51352 would look like a running node to every JobCluster on the
+    host, which would then use it instead of starting its own node.)"""
+    prefix = tcp_endpoint(host, 0)[:-2]
+    unwanted: list[str] = []  # kept bound while retrying, so the OS offers another port
+    try:
+        for _ in range(len(WELL_KNOWN_PORTS) + 1):
+            port = sock.bind_to_random_port(prefix)
+            if port not in WELL_KNOWN_PORTS:
+                return port
+            last = sock.getsockopt(zmq.LAST_ENDPOINT)
+            unwanted.append(last.decode() if isinstance(last, bytes) else str(last))
+        raise zmq.ZMQBindError(f"no free port on {host} outside {sorted(WELL_KNOWN_PORTS)}")
+    finally:
+        for endpoint in unwanted:
+            sock.unbind(endpoint)
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:

@@ -32,6 +32,7 @@ from gridlib.protocol.errors import ProtocolError
 from gridlib.protocol.keys import Identity
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import (
+    bind_any_port,
     curve_client_socket,
     curve_server_socket,
     parse_endpoint,
@@ -143,7 +144,7 @@ class RelayService:
                      dial_out: bool = False) -> None:
         pair = self.identity.keypair
         frontend = curve_server_socket(self.context, zmq.ROUTER, pair, NODES_DOMAIN)
-        port = frontend.bind_to_random_port("tcp://0.0.0.0")
+        port = bind_any_port(frontend, "0.0.0.0")
         backend = curve_client_socket(self.context, zmq.DEALER, pair, key)
         backend.connect(endpoint)
         control = self.context.socket(zmq.PAIR)

@@ -28,6 +28,7 @@ from gridlib.protocol.liveness import LivenessPolicy
 from gridlib.protocol.reactor import Reactor
 from gridlib.protocol.sockets import (
     DEFAULT_MAX_MSG_SIZE,
+    bind_any_port,
     curve_server_socket,
     frame_property,
     frame_user_id,
@@ -95,7 +96,7 @@ class SchedulerService:
             self.node_socket.bind(tcp_endpoint(host, node_port))
             self.node_port = node_port
         else:
-            self.node_port = self.node_socket.bind_to_random_port(tcp_endpoint(host, 0)[:-2])
+            self.node_port = bind_any_port(self.node_socket, host)
         self.host = host
         reactor.add_reader(self.node_socket, lambda: self._read(self.node_socket, NODE))
         self.client_sockets: list[zmq.Socket[bytes]] = []
@@ -142,7 +143,7 @@ class SchedulerService:
         if port:
             sock.bind(tcp_endpoint(host, port))
         else:
-            port = sock.bind_to_random_port(tcp_endpoint(host, 0)[:-2])
+            port = bind_any_port(sock, host)
         self._add_client_socket(sock)
         return port
 
