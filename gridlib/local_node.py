@@ -19,35 +19,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gridlib.protocol.sockets import zeromq_greets
+
 __all__ = ["LocalNode", "node_listening"]
-
-
-_ZMTP_SIGNATURE_LENGTH = 10  # a ZeroMQ peer's first bytes: 0xFF, 8 bytes, 0x7F
 
 
 def node_listening(host: str = "127.0.0.1", port: int = 51352, timeout: float = 0.5,
                    greeting_timeout: float = 2.0) -> bool:
-    """True if a ZeroMQ socket -- a node's beacon port -- accepts connections at ``host:port``.
-
-    Not merely something that accepts TCP there: a connection to a free port of the OS's
-    ephemeral range can be a socket connected to itself (TCP's simultaneous open, when the
-    OS picks that very port as the source), and another program may hold the port.  A
-    ZeroMQ peer greets first, at once, with its signature; anything else is no node.
-    """
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            if sock.getsockname() == sock.getpeername():
-                return False  # connected to itself: nothing listens there
-            sock.settimeout(greeting_timeout)
-            greeting = b""
-            while len(greeting) < _ZMTP_SIGNATURE_LENGTH:
-                chunk = sock.recv(_ZMTP_SIGNATURE_LENGTH - len(greeting))
-                if not chunk:
-                    return False
-                greeting += chunk
-            return greeting[0] == 0xFF and greeting[-1] == 0x7F
-    except OSError:  # refused, unreachable, or no greeting in time
-        return False
+    """True if a ZeroMQ socket -- a node's beacon port -- accepts connections at ``host:port``
+    (not merely something accepting TCP: ``protocol.sockets.zeromq_greets``)."""
+    return not zeromq_greets(host, port, timeout, greeting_timeout)
 
 
 class LocalNode:

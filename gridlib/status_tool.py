@@ -10,7 +10,6 @@ and other users' clusters as totals only.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from typing import Any
 
@@ -19,7 +18,7 @@ from gridlib.protocol.addresses import split_host_port
 from gridlib.protocol.codec import new_message
 from gridlib.protocol.errors import ConnectionLost, GridError
 from gridlib.protocol.keys import Identity
-from gridlib.protocol.sockets import parse_endpoint, tcp_endpoint
+from gridlib.protocol.sockets import parse_endpoint, tcp_endpoint, zeromq_greets
 from gridlib.transports import SchedulerLink
 
 __all__ = ["DEFAULT_SCHEDULER", "scheduler_endpoint", "probe_scheduler", "fetch_status",
@@ -41,19 +40,18 @@ def scheduler_endpoint(address: str) -> str:
 
 
 def probe_scheduler(address: str, timeout: float = 5.0) -> str:
-    """The scheduler's endpoint, once something accepts a TCP connection there.
+    """The scheduler's endpoint, once a ZeroMQ socket accepts connections there.
 
-    Fails at once when nothing listens (zmq would retry quietly until a
-    request times out); says nothing about keys, which only a request proves.
+    Fails at once when nothing listens, or something that is not ZeroMQ does
+    (zmq would retry quietly until a request times out); says nothing about
+    keys, which only a request proves.
     """
     endpoint = scheduler_endpoint(address)
     host, port = parse_endpoint(endpoint)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise ConnectionLost(f"cannot reach the scheduler at {endpoint}: "
-                             f"{exc.strerror or exc}; is it running there?") from None
+    why = zeromq_greets(host, port, timeout, greeting_timeout=timeout)
+    if why:
+        raise ConnectionLost(f"cannot reach the scheduler at {endpoint}: {why}; "
+                             "is it running there?")
     return endpoint
 
 

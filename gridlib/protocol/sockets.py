@@ -26,6 +26,7 @@ __all__ = [
     "tcp_endpoint",
     "bind_any_port",
     "WELL_KNOWN_PORTS",
+    "zeromq_greets",
     "parse_endpoint",
     "local_address_for",
     "frame_property",
@@ -112,6 +113,42 @@ def bind_any_port(sock: zmq.Socket[bytes], host: str) -> int:
     finally:
         for endpoint in unwanted:
             sock.unbind(endpoint)
+
+
+_ZMTP_SIGNATURE_LENGTH = 10  # a ZeroMQ peer's first bytes: 0xFF, 8 bytes, 0x7F
+
+
+def zeromq_greets(host: str, port: int, timeout: float = 0.5, greeting_timeout: float = 2.0) -> str:
+    """Why ``host:port`` is not a ZeroMQ socket accepting connections ("" when it is).
+
+    Not merely something that accepts TCP there: a connection to a free port of the OS's
+    ephemeral range can be a socket connected to itself (TCP's simultaneous open, when the
+    OS picks that very port as the source), and another program may hold the port.  A
+    ZeroMQ peer greets first, at once, with its signature.
+    """
+    not_zeromq = "something accepts connections there but does not speak ZeroMQ"
+    try:
+        sock = pysocket.create_connection((host, port), timeout=timeout)
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    greeting = b""
+    with sock:
+        if sock.getsockname() == sock.getpeername():
+            return "nothing listens there (the connection reached itself)"
+        sock.settimeout(greeting_timeout)
+        try:
+            while len(greeting) < _ZMTP_SIGNATURE_LENGTH:
+                chunk = sock.recv(_ZMTP_SIGNATURE_LENGTH - len(greeting))
+                if not chunk:
+                    break
+                greeting += chunk
+        except OSError:  # (no greeting in time, or the connection reset)
+            return not_zeromq
+    if len(greeting) == _ZMTP_SIGNATURE_LENGTH and greeting[0] == 0xFF and greeting[-1] == 0x7F:
+        return ""
+    return not_zeromq
 
 
 def parse_endpoint(endpoint: str) -> tuple[str, int]:

@@ -223,6 +223,17 @@ def test_a_scheduler_nobody_runs_fails_fast(lookup: Path, command: list[str]) ->
     assert result.stdout == ""
 
 
+def test_status_against_something_that_is_not_a_scheduler_says_so() -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:  # accepts, never speaks ZeroMQ
+        port = server.getsockname()[1]
+        result, _ = gridlib_cmd("status", "--scheduler", f"127.0.0.1:{port}", "--timeout", "3")
+    assert result.returncode == 2
+    assert f"tcp://127.0.0.1:{port}" in result.stderr
+    assert "does not speak ZeroMQ" in result.stderr, result.stderr
+
+
 def test_status_tables_from_an_answer() -> None:
     answer = {
         "policy": "fair",
