@@ -21,7 +21,7 @@ from zmq.utils.monitor import recv_monitor_message
 from .beacon import BEACON_TOPIC, MAX_BEACON_BYTES, Beacon, decode_beacon, encode_beacon
 from .errors import ProtocolError
 from .reactor import Reactor, Timer
-from .sockets import local_address_for, tcp_endpoint
+from .sockets import bind_any_port, local_address_for, tcp_endpoint
 
 __all__ = ["BeaconAnnouncer", "BeaconListener"]
 
@@ -147,7 +147,10 @@ class BeaconListener:
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_BEACON_BYTES)
         sock.setsockopt(zmq.RCVHWM, 100)
         sock.setsockopt(zmq.SUBSCRIBE, BEACON_TOPIC)
-        sock.bind(tcp_endpoint(host, port))
+        if port:
+            sock.bind(tcp_endpoint(host, port))
+        else:  # (its port is then LAST_ENDPOINT's)
+            bind_any_port(sock, host)
         self.socket = sock
         self._window = (time.monotonic(), 0)
         self._sources: dict[str, tuple[float, float]] = {}  # address -> (tokens, last refill)

@@ -63,6 +63,27 @@ def test_a_port_the_os_picks_is_never_a_well_known_one(lab: Lab) -> None:
     assert not {int(p) for p in ports} & {51350, 51351, 51352}, ports
 
 
+def test_a_node_given_port_0_reports_the_port_it_got_and_it_is_not_a_well_known_one(lab: Lab) -> None:
+    # `gridlib node --port 0` in a range of 4 ports, 3 of them well known: it listens on the
+    # fourth and says so (a client then reaches it there)
+    out = _run(lab, "51350 51353", """
+        import subprocess, sys, tempfile
+        from pathlib import Path
+        from tests.helpers import wait_for
+        tmp = Path(tempfile.mkdtemp())
+        node = subprocess.Popen([sys.executable, "-m", "gridlib.daemons.node", "--port", "0",
+                                 "--host", "127.0.0.1", "--cpus", "1", "--dest-path-prefix",
+                                 str(tmp / "node"), "--port-file", str(tmp / "ports")])
+        try:
+            assert wait_for(lambda: (tmp / "ports").exists(), 60), "no port file"
+            print((tmp / "ports").read_text().strip())
+        finally:
+            node.terminate()
+            node.wait(30)
+        """)
+    assert "51353" in out and not any(f"{p}" in out for p in (51350, 51351, 51352)), out
+
+
 def test_a_connection_to_itself_is_not_a_node(lab: Lab) -> None:
     # one port in the range: connecting to 127.0.0.1:51352, where nothing listens, takes
     # 51352 as the source port too -- TCP connects the socket to itself (each in a host of
