@@ -3,6 +3,7 @@ their ``--port-file``) and stopped by PID, scripts run with a deadline."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -11,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -327,6 +328,21 @@ class RelayProcess(_Daemon):
                *(a for n in self.nodes for a in ("--node", n)), *self.extra]
         self._launch(cmd, "relay")
         self.port = int(self.ports["beacon"])
+
+
+@contextlib.contextmanager
+def far_node(tmp: Path, *extra: str) -> Iterator[NodeProcess]:
+    """A ``gridlib node`` whose working directory is an empty directory of its own (a job
+    finds nothing of the client's there: code and files must be shipped), stopped by PID at
+    the end; none of its processes may outlive it."""
+    home = tmp / "node-home"
+    home.mkdir()
+    node = NodeProcess(tmp, *extra, cwd=home)
+    try:
+        yield node
+    finally:
+        node.stop()
+    assert not node.orphans, f"processes of the node outlived it: {node.orphans}"
 
 
 def stop_process_trees(processes: list[psutil.Process], grace: float = 10.0) -> None:

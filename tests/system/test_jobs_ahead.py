@@ -11,7 +11,7 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus
-from tests.helpers import NodeProcess, SchedulerProcess, wait_for
+from tests.helpers import NodeProcess, SchedulerProcess, far_node, wait_for
 
 
 def quick(i, slow_one=-1):  # type: ignore[no-untyped-def]
@@ -25,12 +25,8 @@ def quick(i, slow_one=-1):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[NodeProcess]:
-    home = tmp_path / "node-home"
-    home.mkdir()
-    daemon = NodeProcess(tmp_path, "--cpus", "2", "--name", "ahead", cwd=home)
-    yield daemon
-    daemon.stop()
-    assert not daemon.orphans
+    with far_node(tmp_path, "--cpus", "2", "--name", "ahead") as daemon:
+        yield daemon
 
 
 def test_short_jobs_get_jobs_ahead_and_every_result_and_output_comes_back(node: NodeProcess) -> None:

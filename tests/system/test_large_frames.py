@@ -15,7 +15,7 @@ import pytest
 
 import gridlib
 from gridlib import JobStatus
-from tests.helpers import NodeProcess
+from tests.helpers import NodeProcess, far_node
 
 
 class Blob:
@@ -52,12 +52,8 @@ def _payload(i: int) -> bytes:
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[NodeProcess]:
-    home = tmp_path / "node-home"
-    home.mkdir()
-    daemon = NodeProcess(tmp_path, "--cpus", "2", "--name", "frames", cwd=home)
-    yield daemon
-    daemon.stop()
-    assert not daemon.orphans
+    with far_node(tmp_path, "--cpus", "2", "--name", "frames") as daemon:
+        yield daemon
 
 
 @pytest.mark.timeout(300)
