@@ -125,3 +125,29 @@ def test_a_job_cluster_in_a_narrow_port_range_starts_its_node_and_runs(lab: Lab)
                 print(cluster.submit(-7)(timeout=60))
         """, timeout=240)
     assert out.split() == ["7", "7", "7"]
+
+
+def test_a_node_running_on_this_host_is_used_instead_of_a_private_one(lab: Lab) -> None:
+    # the check's positive side: a real `gridlib node` on 51352 greets, and the cluster uses it
+    out = _run(lab, "40000 40999", """
+        import subprocess, sys, tempfile
+        from pathlib import Path
+        import gridlib
+        from gridlib.local_node import node_listening
+        from tests.helpers import wait_for
+        tmp = Path(tempfile.mkdtemp())
+        node = subprocess.Popen([sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
+                                 "--cpus", "1", "--name", "running", "--dest-path-prefix",
+                                 str(tmp / "node"), "--port-file", str(tmp / "ports")])
+        try:
+            assert wait_for(lambda: (tmp / "ports").exists(), 60), "no port file"
+            print(node_listening())
+            with gridlib.JobCluster(abs) as cluster:
+                job = cluster.submit(-9)
+                print(job(timeout=60), job.node,
+                      cluster._local_node is None)
+        finally:
+            node.terminate()
+            node.wait(30)
+        """)
+    assert out.split() == ["True", "9", "running", "True"], out

@@ -2,11 +2,11 @@
 
 A message is one record: a 4-byte record length, a 4-byte header length, a
 msgpack header ``[kind, fields, [frame lengths], shared]``, then the frames
-back to back (``shared`` is ``False`` for those, else the frames are in a
-memory file, below, and ``shared`` is its token).  A :class:`Channel` writes a record (or several, see
-``send_many``) with one system call, and a reader takes whatever is waiting
-with one ``recvmsg`` and hands back every whole record in it: a worker that
-ran five short jobs costs its node one read, not ten.
+back to back (``shared`` is ``False``; else the frames are in a memory file,
+below, and ``shared`` is its token).  A :class:`Channel` writes a record (or
+several, see ``send_many``) with one system call, and a reader takes whatever
+is waiting with one ``recvmsg`` and hands back every whole record in it: a
+worker that ran five short jobs costs its node one read, not ten.
 
 Frames of more than ``SHARED_MIN`` bytes in all do not go through the socket
 (whose buffer holds a few hundred KiB, so a MiB would take a dozen context
