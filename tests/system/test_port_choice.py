@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import read_port_file
 from tests.system.netns import Lab, netns_unavailable
 
 pytestmark = pytest.mark.skipif(bool(netns_unavailable()), reason=netns_unavailable() or "n/a")
@@ -35,14 +36,32 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         lab.cleanup()
 
 
-def _run(lab: Lab, port_range: str, code: str, timeout: float = 120) -> str:
-    """``code`` in a fresh host (loopback only) whose OS picks ports from ``port_range``."""
+def _host(lab: Lab, port_range: str) -> str:
+    """A fresh host (loopback only) whose OS picks ports from ``port_range``."""
     ns = lab.host(f"p{len(lab.namespaces)}")
     lab.sh(ns, "sysctl", "-q", "-w", f"net.ipv4.ip_local_port_range={port_range}")
+    return ns
+
+
+def _python(lab: Lab, ns: str, code: str, timeout: float = 120) -> str:
+    """The output of ``code`` run by Python in host ``ns`` (from the repository's root)."""
     proc = subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=timeout, cwd=REPO)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
+
+
+def _run(lab: Lab, port_range: str, code: str, timeout: float = 120) -> str:
+    return _python(lab, _host(lab, port_range), code, timeout)
+
+
+def _node(lab: Lab, ns: str, name: str, *extra: str) -> int:
+    """A ``gridlib node`` in host ``ns`` (tracked by the lab, stopped at its clean-up); its
+    beacon port, once it has said so in its port file."""
+    port_file = lab.tmp / f"{name}.ports"
+    proc, log = lab.node(ns, name, "--host", "127.0.0.1", "--port-file", str(port_file), *extra)
+    found = read_port_file(port_file, proc, f"node {name}", log.read_text)
+    return int(found["ports"]["beacon"])
 
 
 def test_a_port_the_os_picks_is_never_a_well_known_one(lab: Lab) -> None:
@@ -66,22 +85,8 @@ def test_a_port_the_os_picks_is_never_a_well_known_one(lab: Lab) -> None:
 def test_a_node_given_port_0_reports_the_port_it_got_and_it_is_not_a_well_known_one(lab: Lab) -> None:
     # `gridlib node --port 0` in a range of 4 ports, 3 of them well known: it listens on the
     # fourth and says so (a client then reaches it there)
-    out = _run(lab, "51350 51353", """
-        import subprocess, sys, tempfile
-        from pathlib import Path
-        from tests.helpers import wait_for
-        tmp = Path(tempfile.mkdtemp())
-        node = subprocess.Popen([sys.executable, "-m", "gridlib.daemons.node", "--port", "0",
-                                 "--host", "127.0.0.1", "--cpus", "1", "--dest-path-prefix",
-                                 str(tmp / "node"), "--port-file", str(tmp / "ports")])
-        try:
-            assert wait_for(lambda: (tmp / "ports").exists(), 60), "no port file"
-            print((tmp / "ports").read_text().strip())
-        finally:
-            node.terminate()
-            node.wait(30)
-        """)
-    assert "51353" in out and not any(f"{p}" in out for p in (51350, 51351, 51352)), out
+    port = _node(lab, _host(lab, "51350 51353"), "any-port", "--port", "0")
+    assert port == 51353
 
 
 def test_a_connection_to_itself_is_not_a_node(lab: Lab) -> None:
@@ -129,25 +134,14 @@ def test_a_job_cluster_in_a_narrow_port_range_starts_its_node_and_runs(lab: Lab)
 
 def test_a_node_running_on_this_host_is_used_instead_of_a_private_one(lab: Lab) -> None:
     # the check's positive side: a real `gridlib node` on 51352 greets, and the cluster uses it
-    out = _run(lab, "40000 40999", """
-        import subprocess, sys, tempfile
-        from pathlib import Path
+    ns = _host(lab, "40000 40999")
+    assert _node(lab, ns, "running") == 51352  # (the default port)
+    out = _python(lab, ns, """
         import gridlib
         from gridlib.local_node import node_listening
-        from tests.helpers import wait_for
-        tmp = Path(tempfile.mkdtemp())
-        node = subprocess.Popen([sys.executable, "-m", "gridlib.daemons.node", "--host", "127.0.0.1",
-                                 "--cpus", "1", "--name", "running", "--dest-path-prefix",
-                                 str(tmp / "node"), "--port-file", str(tmp / "ports")])
-        try:
-            assert wait_for(lambda: (tmp / "ports").exists(), 60), "no port file"
-            print(node_listening())
-            with gridlib.JobCluster(abs) as cluster:
-                job = cluster.submit(-9)
-                print(job(timeout=60), job.node,
-                      cluster._local_node is None)
-        finally:
-            node.terminate()
-            node.wait(30)
+        print(node_listening())
+        with gridlib.JobCluster(abs) as cluster:
+            job = cluster.submit(-9)
+            print(job(timeout=60), job.node, cluster._local_node is None)
         """)
     assert out.split() == ["True", "9", "running", "True"], out
