@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -48,6 +47,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import wire_floor  # bench/wire_floor.py, beside this script
+from wire_floor import percentile
 
 import gridlib
 from gridlib.cluster import DEFAULT_NODE_PORT
@@ -224,12 +224,6 @@ System = GridlibSystem | ProcessPoolSystem
 
 
 # -- one run of one system -----------------------------------------------------------
-def percentile(samples: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (``q`` in 0..100)."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
 def run_system(system: System, sizes: Sizes, spin_turns: int, payload: bytes) -> Figures:
     clock = time.perf_counter
     failed = True

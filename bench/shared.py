@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import platform
 import re
@@ -70,6 +69,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import gridlib  # noqa: E402
 from bench.harness import isolated_run, node_address, revision, strays
+from bench.wire_floor import percentile
 from gridlib import JobStatus  # noqa: E402
 from tests.helpers import NodeProcess, SchedulerProcess, free_port, wait_for  # noqa: E402
 
@@ -129,12 +129,6 @@ class Processes:
 
     def strays(self) -> list[str]:
         return strays(self.tmp)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:

@@ -26,6 +26,7 @@ import multiprocessing
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import zmq
@@ -58,9 +59,10 @@ class FloorError(RuntimeError):
     pass
 
 
-def _percentile(samples: list[float], q: float) -> float:
+def percentile(samples: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100); ``bench.py`` and ``shared.py`` use it too."""
     ordered = sorted(samples)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]  # nearest rank
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 def _pipelined(sock: zmq.Socket[bytes], data: bytes, count: int, window: int) -> float:
@@ -113,7 +115,7 @@ def measure(round_trips: int = 200, messages: int = 2000, echoes: int = 100,
         if child.is_alive():
             child.kill()
             child.join(10)
-    return {"p50_ms": statistics.median(samples) * 1e3, "p99_ms": _percentile(samples, 99) * 1e3,
+    return {"p50_ms": statistics.median(samples) * 1e3, "p99_ms": percentile(samples, 99) * 1e3,
             "messages_per_s": messages / small, "echo_mb_per_s": 2 * echoes * size / big / 1e6}
 
 
