@@ -106,28 +106,28 @@ class Channel:
         for kind, fields, frames in messages:
             views = [memoryview(f).cast("B") for f in frames or ()]
             lengths = [v.nbytes for v in views]
-            shared = sum(lengths) >= SHARED_MIN
-            if not shared:
+            total = sum(lengths)
+            if total < SHARED_MIN:
                 header = msgpack.packb([kind, fields or {}, lengths, False], use_bin_type=True)
-                batch.append(_TWO.pack(4 + len(header) + sum(lengths), len(header)))
+                batch.append(_TWO.pack(4 + len(header) + total, len(header)))
                 batch.append(header)
                 batch.extend(views)
                 continue
             if batch:
                 self._write(batch)
                 batch = []
-            self._send_shared(kind, fields or {}, lengths, views)
+            self._send_shared(kind, fields or {}, lengths, total, views)
         if batch:
             self._write(batch)
 
     def _write(self, parts: list[Any]) -> None:
         self.sock.sendall(b"".join(parts))
 
-    def _send_shared(self, kind: str, fields: dict[str, Any], lengths: list[int],
+    def _send_shared(self, kind: str, fields: dict[str, Any], lengths: list[int], total: int,
                      views: list[memoryview]) -> None:
-        """The frames in a memory file (a spare one if it fits), its descriptor with the header;
-        the header's token (0: not lent) asks the reader to give the file back when done."""
-        total = sum(lengths)
+        """The frames (``total`` bytes) in a memory file (a spare one if it fits), its descriptor
+        with the header; the header's token (0: not lent) asks the reader to give the file back
+        when done."""
         fits = total <= SPARE_MAX
         if fits and self._spares:
             fd = self._spares.pop()

@@ -396,16 +396,18 @@ class NodeService:
             self._to_workers.setdefault(effect.wid, []).append((effect.kind, effect.fields, effect.frames))
 
     def _write_workers(self) -> None:
+        if not self._to_workers:
+            return
+        if self.core.quiet_for(time.monotonic()) > FREEZE_GAP:
+            # frozen (SIGSTOP, a suspended VM) between handing these jobs over and writing
+            # them: the core fences first -- its scheduler may have given the jobs ahead to
+            # another node -- so the worker skips the ones taken back
+            self.dispatch(Tick())
         pending, self._to_workers = self._to_workers, {}
         for wid, records in pending.items():
             entry = self.processes.get(wid)
             if entry is None:
                 continue
-            if self.core.quiet_for(time.monotonic()) > FREEZE_GAP:
-                # frozen (SIGSTOP, a suspended VM) between handing these jobs over and
-                # writing them: the core fences first -- its scheduler may have given the
-                # jobs ahead to another node -- so the worker skips the ones taken back
-                self.dispatch(Tick())
             try:
                 entry.conn.send_many(records)
             except OSError:
