@@ -97,6 +97,13 @@ class AheadWorld(World):
         return [f["job_id"] for f in self.workers[wid]["pipe"]]
 
 
+def run_to_the_end_each_once(world: AheadWorld, count: int) -> None:
+    """Run every job left; then j0 .. j<count-1> have each ended, and each ran exactly once."""
+    world.run_all()
+    assert set(world.results()) == {f"j{i}" for i in range(count)}
+    assert all(world.runs.count(f"j{i}") == 1 for i in range(count))
+
+
 def short_world(jobs: int = 8, cpus: int = 1, grant: bool = True, timeouts: dict[int, float] | None = None,
                 **welcome: Any) -> tuple[AheadWorld, int]:
     """A node whose cluster ran one short job (j0) and holds ``jobs`` more (``timeouts``: the
@@ -217,9 +224,7 @@ def test_a_cancelled_job_ahead_the_worker_already_claimed_is_killed_as_it_become
     world.settle()
     assert world.results()["j2"].fields["status"] == "cancelled"
     world.workers_ready()
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(9)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(9))
+    run_to_the_end_each_once(world, 9)
 
 
 def test_a_time_limit_kills_the_worker_and_its_jobs_ahead_run_on_a_new_one() -> None:
@@ -229,9 +234,7 @@ def test_a_time_limit_kills_the_worker_and_its_jobs_ahead_run_on_a_new_one() -> 
     assert world.results()["j1"].fields["exception"]["type"] == "TimeoutError"
     assert wid not in world.workers  # killed; its jobs ahead were taken back first
     world.workers_ready()
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(6)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(6))
+    run_to_the_end_each_once(world, 6)
 
 
 def test_a_time_limit_spares_a_worker_that_has_already_moved_past_the_job() -> None:
@@ -245,9 +248,7 @@ def test_a_time_limit_spares_a_worker_that_has_already_moved_past_the_job() -> N
     assert not world.workers[wid].get("killed")  # j2 runs on
     world.read_late(wid, finished["job_id"])
     assert world.results()["j1"].fields["exception"]["type"] == "TimeoutError"
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(5)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(5))
+    run_to_the_end_each_once(world, 5)
 
 
 def test_jobs_ahead_of_a_job_that_turns_out_slow_go_to_another_worker() -> None:
@@ -266,9 +267,7 @@ def test_jobs_ahead_of_a_job_that_turns_out_slow_go_to_another_worker() -> None:
     assert set(behind) <= set(world.results())
     assert slow not in world.results()
     world.done(first)
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(9)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(9))
+    run_to_the_end_each_once(world, 9)
 
 
 def test_a_dead_worker_puts_its_jobs_ahead_back_in_line() -> None:
@@ -278,9 +277,7 @@ def test_a_dead_worker_puts_its_jobs_ahead_back_in_line() -> None:
     del world.workers[wid]
     assert world.results()["j1"].fields["exception"]["type"] == "WorkerDied"
     world.workers_ready()
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(9)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(9))
+    run_to_the_end_each_once(world, 9)
 
 
 def test_a_fenced_node_takes_back_its_jobs_ahead_and_reports_them_dropped() -> None:
@@ -317,9 +314,7 @@ def test_a_scheduler_that_forgot_the_node_gets_its_jobs_ahead_back_in_line() -> 
     assert not world.core.jobs.workers[wid].ahead  # taken back: not counted by the new record
     assert [j.job_id for j in held.pending][:4] == ["j2", "j3", "j4", "j5"]
     world.done(wid)
-    world.run_all()
-    assert set(world.results()) == {f"j{i}" for i in range(9)}
-    assert all(world.runs.count(f"j{i}") == 1 for i in range(9))
+    run_to_the_end_each_once(world, 9)
 
 
 def test_jobs_ahead_are_reported_as_running_to_a_scheduler_that_asks() -> None:
